@@ -1,0 +1,641 @@
+//! The rules a bearer token must pass, as pure functions of the token, the policy, the keys and
+//! the clock.
+//!
+//! [`evaluate`] runs every check in one fixed order — structure, algorithm, key, signature, expiry,
+//! not-before, issued-at, issuer, audience, scope — and records an outcome for each. `serve` calls
+//! [`validate`], which stops at the first failure; `check-token` asks for the full report. Because
+//! both go through `evaluate`, the verdict and its reason are the same for any token.
+//!
+//! Signature comes before the claims so a forged token is reported as forged, not as "expired";
+//! scope comes last so an expired token is a 401 (get a new token) rather than a 403 (step up).
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+
+use super::keys::{KeySet, VerificationKey};
+use super::time::{iso8601, relative};
+
+/// Tokens longer than this are refused before any decoding: real access tokens are a few KiB.
+pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// What a token is checked against.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// Accepted `iss` values, compared exactly. Empty: the issuer check is skipped (check-token only).
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values, compared exactly. Empty: the audience check is skipped (check-token only).
+    pub audiences: Vec<String>,
+    /// Allowed signature algorithms; always asymmetric.
+    pub algorithms: Vec<Algorithm>,
+    /// Scopes every token must carry.
+    pub required_scopes: Vec<String>,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
+    pub leeway: u64,
+}
+
+/// The algorithms an operator may allow: asymmetric only, so a public key can never act as an
+/// HMAC secret (algorithm confusion).
+pub const ASYMMETRIC_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// A JWT split into its parts, header and claims decoded but nothing verified yet.
+#[derive(Debug)]
+pub struct DecodedToken<'a> {
+    pub header: Map<String, Value>,
+    pub claims: Map<String, Value>,
+    signing_input: &'a str,
+    signature: &'a str,
+}
+
+/// Which of the three compact-serialization segments a structural problem is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Segment {
+    Header,
+    Payload,
+    Signature,
+}
+
+impl std::fmt::Display for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Segment::Header => "header",
+            Segment::Payload => "payload",
+            Segment::Signature => "signature",
+        })
+    }
+}
+
+/// Why a string is not a JWT at all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("the token is empty")]
+    Empty,
+    #[error("the token is longer than {MAX_TOKEN_BYTES} bytes")]
+    TooLong,
+    #[error("the token has 5 segments: it looks like an encrypted JWE, not a signed JWT")]
+    LooksLikeJwe,
+    #[error("a JWT has 3 dot-separated segments, this token has {0}")]
+    SegmentCount(usize),
+    #[error("the {0} segment is not valid base64url (unpadded, URL-safe alphabet)")]
+    Base64(Segment),
+    #[error("the {0} segment is not a JSON object")]
+    NotJsonObject(Segment),
+    #[error("the signature segment is empty")]
+    EmptySignature,
+}
+
+/// Why a token was refused. The messages become `error_description` and never contain the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error("malformed token: {0}")]
+    Malformed(Malformed),
+    #[error("algorithm {alg} is not allowed (allowed: {allowed})")]
+    Algorithm { alg: String, allowed: String },
+    #[error("the token header marks extensions {0} as critical, and none is supported")]
+    CriticalHeader(String),
+    #[error("the token has no kid and the key set holds {0} keys: cannot choose one")]
+    MissingKid(usize),
+    #[error("no signing key with kid {0} in the key set")]
+    UnknownKey(String),
+    #[error("key {kid} cannot verify {alg} signatures")]
+    KeyMismatch { kid: String, alg: String },
+    #[error("invalid signature")]
+    Signature,
+    #[error("the token has no {0} claim")]
+    MissingClaim(&'static str),
+    #[error("the {claim} claim is not {expected}")]
+    ClaimType {
+        claim: &'static str,
+        expected: &'static str,
+    },
+    #[error("token expired at {at} ({ago})")]
+    Expired { at: String, ago: String },
+    #[error("token not valid before {at} ({from_now})")]
+    NotYetValid { at: String, from_now: String },
+    #[error("token issued in the future, at {at} ({from_now})")]
+    IssuedInFuture { at: String, from_now: String },
+    #[error("issuer {got} is not accepted (accepted: {accepted})")]
+    Issuer { got: String, accepted: String },
+    #[error("audience {got} does not include an accepted audience (accepted: {accepted})")]
+    Audience { got: String, accepted: String },
+    #[error("missing required scope: {}", .missing.join(" "))]
+    InsufficientScope { missing: Vec<String> },
+}
+
+impl From<Malformed> for Rejection {
+    fn from(malformed: Malformed) -> Self {
+        Rejection::Malformed(malformed)
+    }
+}
+
+/// The checks, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckName {
+    Structure,
+    Algorithm,
+    Key,
+    Signature,
+    Expiry,
+    NotBefore,
+    IssuedAt,
+    Issuer,
+    Audience,
+    Scope,
+}
+
+impl CheckName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckName::Structure => "structure",
+            CheckName::Algorithm => "algorithm",
+            CheckName::Key => "key",
+            CheckName::Signature => "signature",
+            CheckName::Expiry => "expiry",
+            CheckName::NotBefore => "not-before",
+            CheckName::IssuedAt => "issued-at",
+            CheckName::Issuer => "issuer",
+            CheckName::Audience => "audience",
+            CheckName::Scope => "scope",
+        }
+    }
+}
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Pass(String),
+    Fail(Rejection),
+    Skip(String),
+}
+
+/// Every check's outcome, in order.
+#[derive(Debug, Default)]
+pub struct Report {
+    pub checks: Vec<(CheckName, Outcome)>,
+}
+
+impl Report {
+    /// The first failure, which is the verdict `serve` gives.
+    pub fn first_failure(&self) -> Option<&Rejection> {
+        self.checks.iter().find_map(|(_, outcome)| match outcome {
+            Outcome::Fail(rejection) => Some(rejection),
+            _ => None,
+        })
+    }
+
+    fn record(&mut self, name: CheckName, outcome: Outcome) {
+        self.checks.push((name, outcome));
+    }
+
+    fn failed(&self) -> bool {
+        self.first_failure().is_some()
+    }
+}
+
+/// Whether [`evaluate`] stops at the first failure (serve) or runs every check (check-token).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    FailFast,
+    Explain,
+}
+
+/// Splits and decodes a compact JWT without verifying anything.
+pub fn decode(token: &str) -> Result<DecodedToken<'_>, Malformed> {
+    if token.is_empty() {
+        return Err(Malformed::Empty);
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(Malformed::TooLong);
+    }
+    let segments = token.split('.').count();
+    match segments {
+        3 => {}
+        5 => return Err(Malformed::LooksLikeJwe),
+        n => return Err(Malformed::SegmentCount(n)),
+    }
+    let (signing_input, signature) = token.rsplit_once('.').ok_or(Malformed::SegmentCount(1))?;
+    let (header, payload) = signing_input
+        .split_once('.')
+        .ok_or(Malformed::SegmentCount(2))?;
+    let header = decode_json_segment(header, Segment::Header)?;
+    let claims = decode_json_segment(payload, Segment::Payload)?;
+    if signature.is_empty() {
+        return Err(Malformed::EmptySignature);
+    }
+    if URL_SAFE_NO_PAD.decode(signature).is_err() {
+        return Err(Malformed::Base64(Segment::Signature));
+    }
+    Ok(DecodedToken {
+        header,
+        claims,
+        signing_input,
+        signature,
+    })
+}
+
+fn decode_json_segment(segment: &str, which: Segment) -> Result<Map<String, Value>, Malformed> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| Malformed::Base64(which))?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        _ => Err(Malformed::NotJsonObject(which)),
+    }
+}
+
+/// Runs the checks on a raw token string: the entry point for both commands.
+///
+/// `keys` is `None` only in `check-token` without `--jwks`: the signature check is then skipped.
+pub fn evaluate<'t>(
+    token: &'t str,
+    policy: &TokenPolicy,
+    keys: Option<&KeySet>,
+    now: i64,
+    mode: Mode,
+) -> (Report, Option<DecodedToken<'t>>) {
+    let mut report = Report::default();
+    let decoded = match decode(token) {
+        Ok(decoded) => decoded,
+        Err(malformed) => {
+            report.record(CheckName::Structure, Outcome::Fail(malformed.into()));
+            return (report, None);
+        }
+    };
+    report.record(CheckName::Structure, Outcome::Pass("three segments, JSON header and payload".into()));
+    let stop = |report: &Report| mode == Mode::FailFast && report.failed();
+
+    let algorithm = check_algorithm(&decoded.header, policy);
+    let alg = algorithm.as_ref().ok().copied();
+    report.record(CheckName::Algorithm, outcome(algorithm.map(|alg| format!("{alg:?}"))));
+    if stop(&report) {
+        return (report, Some(decoded));
+    }
+
+    match (keys, alg) {
+        (None, _) => {
+            report.record(CheckName::Key, Outcome::Skip("no key set given (--jwks)".into()));
+            report.record(CheckName::Signature, Outcome::Skip("no key set given (--jwks)".into()));
+        }
+        (Some(_), None) => {
+            report.record(CheckName::Key, Outcome::Skip("algorithm not allowed".into()));
+            report.record(CheckName::Signature, Outcome::Skip("algorithm not allowed".into()));
+        }
+        (Some(keys), Some(alg)) => match select_key(&decoded.header, keys, alg) {
+            Ok(key) => {
+                let label = key.kid.clone().unwrap_or_else(|| "the only key".into());
+                report.record(CheckName::Key, Outcome::Pass(label));
+                let signature = check_signature(&decoded, key, alg);
+                report.record(CheckName::Signature, outcome(signature.map(|()| "verified".into())));
+            }
+            Err(rejection) => {
+                report.record(CheckName::Key, Outcome::Fail(rejection));
+                report.record(CheckName::Signature, Outcome::Skip("no key to verify with".into()));
+            }
+        },
+    }
+    if stop(&report) {
+        return (report, Some(decoded));
+    }
+
+    let claims = &decoded.claims;
+    let leeway = i64::try_from(policy.leeway).unwrap_or(i64::MAX);
+    let time_checks: [(CheckName, fn(&Map<String, Value>, i64, i64) -> Result<String, Rejection>); 3] = [
+        (CheckName::Expiry, check_expiry),
+        (CheckName::NotBefore, check_not_before),
+        (CheckName::IssuedAt, check_issued_at),
+    ];
+    for (name, check) in time_checks {
+        report.record(name, outcome(check(claims, now, leeway)));
+        if stop(&report) {
+            return (report, Some(decoded));
+        }
+    }
+
+    report.record(CheckName::Issuer, optional(check_issuer(claims, &policy.issuers)));
+    if stop(&report) {
+        return (report, Some(decoded));
+    }
+    report.record(CheckName::Audience, optional(check_audience(claims, &policy.audiences)));
+    if stop(&report) {
+        return (report, Some(decoded));
+    }
+    report.record(CheckName::Scope, check_scopes(claims, &policy.required_scopes));
+    (report, Some(decoded))
+}
+
+fn outcome(result: Result<String, Rejection>) -> Outcome {
+    match result {
+        Ok(detail) => Outcome::Pass(detail),
+        Err(rejection) => Outcome::Fail(rejection),
+    }
+}
+
+/// Like [`outcome`], for checks that are skipped when nothing is expected (`Ok(None)`).
+fn optional(result: Result<Option<String>, Rejection>) -> Outcome {
+    match result {
+        Ok(Some(detail)) => Outcome::Pass(detail),
+        Ok(None) => Outcome::Skip("nothing expected (--issuer / --audience or the server's configuration)".into()),
+        Err(rejection) => Outcome::Fail(rejection),
+    }
+}
+
+/// Validates a token for `serve`: the first failing check, or the caller's identity.
+pub fn validate(
+    token: &str,
+    policy: &TokenPolicy,
+    keys: &KeySet,
+    now: i64,
+) -> Result<Caller, Rejection> {
+    let (report, decoded) = evaluate(token, policy, Some(keys), now, Mode::FailFast);
+    if let Some(rejection) = report.first_failure() {
+        return Err(rejection.clone());
+    }
+    let decoded = decoded.ok_or(Rejection::Malformed(Malformed::Empty))?;
+    Ok(Caller::from_claims(decoded.claims))
+}
+
+fn check_algorithm(header: &Map<String, Value>, policy: &TokenPolicy) -> Result<Algorithm, Rejection> {
+    let allowed = || {
+        policy
+            .algorithms
+            .iter()
+            .map(|alg| format!("{alg:?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let name = match header.get("alg") {
+        Some(Value::String(name)) => name.as_str(),
+        Some(_) | None => {
+            return Err(Rejection::Algorithm {
+                alg: "(missing)".into(),
+                allowed: allowed(),
+            });
+        }
+    };
+    // Parse exactly: `none`, `None`, `HS256` and anything unknown all fall through to the refusal.
+    let alg = name
+        .parse::<Algorithm>()
+        .ok()
+        .filter(|alg| policy.algorithms.contains(alg) && ASYMMETRIC_ALGORITHMS.contains(alg));
+    let Some(alg) = alg else {
+        return Err(Rejection::Algorithm {
+            alg: printable(name),
+            allowed: allowed(),
+        });
+    };
+    // RFC 7515 §4.1.11: a recipient must refuse a token whose `crit` lists an extension it does not
+    // understand. This server understands none.
+    if let Some(critical) = header.get("crit") {
+        return Err(Rejection::CriticalHeader(printable(&critical.to_string())));
+    }
+    Ok(alg)
+}
+
+fn select_key<'k>(
+    header: &Map<String, Value>,
+    keys: &'k KeySet,
+    alg: Algorithm,
+) -> Result<&'k VerificationKey, Rejection> {
+    let key = match header.get("kid") {
+        Some(Value::String(kid)) => keys
+            .find(kid)
+            .ok_or_else(|| Rejection::UnknownKey(printable(kid)))?,
+        Some(_) => return Err(Rejection::UnknownKey("(not a string)".into())),
+        None if keys.len() == 1 => keys.iter().next().ok_or(Rejection::MissingKid(0))?,
+        None => return Err(Rejection::MissingKid(keys.len())),
+    };
+    if !key.can_verify(alg) {
+        return Err(Rejection::KeyMismatch {
+            kid: key.kid.as_deref().map_or_else(|| "(no kid)".into(), printable),
+            alg: format!("{alg:?}"),
+        });
+    }
+    Ok(key)
+}
+
+fn check_signature(
+    decoded: &DecodedToken<'_>,
+    key: &VerificationKey,
+    alg: Algorithm,
+) -> Result<(), Rejection> {
+    match jsonwebtoken::crypto::verify(
+        decoded.signature,
+        decoded.signing_input.as_bytes(),
+        &key.key,
+        alg,
+    ) {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(Rejection::Signature),
+    }
+}
+
+/// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated.
+fn numeric_date(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<i64>, Rejection> {
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::Number(number)) => number
+            .as_i64()
+            .or_else(|| number.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .map(Some)
+            .ok_or(Rejection::ClaimType {
+                claim,
+                expected: "a NumericDate (seconds since the epoch)",
+            }),
+        Some(_) => Err(Rejection::ClaimType {
+            claim,
+            expected: "a NumericDate (seconds since the epoch)",
+        }),
+    }
+}
+
+fn check_expiry(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
+    let exp = numeric_date(claims, "exp")?.ok_or(Rejection::MissingClaim("exp"))?;
+    if now > exp.saturating_add(leeway) {
+        return Err(Rejection::Expired {
+            at: iso8601(exp),
+            ago: relative(exp, now),
+        });
+    }
+    Ok(format!("expires {} ({})", iso8601(exp), relative(exp, now)))
+}
+
+fn check_not_before(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
+    match numeric_date(claims, "nbf")? {
+        None => Ok("no nbf claim".into()),
+        Some(nbf) if nbf > now.saturating_add(leeway) => Err(Rejection::NotYetValid {
+            at: iso8601(nbf),
+            from_now: relative(nbf, now),
+        }),
+        Some(nbf) => Ok(format!("valid since {}", iso8601(nbf))),
+    }
+}
+
+fn check_issued_at(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
+    match numeric_date(claims, "iat")? {
+        None => Ok("no iat claim".into()),
+        Some(iat) if iat > now.saturating_add(leeway) => Err(Rejection::IssuedInFuture {
+            at: iso8601(iat),
+            from_now: relative(iat, now),
+        }),
+        Some(iat) => Ok(format!("issued {} ({})", iso8601(iat), relative(iat, now))),
+    }
+}
+
+fn check_issuer(claims: &Map<String, Value>, accepted: &[String]) -> Result<Option<String>, Rejection> {
+    if accepted.is_empty() {
+        return Ok(None);
+    }
+    let issuer = match claims.get("iss") {
+        None => return Err(Rejection::MissingClaim("iss")),
+        Some(Value::String(issuer)) => issuer,
+        Some(_) => {
+            return Err(Rejection::ClaimType {
+                claim: "iss",
+                expected: "a string",
+            });
+        }
+    };
+    if accepted.iter().any(|candidate| candidate == issuer) {
+        Ok(Some(format!("{issuer} is accepted")))
+    } else {
+        Err(Rejection::Issuer {
+            got: printable(issuer),
+            accepted: accepted.join(", "),
+        })
+    }
+}
+
+fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<Option<String>, Rejection> {
+    if accepted.is_empty() {
+        return Ok(None);
+    }
+    let audiences = string_or_array(claims, "aud")?.ok_or(Rejection::MissingClaim("aud"))?;
+    match audiences.iter().find(|aud| accepted.iter().any(|ok| ok == *aud)) {
+        Some(matched) => Ok(Some(format!("{matched} is accepted"))),
+        None => Err(Rejection::Audience {
+            got: if audiences.is_empty() {
+                "(empty)".into()
+            } else {
+                printable(&audiences.join(", "))
+            },
+            accepted: accepted.join(", "),
+        }),
+    }
+}
+
+fn check_scopes(claims: &Map<String, Value>, required: &[String]) -> Outcome {
+    if required.is_empty() {
+        return Outcome::Skip("no scope required".into());
+    }
+    let granted = scopes(claims);
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|scope| !granted.contains(scope))
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        Outcome::Pass(format!("has {}", required.join(" ")))
+    } else {
+        Outcome::Fail(Rejection::InsufficientScope { missing })
+    }
+}
+
+/// A claim that may be one string or an array of strings (`aud`, RFC 7519 §4.1.3).
+fn string_or_array(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<Vec<String>>, Rejection> {
+    let invalid = Rejection::ClaimType {
+        claim,
+        expected: "a string or an array of strings",
+    };
+    match claims.get(claim) {
+        None => Ok(None),
+        Some(Value::String(one)) => Ok(Some(vec![one.clone()])),
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|item| item.as_str().map(str::to_owned).ok_or(invalid.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+        Some(_) => Err(invalid),
+    }
+}
+
+/// The granted scopes, from `scope` (space-separated, RFC 8693 / RFC 9068), `scp` and `scopes`
+/// (arrays, or space-separated strings): servers differ, Scalekit uses `scope` and `scopes`.
+pub fn scopes(claims: &Map<String, Value>) -> Vec<String> {
+    let mut granted: Vec<String> = Vec::new();
+    for claim in ["scope", "scp", "scopes"] {
+        let values: Vec<&str> = match claims.get(claim) {
+            Some(Value::String(list)) => list.split_whitespace().collect(),
+            Some(Value::Array(items)) => items.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        for value in values {
+            if !granted.iter().any(|known| known == value) {
+                granted.push(value.to_owned());
+            }
+        }
+    }
+    granted
+}
+
+/// Attacker-controlled text made safe to put in a message and a header: printable ASCII only,
+/// no quotes or backslashes, at most 80 characters.
+fn printable(text: &str) -> String {
+    let mut safe: String = text
+        .chars()
+        .take(80)
+        .map(|c| match c {
+            '"' | '\\' => '\'',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect();
+    if text.chars().count() > 80 {
+        safe.push_str("...");
+    }
+    safe
+}
+
+/// The caller a valid token identifies, handed to tool handlers through the request extensions.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Caller {
+    pub sub: Option<String>,
+    pub client_id: Option<String>,
+    /// From `org_id`, or `oid` where a server uses that name.
+    pub org_id: Option<String>,
+    pub scopes: Vec<String>,
+    pub issuer: Option<String>,
+    pub audiences: Vec<String>,
+    pub expires_at: Option<i64>,
+    #[serde(skip)]
+    pub claims: Map<String, Value>,
+}
+
+impl Caller {
+    pub fn from_claims(claims: Map<String, Value>) -> Self {
+        let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
+        Caller {
+            sub: text("sub"),
+            client_id: text("client_id").or_else(|| text("azp")),
+            org_id: text("org_id").or_else(|| text("oid")),
+            scopes: scopes(&claims),
+            issuer: text("iss"),
+            audiences: string_or_array(&claims, "aud").ok().flatten().unwrap_or_default(),
+            expires_at: numeric_date(&claims, "exp").ok().flatten(),
+            claims,
+        }
+    }
+}

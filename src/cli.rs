@@ -1,0 +1,29 @@
+//! The command-line interface: clap definitions only. Each subcommand's arguments live with its
+//! implementation in `commands/`; this file assembles them (and is what completions are made from).
+
+use clap::{Parser, Subcommand};
+
+use crate::commands::{completions::CompletionsArgs, serve::ServeArgs};
+
+/// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
+#[derive(Debug, Parser)]
+#[command(name = "scalekit-mcp", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the MCP server; every MCP request needs a valid bearer token.
+    Serve(Box<ServeArgs>),
+    /// Print a shell completion script to stdout.
+    Completions(CompletionsArgs),
+}
+
+impl Cli {
+    /// The clap command, for completions and help snapshots.
+    pub fn command() -> clap::Command {
+        <Self as clap::CommandFactory>::command()
+    }
+}

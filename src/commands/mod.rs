@@ -1,0 +1,4 @@
+//! One module per subcommand: each owns its arguments and its `run`.
+
+pub mod completions;
+pub mod serve;

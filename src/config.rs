@@ -1,0 +1,421 @@
+//! `serve`'s configuration, checked once at startup.
+//!
+//! [`ServeConfig::from_args`] turns the raw flags (already merged with the environment and `.env`
+//! by clap) into a configuration the server can trust: URLs parsed, issuers and audiences
+//! resolved, the protected resource metadata validated. Every problem is collected and reported
+//! together, each with how to fix it, so a misconfigured deployment fails at startup (exit 2) and
+//! not with a 500 on the first request.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use jsonwebtoken::Algorithm;
+use serde_json::{Map, Value};
+use url::Url;
+
+use crate::auth::jwks::{CacheSettings, JwksSource};
+use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
+use crate::commands::serve::ServeArgs;
+use crate::error::ExitError;
+
+/// A duration flag: `30` (seconds), `30s`, `10m`, `1h`, `500ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub std::time::Duration);
+
+impl FromStr for Duration {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let text = text.trim();
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let value: u64 = number
+            .parse()
+            .map_err(|_| format!("{text:?} is not a duration: use a number with s, m, h or ms (e.g. 30s)"))?;
+        let seconds = |factor: u64| std::time::Duration::from_secs(value.saturating_mul(factor));
+        let duration = match unit.trim() {
+            "" | "s" => seconds(1),
+            "m" => seconds(60),
+            "h" => seconds(3600),
+            "ms" => std::time::Duration::from_millis(value),
+            other => return Err(format!("unknown duration unit {other:?}: use s, m, h or ms")),
+        };
+        Ok(Duration(duration))
+    }
+}
+
+/// The protected resource metadata (RFC 9728) this server publishes.
+#[derive(Debug, Clone)]
+pub struct ResourceMetadata {
+    /// The exact bytes served at the well-known URL.
+    pub document: bytes::Bytes,
+    pub resource: String,
+    pub authorization_servers: Vec<String>,
+}
+
+/// The checked configuration of `serve --transport http`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub bind: SocketAddr,
+    pub public_url: Url,
+    pub mcp_path: String,
+    pub stateless: bool,
+    pub policy: TokenPolicy,
+    pub jwks: JwksSource,
+    pub cache: CacheSettings,
+    pub metadata: ResourceMetadata,
+    /// Absolute URL of the metadata, as put in challenges.
+    pub resource_metadata_url: String,
+    /// Accepted Host header values (`host` or `host:port`); empty means any.
+    pub allowed_hosts: Vec<String>,
+    pub cors_origins: Vec<String>,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout: std::time::Duration,
+    /// Problems worth a warning at startup that do not stop the server.
+    pub warnings: Vec<String>,
+}
+
+/// Collects configuration problems so they are all reported at once.
+#[derive(Default)]
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn add(&mut self, problem: impl Into<String>) {
+        self.0.push(problem.into());
+    }
+
+    fn into_result(self) -> Result<(), ExitError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<String> = self.0.iter().map(|problem| format!("  - {problem}")).collect();
+        Err(ExitError::usage(format!(
+            "the server configuration is incomplete or contradictory:\n{}",
+            list.join("\n")
+        )))
+    }
+}
+
+impl ServeConfig {
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ExitError> {
+        let mut problems = Problems::default();
+        let mut warnings = Vec::new();
+
+        let mcp_path = if args.mcp_path.starts_with('/') {
+            args.mcp_path.clone()
+        } else {
+            problems.add(format!("--mcp-path {:?} must start with '/' (e.g. /mcp)", args.mcp_path));
+            "/".into()
+        };
+        let bind = bind_address(&args.host, args.port, &mut problems);
+        let sk_env_url = args
+            .sk_env_url
+            .as_deref()
+            .and_then(|raw| parse_url(raw.trim_end_matches('/'), "SK_ENV_URL", &mut problems));
+
+        let verbatim = args
+            .protected_resource_metadata
+            .as_deref()
+            .filter(|json| !json.trim().is_empty())
+            .map(|json| parse_verbatim_metadata(json, &mut problems));
+        let verbatim = verbatim.flatten();
+        if verbatim.is_some()
+            && (args.resource.is_some() || !args.authorization_servers.is_empty() || !args.scopes_supported.is_empty())
+        {
+            problems.add(
+                "PROTECTED_RESOURCE_METADATA is set together with --resource / --authorization-server / \
+                 --scopes-supported: use one or the other",
+            );
+        }
+
+        let public_url = public_url(args, verbatim.as_ref().map(|m| m.resource.as_str()), &mut problems);
+        let public_url = match public_url {
+            Some(url) => url,
+            None => return Err(problems.into_result().err().unwrap_or_else(|| ExitError::usage("bad public URL"))),
+        };
+
+        // Issuers: --issuer replaces everything; else SK_ENV_URL plus the metadata's servers.
+        let metadata_servers: Vec<String> = match &verbatim {
+            Some(metadata) => metadata.authorization_servers.clone(),
+            None => args.authorization_servers.clone(),
+        };
+        let issuers: Vec<String> = if !args.issuers.is_empty() {
+            dedup(args.issuers.iter().map(|issuer| issuer.trim().to_owned()))
+        } else {
+            dedup(sk_env_url.iter().map(|url| url.as_str().trim_end_matches('/').to_owned()).chain(metadata_servers))
+        };
+        if issuers.is_empty() {
+            problems.add(
+                "no accepted token issuer: set SK_ENV_URL (your Scalekit environment URL), or --issuer, \
+                 or authorization_servers in PROTECTED_RESOURCE_METADATA",
+            );
+        }
+
+        let metadata = match verbatim {
+            Some(metadata) => metadata,
+            None => generated_metadata(args, &public_url, &mcp_path, &issuers),
+        };
+
+        let audiences = if args.audiences.is_empty() {
+            vec![metadata.resource.clone()]
+        } else {
+            dedup(args.audiences.iter().map(|aud| aud.trim().to_owned()).filter(|aud| !aud.is_empty()))
+        };
+        for audience in &audiences {
+            if audience != &metadata.resource
+                && audience.trim_end_matches('/') == metadata.resource.trim_end_matches('/')
+            {
+                warnings.push(format!(
+                    "the accepted audience {audience:?} and the metadata's resource {:?} differ only by a \
+                     trailing slash; Scalekit puts the registered server URL in `aud` exactly, so tokens \
+                     may be refused: make EXPECTED_AUDIENCE match the server URL registered in Scalekit",
+                    metadata.resource
+                ));
+            }
+        }
+
+        let jwks = match (&args.jwks_url, &sk_env_url, issuers.first()) {
+            (Some(raw), _, _) => parse_url(raw, "--jwks-url", &mut problems).map(JwksSource::Url),
+            (None, Some(env), _) => env.join(&format!("{}/keys", env.path().trim_end_matches('/')))
+                .ok()
+                .map(JwksSource::Url),
+            (None, None, Some(issuer)) => parse_url(issuer, "the issuer", &mut problems).map(JwksSource::Discover),
+            (None, None, None) => None,
+        };
+
+        let algorithms = parse_algorithms(&args.algorithms, &mut problems);
+        let resource_metadata_url = match &args.resource_metadata_url {
+            Some(url) => parse_url(url, "RESOURCE_METADATA_URL", &mut problems)
+                .map(String::from)
+                .unwrap_or_default(),
+            None => well_known_url(&public_url, &mcp_path),
+        };
+        let allowed_hosts = allowed_hosts(args, &public_url, &metadata.resource);
+        for origin in &args.cors_origins {
+            if Url::parse(origin).map_or(true, |url| url.origin().ascii_serialization() != *origin) {
+                problems.add(format!(
+                    "--cors-origin {origin:?} is not an origin: use scheme://host[:port] without a path"
+                ));
+            }
+        }
+
+        problems.into_result()?;
+        Ok(ServeConfig {
+            bind: bind.ok_or_else(|| ExitError::usage("bad listen address"))?,
+            public_url,
+            mcp_path,
+            stateless: args.stateless,
+            policy: TokenPolicy {
+                issuers,
+                audiences,
+                algorithms,
+                required_scopes: args.required_scopes.clone(),
+                leeway: args.leeway.0.as_secs(),
+            },
+            jwks: jwks.ok_or_else(|| ExitError::usage("no JWKS source"))?,
+            cache: CacheSettings {
+                default_ttl: args.jwks_ttl.0,
+                unknown_kid_cooldown: args.jwks_cooldown.0,
+            },
+            metadata,
+            resource_metadata_url,
+            allowed_hosts,
+            cors_origins: args.cors_origins.clone(),
+            max_body_bytes: args.max_body_bytes,
+            shutdown_timeout: args.shutdown_timeout.0,
+            warnings,
+        })
+    }
+}
+
+fn dedup(items: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut unique: Vec<String> = Vec::new();
+    for item in items {
+        if !unique.contains(&item) {
+            unique.push(item);
+        }
+    }
+    unique
+}
+
+fn parse_url(raw: &str, name: &str, problems: &mut Problems) -> Option<Url> {
+    match Url::parse(raw.trim()) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+        Ok(_) => {
+            problems.add(format!("{name} {raw:?} must be an http:// or https:// URL"));
+            None
+        }
+        Err(err) => {
+            problems.add(format!("{name} {raw:?} is not a URL ({err})"));
+            None
+        }
+    }
+}
+
+fn bind_address(host: &str, port: u16, problems: &mut Problems) -> Option<SocketAddr> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == "localhost" {
+        return Some(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    match host.parse::<IpAddr>() {
+        Ok(ip) => Some(SocketAddr::new(ip, port)),
+        Err(_) => {
+            problems.add(format!("--host {host:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)"));
+            None
+        }
+    }
+}
+
+/// Parses and checks PROTECTED_RESOURCE_METADATA; the original text is kept to be served as is.
+fn parse_verbatim_metadata(json: &str, problems: &mut Problems) -> Option<ResourceMetadata> {
+    let object: Map<String, Value> = match serde_json::from_str(json) {
+        Ok(Value::Object(object)) => object,
+        Ok(_) => {
+            problems.add("PROTECTED_RESOURCE_METADATA must be a JSON object (copy it from the Scalekit dashboard)");
+            return None;
+        }
+        Err(err) => {
+            problems.add(format!(
+                "PROTECTED_RESOURCE_METADATA is not valid JSON ({err}); in a .env file, wrap it in single quotes"
+            ));
+            return None;
+        }
+    };
+    let resource = object.get("resource").and_then(Value::as_str).map(str::to_owned);
+    let servers: Option<Vec<String>> = object.get("authorization_servers").and_then(Value::as_array).map(|list| {
+        list.iter().filter_map(Value::as_str).map(str::to_owned).collect()
+    });
+    if resource.is_none() {
+        problems.add("PROTECTED_RESOURCE_METADATA has no \"resource\" string (RFC 9728 §2 requires it)");
+    }
+    match &servers {
+        Some(list) if !list.is_empty() => {}
+        _ => problems.add(
+            "PROTECTED_RESOURCE_METADATA has no \"authorization_servers\" array of URLs: clients cannot \
+             discover where to log in",
+        ),
+    }
+    Some(ResourceMetadata {
+        document: bytes::Bytes::from(json.trim().to_owned()),
+        resource: resource?,
+        authorization_servers: servers.filter(|list| !list.is_empty())?,
+    })
+}
+
+/// The metadata generated from flags when PROTECTED_RESOURCE_METADATA is not set.
+fn generated_metadata(args: &ServeArgs, public_url: &Url, mcp_path: &str, issuers: &[String]) -> ResourceMetadata {
+    let resource = args
+        .resource
+        .clone()
+        .unwrap_or_else(|| join_path(public_url, mcp_path));
+    let authorization_servers = if args.authorization_servers.is_empty() {
+        issuers.to_vec()
+    } else {
+        args.authorization_servers.clone()
+    };
+    let mut document = serde_json::json!({
+        "resource": resource,
+        "authorization_servers": authorization_servers,
+        "bearer_methods_supported": ["header"],
+    });
+    if !args.scopes_supported.is_empty() {
+        document["scopes_supported"] = serde_json::json!(args.scopes_supported);
+    }
+    ResourceMetadata {
+        document: bytes::Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default()),
+        resource,
+        authorization_servers,
+    }
+}
+
+/// The public URL: --public-url, else the origin of an http(s) `resource`, else http://localhost:PORT.
+fn public_url(args: &ServeArgs, resource: Option<&str>, problems: &mut Problems) -> Option<Url> {
+    if let Some(raw) = &args.public_url {
+        return parse_url(raw, "--public-url", problems);
+    }
+    if let Some(url) = resource.and_then(|resource| Url::parse(resource).ok())
+        && matches!(url.scheme(), "http" | "https")
+        && url.has_host()
+    {
+        return Url::parse(&url.origin().ascii_serialization()).ok();
+    }
+    let host = match args.host.as_str() {
+        "0.0.0.0" | "::" | "[::]" | "127.0.0.1" => "localhost".to_owned(),
+        other if other.contains(':') => format!("[{}]", other.trim_start_matches('[').trim_end_matches(']')),
+        other => other.to_owned(),
+    };
+    parse_url(&format!("http://{host}:{}", args.port), "the public URL", problems)
+}
+
+/// `public_url` with `path` as its path (`/` stays `/`).
+pub fn join_path(public_url: &Url, path: &str) -> String {
+    let mut url = public_url.clone();
+    url.set_path(path);
+    url.to_string()
+}
+
+/// The RFC 9728 well-known URL for a resource at `mcp_path`: the path is appended after the
+/// well-known prefix (`/.well-known/oauth-protected-resource/mcp`).
+pub fn well_known_url(public_url: &Url, mcp_path: &str) -> String {
+    let suffix = if mcp_path == "/" { "" } else { mcp_path.trim_end_matches('/') };
+    join_path(public_url, &format!("/.well-known/oauth-protected-resource{suffix}"))
+}
+
+fn parse_algorithms(names: &[String], problems: &mut Problems) -> Vec<Algorithm> {
+    let mut algorithms = Vec::new();
+    for name in names {
+        match name.trim().parse::<Algorithm>() {
+            Ok(alg) if ASYMMETRIC_ALGORITHMS.contains(&alg) => algorithms.push(alg),
+            Ok(alg) => problems.add(format!(
+                "--algorithms {alg:?} is symmetric (HMAC) and never allowed: a shared secret cannot be \
+                 published in a JWKS"
+            )),
+            Err(_) => problems.add(format!(
+                "--algorithms {name:?} is unknown: use RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384 or EdDSA"
+            )),
+        }
+    }
+    if algorithms.is_empty() && problems.0.is_empty() {
+        problems.add("--algorithms is empty: allow at least RS256");
+    }
+    algorithms
+}
+
+/// Host values accepted for DNS-rebinding protection: loopback names, the public URL's and the
+/// resource's hosts, and --allowed-host. `*` among them turns the check off (empty list).
+fn allowed_hosts(args: &ServeArgs, public_url: &Url, resource: &str) -> Vec<String> {
+    if args.allowed_hosts.iter().any(|host| host.trim() == "*") {
+        return Vec::new();
+    }
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].map(String::from).to_vec();
+    let resource_host = Url::parse(resource).ok().and_then(|url| url.host_str().map(str::to_owned));
+    hosts.extend(public_url.host_str().map(str::to_owned));
+    hosts.extend(resource_host);
+    hosts.extend(args.allowed_hosts.iter().map(|host| host.trim().to_ascii_lowercase()));
+    dedup(hosts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        assert_eq!("30".parse::<Duration>().unwrap().0.as_secs(), 30);
+        assert_eq!("10m".parse::<Duration>().unwrap().0.as_secs(), 600);
+        assert_eq!("1h".parse::<Duration>().unwrap().0.as_secs(), 3600);
+        assert_eq!("250ms".parse::<Duration>().unwrap().0.as_millis(), 250);
+        assert!("ten".parse::<Duration>().is_err());
+        assert!("5d".parse::<Duration>().is_err());
+    }
+
+    #[test]
+    fn well_known_url_inserts_the_path() {
+        let public = Url::parse("https://mcp.example.com").unwrap();
+        assert_eq!(well_known_url(&public, "/"), "https://mcp.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(
+            well_known_url(&public, "/mcp"),
+            "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"
+        );
+    }
+}

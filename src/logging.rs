@@ -1,0 +1,59 @@
+//! Logging set-up: always to stderr (stdout belongs to command output and to the stdio MCP
+//! transport), text or JSON, filtered by RUST_LOG, else the seed's LOG_LEVEL, else `info`.
+//!
+//! Nothing in this crate logs a token, a client secret or an Authorization header; the request log
+//! line records the path without its query string for the same reason.
+
+use tracing_subscriber::EnvFilter;
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Installs the global subscriber. `level` is LOG_LEVEL (Python names such as `WARNING` work).
+pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|value| !value.trim().is_empty())
+        .or_else(|| level.map(python_level_to_filter))
+        .unwrap_or_else(|| default_level.to_owned());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(color_on_stderr());
+    // A second init (tests calling commands in-process) is harmless: keep the first subscriber.
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Maps Python / uvicorn level names to tracing's (`WARNING` → `warn`, `CRITICAL` → `error`).
+fn python_level_to_filter(level: &str) -> String {
+    match level.trim().to_ascii_lowercase().as_str() {
+        "warning" => "warn".into(),
+        "critical" | "fatal" => "error".into(),
+        "notset" => "trace".into(),
+        other => other.into(),
+    }
+}
+
+/// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
+pub fn color_on_stderr() -> bool {
+    use std::io::IsTerminal;
+    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn maps_python_levels() {
+        assert_eq!(super::python_level_to_filter("WARNING"), "warn");
+        assert_eq!(super::python_level_to_filter("INFO"), "info");
+        assert_eq!(super::python_level_to_filter("critical"), "error");
+    }
+}

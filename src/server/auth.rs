@@ -1,0 +1,123 @@
+//! The authentication middleware in front of every non-public route.
+//!
+//! It takes the bearer token from the `Authorization` header only (never the query string or a
+//! form body, OAuth 2.1 §5.1.1), validates it with the shared rules in `auth::validate`, and
+//! either lets the request through with the caller in its extensions or answers with the
+//! RFC 6750 challenge built by `auth::challenge`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, header};
+
+use super::AppState;
+use crate::auth::challenge::{AuthFailure, Refusal};
+use crate::auth::time;
+use crate::auth::validate::{Caller, Rejection, validate};
+
+/// The validated subject, left on the response for the request log line.
+#[derive(Clone)]
+pub struct LoggedSubject(pub Option<String>);
+
+pub async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+    let caller = match bearer_token(request.headers()) {
+        Ok(token) => check_token(&state, token).await,
+        Err(failure) => Err(failure),
+    };
+    match caller {
+        Ok(caller) => {
+            let subject = LoggedSubject(caller.sub.clone());
+            request.extensions_mut().insert(Arc::new(caller));
+            let mut response = next.run(request).await;
+            response.extensions_mut().insert(subject);
+            response
+        }
+        Err(failure) => refusal_response(state.challenge.refuse(&failure)),
+    }
+}
+
+/// Validates `token` against the current keys, refetching the key set once (within the cooldown)
+/// when the token names a key it does not hold: that is how a signing-key rotation is picked up.
+async fn check_token(state: &AppState, token: &str) -> Result<Caller, AuthFailure> {
+    let keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+    let now = time::now();
+    match validate(token, &state.policy, &keys, now) {
+        Err(Rejection::UnknownKey(_)) if state.keys.refresh_for_unknown_kid().await => {
+            let keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+            validate(token, &state.policy, &keys, now).map_err(AuthFailure::Rejected)
+        }
+        verdict => verdict.map_err(AuthFailure::Rejected),
+    }
+}
+
+/// The bearer token from the one `Authorization` header. The scheme is case-insensitive
+/// (RFC 9110 §11.1); another scheme (Basic…) counts as no bearer credentials.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Err(AuthFailure::NoCredentials);
+    };
+    if values.next().is_some() {
+        return Err(AuthFailure::BadCredentials("more than one Authorization header"));
+    }
+    let value = value
+        .to_str()
+        .map_err(|_| AuthFailure::BadCredentials("the Authorization header is not ASCII"))?;
+    let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(AuthFailure::NoCredentials);
+    }
+    let token = rest.trim();
+    if token.is_empty() {
+        return Err(AuthFailure::BadCredentials("no token after Bearer in the Authorization header"));
+    }
+    Ok(token)
+}
+
+/// An HTTP response for a refusal: status, challenge, Retry-After and the JSON body.
+pub fn refusal_response(refusal: Refusal) -> Response {
+    let mut response = (refusal.status, axum::Json(refusal.body)).into_response();
+    let headers = response.headers_mut();
+    if let Some(challenge) = refusal.www_authenticate {
+        headers.insert(header::WWW_AUTHENTICATE, challenge);
+    }
+    if let Some(seconds) = refusal.retry_after_seconds {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn extracts_bearer_tokens_case_insensitively() {
+        assert_eq!(bearer_token(&headers(&["Bearer abc"])).unwrap(), "abc");
+        assert_eq!(bearer_token(&headers(&["bearer  abc "])).unwrap(), "abc");
+        assert_eq!(bearer_token(&headers(&["BEARER abc"])).unwrap(), "abc");
+    }
+
+    #[test]
+    fn classifies_missing_and_bad_credentials() {
+        assert!(matches!(bearer_token(&headers(&[])), Err(AuthFailure::NoCredentials)));
+        assert!(matches!(bearer_token(&headers(&["Basic dXNlcjpwdw=="])), Err(AuthFailure::NoCredentials)));
+        assert!(matches!(bearer_token(&headers(&["Bearer"])), Err(AuthFailure::BadCredentials(_))));
+        assert!(matches!(bearer_token(&headers(&["Bearer   "])), Err(AuthFailure::BadCredentials(_))));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer a", "Bearer b"])),
+            Err(AuthFailure::BadCredentials(_))
+        ));
+    }
+}

@@ -1,0 +1,258 @@
+//! The HTTP server behind `serve`: routes, middleware order, startup and graceful shutdown.
+//!
+//! ```text
+//! request ─ log line ─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
+//!                            └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
+//! ```
+//! [`router`] builds the whole application without a socket, so tests drive it in-process.
+
+pub mod auth;
+pub mod hosts;
+pub mod stdio;
+pub mod tools;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, Method, StatusCode, header};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
+};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::auth::challenge::ChallengeParams;
+use crate::auth::jwks::{HttpFetcher, JwksCache};
+use crate::auth::validate::TokenPolicy;
+use crate::config::{ServeConfig, well_known_url};
+use auth::LoggedSubject;
+use tools::ScalekitTools;
+
+/// What the middleware and handlers share.
+pub struct AppState {
+    pub policy: TokenPolicy,
+    pub keys: Arc<JwksCache>,
+    pub challenge: ChallengeParams,
+    pub metadata: bytes::Bytes,
+    pub allowed_hosts: Vec<String>,
+    pub cors_origins: Vec<String>,
+}
+
+/// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
+/// `shutdown` ends open MCP streams when cancelled.
+pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: CancellationToken) -> Router {
+    let state = Arc::new(AppState {
+        policy: config.policy.clone(),
+        keys,
+        challenge: ChallengeParams {
+            resource_metadata: config.resource_metadata_url.clone(),
+            required_scopes: config.policy.required_scopes.clone(),
+        },
+        metadata: config.metadata.document.clone(),
+        allowed_hosts: config.allowed_hosts.clone(),
+        cors_origins: config.cors_origins.clone(),
+    });
+
+    let mcp_config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(shutdown)
+        .with_max_request_body_bytes(config.max_body_bytes)
+        .with_legacy_session_mode(!config.stateless)
+        .with_json_response(config.stateless)
+        // Host and Origin are checked by `hosts::check_host_and_origin`, with the public URL's
+        // host included, before authentication.
+        .disable_allowed_hosts()
+        .disable_allowed_origins();
+    let mcp = StreamableHttpService::new(
+        || Ok(ScalekitTools::new()),
+        Arc::new(LocalSessionManager::default()),
+        mcp_config,
+    );
+
+    // Layers run outside-in in the reverse order they are added: Host/Origin first, then auth.
+    let protected = Router::new()
+        .route_service(&config.mcp_path, mcp)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), hosts::check_host_and_origin));
+
+    let mut public = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/.well-known/oauth-protected-resource", get(metadata));
+    if config.mcp_path != "/" {
+        let suffixed = well_known_url(&config.public_url, &config.mcp_path);
+        let path = url::Url::parse(&suffixed).map(|url| url.path().to_owned()).unwrap_or_default();
+        public = public.route(&path, get(metadata));
+    }
+
+    public
+        .merge(protected)
+        .with_state(state.clone())
+        .layer(cors_layer(&config.cors_origins))
+        .layer(middleware::from_fn(log_request))
+}
+
+/// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
+/// the challenge and session id readable by scripts. Preflights are answered here, before auth.
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::HeaderName::from_static("mcp-protocol-version"),
+            header::HeaderName::from_static("mcp-session-id"),
+            header::HeaderName::from_static("last-event-id"),
+        ])
+        .expose_headers([header::WWW_AUTHENTICATE, header::HeaderName::from_static("mcp-session-id")])
+        .max_age(Duration::from_secs(3600))
+}
+
+/// Liveness: the process answers. Exactly the seed's body, which its tests assert.
+async fn health() -> impl IntoResponse {
+    axum::Json(json!({ "status": "healthy" }))
+}
+
+/// Readiness: 200 once signing keys are loaded, else 503 with the reason.
+async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    match state.keys.readiness() {
+        Ok(keys) => axum::Json(json!({ "status": "ready", "signing_keys": keys })).into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
+            axum::Json(json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// RFC 9728 protected resource metadata, served as configured. Readable from any origin: it is
+/// public discovery information that browser-based clients need before they have a token.
+async fn metadata(State(state): State<Arc<AppState>>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+            (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+        ],
+        state.metadata.clone(),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({ "error": "not_found", "error_description": "no such endpoint" })),
+    )
+        .into_response()
+}
+
+/// One line per request: method, path (never the query string, which could hold a token), status,
+/// latency and the authenticated subject.
+async fn log_request(request: Request, next: Next) -> Response {
+    if !tracing::enabled!(tracing::Level::INFO) {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let subject = response
+        .extensions()
+        .get::<LoggedSubject>()
+        .and_then(|subject| subject.0.as_deref())
+        .unwrap_or("-");
+    tracing::info!(
+        %method,
+        path,
+        status = response.status().as_u16(),
+        latency_ms = format_args!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        subject,
+        "request"
+    );
+    response
+}
+
+/// Runs the HTTP server until SIGINT / SIGTERM, then lets in-flight requests finish within the
+/// configured bound.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .context("building the HTTP client for the JWKS")?;
+    let keys = Arc::new(JwksCache::new(
+        Box::new(HttpFetcher::new(client, config.jwks.clone())),
+        config.cache,
+    ));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(keys.clone().maintain(shutdown.child_token()));
+
+    let listener = tokio::net::TcpListener::bind(config.bind)
+        .await
+        .with_context(|| format!("listening on {} (is another server using the port? set PORT or --port)", config.bind))?;
+    let local = listener.local_addr()?;
+    tracing::info!(
+        address = %local,
+        mcp = %crate::config::join_path(&config.public_url, &config.mcp_path),
+        issuers = %config.policy.issuers.join(", "),
+        audiences = %config.policy.audiences.join(", "),
+        "scalekit-mcp listening"
+    );
+    let app = router(&config, keys, shutdown.clone());
+    let server = axum::serve(listener, app).with_graceful_shutdown({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            shutdown.cancel();
+        }
+    });
+    let mut server = std::pin::pin!(server.into_future());
+    tokio::select! {
+        result = &mut server => result.context("serving HTTP")?,
+        () = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(config.shutdown_timeout).await;
+        } => tracing::warn!("in-flight requests did not finish within the shutdown timeout; exiting"),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,19 @@
+//! `serve --transport stdio`: the same tools over stdin/stdout for a local MCP client.
+//!
+//! The MCP spec leaves stdio without OAuth: the client started this process and owns its pipes.
+//! stdout carries protocol messages only; logs go to stderr (see `logging`).
+
+use anyhow::Context;
+use rmcp::ServiceExt;
+
+use super::tools::ScalekitTools;
+
+pub async fn run() -> anyhow::Result<()> {
+    tracing::info!("serving MCP over stdio (no OAuth on stdio)");
+    let service = ScalekitTools::new()
+        .serve(rmcp::transport::stdio())
+        .await
+        .context("starting the stdio MCP session")?;
+    service.waiting().await.context("running the stdio MCP session")?;
+    Ok(())
+}
