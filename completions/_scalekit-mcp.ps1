@@ -1,0 +1,92 @@
+
+using namespace System.Management.Automation
+using namespace System.Management.Automation.Language
+
+Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
+    param($wordToComplete, $commandAst, $cursorPosition)
+
+    $commandElements = $commandAst.CommandElements
+    $command = @(
+        'scalekit-mcp'
+        for ($i = 1; $i -lt $commandElements.Count; $i++) {
+            $element = $commandElements[$i]
+            if ($element -isnot [StringConstantExpressionAst] -or
+                $element.StringConstantType -ne [StringConstantType]::BareWord -or
+                $element.Value.StartsWith('-') -or
+                $element.Value -eq $wordToComplete) {
+                break
+        }
+        $element.Value
+    }) -join ';'
+
+    $completions = @(switch ($command) {
+        'scalekit-mcp' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the MCP server; every MCP request needs a valid bearer token')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'scalekit-mcp;serve' {
+            [CompletionResult]::new('--transport', '--transport', [CompletionResultType]::ParameterName, 'Transport to serve')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Address to listen on. Use 0.0.0.0 to accept connections from other machines')
+            [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port to listen on (0 picks a free one)')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the metadata''s `resource`, else http://localhost:PORT')
+            [CompletionResult]::new('--mcp-path', '--mcp-path', [CompletionResultType]::ParameterName, 'Path of the MCP endpoint')
+            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL. Tokens issued by it (and by the metadata''s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys')
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata''s authorization servers as the accepted issuers')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Accepted token audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`. Compared exactly, trailing slash included')
+            [CompletionResult]::new('--jwks-url', '--jwks-url', [CompletionResultType]::ParameterName, 'JWKS URL. Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer''s RFC 8414 or OpenID Connect metadata')
+            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'OAuth protected resource metadata (RFC 9728), as JSON, served as given. Must name `resource` and `authorization_servers`. Without it, the metadata is generated from --resource, --authorization-server and --scopes-supported')
+            [CompletionResult]::new('--resource-metadata-url', '--resource-metadata-url', [CompletionResultType]::ParameterName, 'Absolute URL of the protected resource metadata, as sent in challenges. Defaults to the public URL''s /.well-known/oauth-protected-resource')
+            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'The resource identifier for generated metadata. Defaults to the public URL of the MCP path')
+            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server for generated metadata (repeatable, or comma-separated). Defaults to the accepted issuers')
+            [CompletionResult]::new('--scopes-supported', '--scopes-supported', [CompletionResultType]::ParameterName, 'Scopes listed in generated metadata (repeatable, or comma-separated)')
+            [CompletionResult]::new('--required-scope', '--required-scope', [CompletionResultType]::ParameterName, 'Scope every request''s token must carry (repeatable, or comma-separated). A token without it gets 403 insufficient_scope')
+            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed')
+            [CompletionResult]::new('--leeway', '--leeway', [CompletionResultType]::ParameterName, 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)')
+            [CompletionResult]::new('--jwks-ttl', '--jwks-ttl', [CompletionResultType]::ParameterName, 'JWKS refresh interval when the response has no Cache-Control max-age')
+            [CompletionResult]::new('--jwks-cooldown', '--jwks-cooldown', [CompletionResultType]::ParameterName, 'Minimum time between JWKS refetches caused by tokens with an unknown kid')
+            [CompletionResult]::new('--allowed-host', '--allowed-host', [CompletionResultType]::ParameterName, 'More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which disables DNS-rebinding protection). Loopback names and the public URL''s host are always accepted')
+            [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default')
+            [CompletionResult]::new('--max-body-bytes', '--max-body-bytes', [CompletionResultType]::ParameterName, 'Largest accepted request body, in bytes')
+            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'How long in-flight requests get to finish after SIGINT / SIGTERM')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format')
+            [CompletionResult]::new('--stateless', '--stateless', [CompletionResultType]::ParameterName, 'Serve without in-memory sessions, answering with plain JSON: for several instances behind a load balancer')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;completions' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;help' {
+            [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the MCP server; every MCP request needs a valid bearer token')
+            [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
+            break
+        }
+        'scalekit-mcp;help;serve' {
+            break
+        }
+        'scalekit-mcp;help;completions' {
+            break
+        }
+        'scalekit-mcp;help;help' {
+            break
+        }
+    })
+
+    $completions.Where{ $_.CompletionText -like "$wordToComplete*" } |
+        Sort-Object -Property ListItemText
+}

@@ -1,0 +1,66 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_scalekit_mcp_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_scalekit_mcp_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_scalekit_mcp_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_scalekit_mcp_using_subcommand
+    set -l cmd (__fish_scalekit_mcp_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -s h -l help -d 'Print help'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l transport -d 'Transport to serve' -r -f -a "http\t'MCP Streamable HTTP, with OAuth bearer tokens'
+stdio\t'MCP over stdin/stdout for a local client; no OAuth (per the MCP spec)'"
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l host -d 'Address to listen on. Use 0.0.0.0 to accept connections from other machines' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l port -d 'Port to listen on (0 picks a free one)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l public-url -d 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the metadata\'s `resource`, else http://localhost:PORT' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l mcp-path -d 'Path of the MCP endpoint' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l sk-env-url -d 'Scalekit environment URL. Tokens issued by it (and by the metadata\'s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l issuer -d 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata\'s authorization servers as the accepted issuers' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l audience -d 'Accepted token audience (repeatable, or comma-separated). Defaults to the metadata\'s `resource`. Compared exactly, trailing slash included' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-url -d 'JWKS URL. Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer\'s RFC 8414 or OpenID Connect metadata' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l protected-resource-metadata -d 'OAuth protected resource metadata (RFC 9728), as JSON, served as given. Must name `resource` and `authorization_servers`. Without it, the metadata is generated from --resource, --authorization-server and --scopes-supported' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource-metadata-url -d 'Absolute URL of the protected resource metadata, as sent in challenges. Defaults to the public URL\'s /.well-known/oauth-protected-resource' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource -d 'The resource identifier for generated metadata. Defaults to the public URL of the MCP path' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l authorization-server -d 'Authorization server for generated metadata (repeatable, or comma-separated). Defaults to the accepted issuers' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l scopes-supported -d 'Scopes listed in generated metadata (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l required-scope -d 'Scope every request\'s token must carry (repeatable, or comma-separated). A token without it gets 403 insufficient_scope' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l algorithms -d 'Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-ttl -d 'JWKS refresh interval when the response has no Cache-Control max-age' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-cooldown -d 'Minimum time between JWKS refetches caused by tokens with an unknown kid' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allowed-host -d 'More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which disables DNS-rebinding protection). Loopback names and the public URL\'s host are always accepted' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors-origin -d 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest accepted request body, in bytes' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'How long in-flight requests get to finish after SIGINT / SIGTERM' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format' -r -f -a "text\t''
+json\t''"
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l stateless -d 'Serve without in-memory sessions, answering with plain JSON: for several instances behind a load balancer'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

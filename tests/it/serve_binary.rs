@@ -1,0 +1,434 @@
+//! `serve` as a process: configuration errors, the seed's `.env`, JWKS loading, rotation,
+//! outage and cooldown against a JWKS server the test controls, discovery, stdio, log hygiene
+//! and shutdown.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::util::*;
+
+fn claims_for(issuer: &str) -> serde_json::Value {
+    let mut claims = good_claims();
+    claims["iss"] = json!(issuer);
+    claims
+}
+
+/// Runs `serve` with `args` expecting a startup failure; returns stderr.
+fn startup_error(args: &[&str], env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary(dir.path())
+        .arg("serve")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "expected exit 2: {output:?}");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+#[test]
+fn missing_configuration_lists_what_to_set() {
+    let stderr = startup_error(&[], &[]);
+    assert!(
+        stderr.contains("no accepted token issuer: set SK_ENV_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_metadata_json_names_the_variable() {
+    let stderr = startup_error(
+        &[],
+        &[
+            ("SK_ENV_URL", ISSUER),
+            ("PROTECTED_RESOURCE_METADATA", "{not json"),
+        ],
+    );
+    assert!(
+        stderr.contains("PROTECTED_RESOURCE_METADATA is not valid JSON"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn metadata_without_required_fields_is_refused_at_startup() {
+    let stderr = startup_error(
+        &[],
+        &[
+            ("SK_ENV_URL", ISSUER),
+            ("PROTECTED_RESOURCE_METADATA", r#"{"scopes_supported":[]}"#),
+        ],
+    );
+    assert!(stderr.contains("no \"resource\""), "{stderr}");
+    assert!(stderr.contains("no \"authorization_servers\""), "{stderr}");
+}
+
+#[test]
+fn symmetric_algorithms_and_bad_values_are_refused() {
+    let stderr = startup_error(
+        &["--algorithms", "HS256", "--leeway", "30"],
+        &[("SK_ENV_URL", ISSUER)],
+    );
+    assert!(
+        stderr.contains("symmetric (HMAC) and never allowed"),
+        "{stderr}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary(dir.path())
+        .args(["serve", "--leeway", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a duration"));
+}
+
+#[test]
+fn contradictory_metadata_sources_are_refused() {
+    let metadata = json!({"resource": AUDIENCE, "authorization_servers": [ISSUER]}).to_string();
+    let stderr = startup_error(
+        &["--resource", "https://x.example/"],
+        &[("PROTECTED_RESOURCE_METADATA", &metadata)],
+    );
+    assert!(stderr.contains("use one or the other"), "{stderr}");
+}
+
+/// The seed's `.env`, as a team running the Python pattern has it (SK_ENV_URL pointed at the
+/// test's JWKS server, PORT at a free port).
+fn seed_env(sk_env_url: &str, port: u16) -> String {
+    let metadata = json!({
+        "resource": "http://localhost:3002/",
+        "authorization_servers": [format!("{sk_env_url}/resources/res_123")],
+        "bearer_methods_supported": ["header"],
+        "resource_documentation": "http://localhost:3002/docs",
+        "scopes_supported": ["user:read"],
+    });
+    format!(
+        "SK_ENV_URL={sk_env_url}\nSK_CLIENT_ID=skc_123\nSK_CLIENT_SECRET=test-secret-value\n\
+         EXPECTED_AUDIENCE=http://localhost:3002\nPROTECTED_RESOURCE_METADATA='{metadata}'\nPORT={port}\nLOG_LEVEL=INFO\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_seeds_env_file_starts_the_server_unchanged() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::write(dir.path().join(".env"), seed_env(&jwks.url(), port)).unwrap();
+    let server = Server::start_in(dir, &[], &[("PORT", &port.to_string())]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+
+    let (_, metadata) = server
+        .get_blocking("/.well-known/oauth-protected-resource")
+        .unwrap();
+    assert!(
+        metadata.contains("\"resource_documentation\":\"http://localhost:3002/docs\""),
+        "{metadata}"
+    );
+
+    // The seed's EXPECTED_AUDIENCE lacks the trailing slash its resource has: warned at startup.
+    assert!(
+        server.stderr().contains("differ only by a trailing slash"),
+        "{}",
+        server.stderr()
+    );
+
+    let url = server.url("/");
+    for issuer in [jwks.url(), format!("{}/resources/res_123", jwks.url())] {
+        let mut claims = claims_for(&issuer);
+        claims["aud"] = json!(["http://localhost:3002", "res_123"]);
+        let reply = http_session_call(&url, &mint(&claims), &call_greet("Saif")).await;
+        assert_eq!(reply.status, 200, "{issuer}: {}", reply.body);
+        assert_eq!(tool_text(&reply.rpc()), "Hi Saif, welcome to Scalekit!");
+    }
+    assert!(
+        !server.stderr().contains("test-secret-value"),
+        "the client secret is logged"
+    );
+}
+
+fn start_against(jwks: &JwksServer, extra: &[&str]) -> Server {
+    let issuer = jwks.url();
+    let mut args = vec![
+        "--sk-env-url",
+        issuer.as_str(),
+        "--audience",
+        AUDIENCE,
+        "--stateless",
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_down_at_start_means_503_then_recovers_without_restart() {
+    let jwks = JwksServer::start("");
+    jwks.set(503, "unavailable");
+    let server = start_against(&jwks, &[]);
+    let token = mint(&claims_for(&jwks.url()));
+
+    let reply = http_post(&server.url("/"), Some(&token), &call_greet("x")).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    let (status, body) = server.get_blocking("/ready").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("HTTP 503"), "{body}");
+    assert_eq!(server.get_blocking("/health").unwrap().0, 200);
+
+    jwks.set(200, &fixture_text("jwks-a.json"));
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let reply = http_post(&server.url("/"), Some(&token), &call_greet("x")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outage_after_loading_keeps_the_cached_keys() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = start_against(&jwks, &["--jwks-ttl", "1s"]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    jwks.set(500, "down");
+    let hits = jwks.hits();
+    server.wait_until(|| jwks.hits() > hits);
+    jwks.set(200, "{\"keys\": \"malformed\"}");
+    let hits = jwks.hits();
+    server.wait_until(|| jwks.hits() > hits);
+    let reply = http_post(
+        &server.url("/"),
+        Some(&mint(&claims_for(&jwks.url()))),
+        &call_greet("x"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_key_is_picked_up_by_one_refetch() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = start_against(&jwks, &["--jwks-cooldown", "0s"]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let new_key_token = mint_with(&claims_for(&jwks.url()), "b", Some("key-b"));
+
+    let reply = http_post(&server.url("/"), Some(&new_key_token), &call_greet("x")).await;
+    assert_eq!(reply.status, 401, "key-b is not published yet");
+    jwks.set(200, &fixture_text("jwks-b.json"));
+    let hits = jwks.hits();
+    let reply = http_post(&server.url("/"), Some(&new_key_token), &call_greet("x")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(jwks.hits(), hits + 1, "exactly one refetch");
+
+    // key-a was removed in the rotation: refused once the set has been refreshed.
+    let old_key_token = mint(&claims_for(&jwks.url()));
+    let reply = http_post(&server.url("/"), Some(&old_key_token), &call_greet("x")).await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn random_kids_cannot_flood_the_jwks_endpoint() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = start_against(&jwks, &["--jwks-cooldown", "1h"]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let before = jwks.hits();
+    for attempt in 0..50 {
+        let token = mint_with(
+            &claims_for(&jwks.url()),
+            "a",
+            Some(&format!("random-{attempt}")),
+        );
+        let reply = http_post(&server.url("/"), Some(&token), &call_greet("x")).await;
+        assert_eq!(reply.status, 401);
+    }
+    assert_eq!(
+        jwks.hits(),
+        before,
+        "unknown kids within the cooldown cause no fetch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn jwks_uri_is_discovered_from_the_issuer_metadata() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = Server::start(&[
+        "--issuer",
+        &jwks.url(),
+        "--audience",
+        AUDIENCE,
+        "--stateless",
+    ]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let reply = http_post(
+        &server.url("/"),
+        Some(&mint(&claims_for(&jwks.url()))),
+        &call_greet("x"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn no_token_or_secret_reaches_the_logs_even_at_trace() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = jwks.url();
+    let server = Server::start_in(
+        dir,
+        &[
+            "--sk-env-url",
+            &issuer,
+            "--audience",
+            AUDIENCE,
+            "--stateless",
+            "--log-format",
+            "json",
+        ],
+        &[
+            ("RUST_LOG", "trace"),
+            ("SK_CLIENT_SECRET", "client-secret-value"),
+        ],
+    );
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let good = mint(&claims_for(&issuer));
+    let mut expired = claims_for(&issuer);
+    expired["exp"] = json!(now() - 3600);
+    let expired = mint(&expired);
+    assert_eq!(
+        http_post(&server.url("/"), Some(&good), &call_greet("x"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        http_post(&server.url("/"), Some(&expired), &call_greet("x"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        http_post(
+            &server.url("/"),
+            Some("garbage-token-value"),
+            &call_greet("x")
+        )
+        .await
+        .status,
+        401
+    );
+    let logs = server.stderr();
+    assert!(
+        logs.contains("\"subject\":\"usr_42\""),
+        "the request line names the subject: {logs}"
+    );
+    for secret in [
+        good.as_str(),
+        expired.as_str(),
+        "garbage-token-value",
+        "client-secret-value",
+    ] {
+        let signature = secret.rsplit('.').next().unwrap();
+        assert!(!logs.contains(signature), "a credential reached the logs");
+    }
+    assert!(
+        !logs.to_ascii_lowercase().contains("bearer ey"),
+        "an Authorization header reached the logs"
+    );
+}
+
+#[test]
+fn sigterm_shuts_down_cleanly() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let mut server = start_against(&jwks, &[]);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status:?}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.stderr().contains("shutting down"));
+}
+
+#[test]
+fn stdio_serves_the_same_tools_with_only_protocol_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = binary(dir.path())
+        .args(["serve", "--transport", "stdio"])
+        .env("RUST_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut read_message = || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        serde_json::from_str::<serde_json::Value>(&line)
+            .unwrap_or_else(|err| panic!("not JSON-RPC ({err}): {line:?}"))
+    };
+    writeln!(stdin, "{}", initialize()).unwrap();
+    let init = read_message();
+    assert_eq!(init["result"]["serverInfo"]["name"], "scalekit-mcp");
+    writeln!(
+        stdin,
+        "{}",
+        json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    )
+    .unwrap();
+    writeln!(stdin, "{}", call_greet("Saif")).unwrap();
+    assert_eq!(tool_text(&read_message()), "Hi Saif, welcome to Scalekit!");
+    let whoami = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    writeln!(stdin, "{whoami}").unwrap();
+    assert!(tool_text(&read_message()).starts_with("no HTTP identity"));
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        output.stdout.is_empty(),
+        "nothing but protocol messages on stdout"
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("stdio"),
+        "logs go to stderr"
+    );
+}

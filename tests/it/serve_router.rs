@@ -1,0 +1,726 @@
+//! `serve`'s HTTP behaviour, driven in-process through the router: challenges, every rejection
+//! reason, issuers, audiences, scopes, tools, metadata, Host/Origin and CORS.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use scalekit_mcp::auth::jwks::{CacheSettings, FetchFuture, JwksCache, KeyFetcher};
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+fn app_default() -> axum::Router {
+    app(BASE_ARGS, keys("jwks-all.json"))
+}
+
+const METADATA_URL: &str = "http://localhost:3002/.well-known/oauth-protected-resource";
+
+#[tokio::test]
+async fn health_is_exactly_the_seeds_body() {
+    let reply = send(
+        &app_default(),
+        http::Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.json(), json!({"status": "healthy"}));
+}
+
+#[tokio::test]
+async fn missing_token_gets_a_challenge_without_error() {
+    let reply = post(&app_default(), None, &call_greet("Saif")).await;
+    assert_eq!(reply.status, 401);
+    assert_eq!(
+        reply.header("www-authenticate").unwrap(),
+        format!("Bearer realm=\"OAuth\", resource_metadata=\"{METADATA_URL}\"")
+    );
+    assert_eq!(reply.json()["error"], "unauthorized");
+}
+
+#[tokio::test]
+async fn other_schemes_and_query_tokens_count_as_no_credentials() {
+    let app = app_default();
+    let token = mint(&good_claims());
+    let basic = mcp_post(None)
+        .header("authorization", "Basic dXNlcjpwYXNz")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    let reply = send(&app, basic).await;
+    assert_eq!(reply.status, 401);
+    assert!(!reply.header("www-authenticate").unwrap().contains("error="));
+
+    let query = http::Request::post(format!("/?access_token={token}"))
+        .header("host", "localhost")
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    let reply = send(&app, query).await;
+    assert_eq!(
+        reply.status, 401,
+        "a token in the query string is never accepted"
+    );
+    assert!(!reply.header("www-authenticate").unwrap().contains("error="));
+}
+
+#[tokio::test]
+async fn a_valid_token_calls_greet_user() {
+    let reply = post(
+        &app_default(),
+        Some(&mint(&good_claims())),
+        &call_greet("Saif"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(tool_text(&reply.rpc()), "Hi Saif, welcome to Scalekit!");
+}
+
+#[tokio::test]
+async fn lowercase_bearer_scheme_is_accepted() {
+    let request = mcp_post(None)
+        .header("authorization", format!("bearer {}", mint(&good_claims())))
+        .body(Body::from(call_greet("Ana").to_string()))
+        .unwrap();
+    let reply = send(&app_default(), request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(tool_text(&reply.rpc()), "Hi Ana, welcome to Scalekit!");
+}
+
+#[tokio::test]
+async fn whoami_reads_the_validated_claims() {
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
+    let reply = post(&app_default(), Some(&mint(&good_claims())), &call).await;
+    let caller = &reply.rpc()["result"]["structuredContent"];
+    assert_eq!(caller["sub"], "usr_42");
+    assert_eq!(caller["client_id"], "skc_client");
+    assert_eq!(caller["org_id"], "org_7", "org id read from oid");
+    assert_eq!(caller["scopes"], json!(["mcp:tools", "user:read"]));
+    assert_eq!(caller["issuer"], ISSUER);
+}
+
+/// Each way a token can be refused, with the words its `error_description` must contain.
+fn rejection_cases() -> Vec<(&'static str, String, &'static str)> {
+    let now = now();
+    let with = |patch: Value| {
+        let mut claims = good_claims();
+        for (key, value) in patch.as_object().unwrap() {
+            if value.is_null() {
+                claims.as_object_mut().unwrap().remove(key);
+            } else {
+                claims[key] = value.clone();
+            }
+        }
+        claims
+    };
+    vec![
+        (
+            "expired",
+            mint(&with(json!({"exp": now - 3600}))),
+            "token expired at",
+        ),
+        (
+            "expired past leeway",
+            mint(&with(json!({"exp": now - 40}))),
+            "token expired at",
+        ),
+        (
+            "not yet valid",
+            mint(&with(json!({"nbf": now + 3600}))),
+            "not valid before",
+        ),
+        (
+            "issued in the future",
+            mint(&with(json!({"iat": now + 3600}))),
+            "issued in the future",
+        ),
+        (
+            "missing exp",
+            mint(&with(json!({"exp": null}))),
+            "no exp claim",
+        ),
+        (
+            "exp as a string",
+            mint(&with(json!({"exp": "tomorrow"}))),
+            "exp claim is not a NumericDate",
+        ),
+        (
+            "wrong issuer",
+            mint(&with(json!({"iss": "https://evil.example"}))),
+            "issuer https://evil.example is not accepted",
+        ),
+        (
+            "issuer with trailing slash",
+            mint(&with(json!({"iss": format!("{ISSUER}/")}))),
+            "is not accepted",
+        ),
+        (
+            "wrong audience",
+            mint(&with(json!({"aud": "https://other.example/"}))),
+            "does not include an accepted audience",
+        ),
+        (
+            "another resource's token",
+            mint(&with(json!({"aud": ["res_999"]}))),
+            "does not include an accepted audience",
+        ),
+        (
+            "empty audience",
+            mint(&with(json!({"aud": []}))),
+            "audience (empty)",
+        ),
+        (
+            "missing audience",
+            mint(&with(json!({"aud": null}))),
+            "no aud claim",
+        ),
+        (
+            "signed by another key",
+            mint_with(&good_claims(), "b", Some("key-a")),
+            "invalid signature",
+        ),
+        (
+            "unknown kid",
+            mint_with(&good_claims(), "a", Some("key-zzz")),
+            "no signing key with kid key-zzz",
+        ),
+        (
+            "missing kid with several keys",
+            mint_with(&good_claims(), "a", None),
+            "no kid",
+        ),
+        (
+            "HS256",
+            raw_token(
+                &json!({"alg": "HS256", "kid": "key-a"}),
+                &good_claims(),
+                "c2ln",
+            ),
+            "algorithm HS256 is not allowed",
+        ),
+        (
+            "alg none",
+            raw_token(&json!({"alg": "none"}), &good_claims(), ""),
+            "malformed token",
+        ),
+        (
+            "alg none with a signature",
+            raw_token(&json!({"alg": "none"}), &good_claims(), "c2ln"),
+            "algorithm none is not allowed",
+        ),
+        (
+            "two segments",
+            "eyJhbGciOiJSUzI1NiJ9.e30".into(),
+            "3 dot-separated segments",
+        ),
+        ("JWE", "a.b.c.d.e".into(), "JWE"),
+        ("garbage", "not-a-token".into(), "malformed token"),
+        (
+            "payload not JSON",
+            "eyJhbGciOiJSUzI1NiJ9.bm90anNvbg.c2ln".into(),
+            "payload segment is not a JSON object",
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn every_rejection_is_401_invalid_token_with_its_reason() {
+    let app = app_default();
+    for (case, token, reason) in rejection_cases() {
+        let reply = post(&app, Some(&token), &call_greet("x")).await;
+        assert_eq!(reply.status, 401, "{case}: {}", reply.body);
+        let challenge = reply.header("www-authenticate").unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{case}: {challenge}"
+        );
+        assert!(
+            challenge.contains(&format!("resource_metadata=\"{METADATA_URL}\"")),
+            "{case}: {challenge}"
+        );
+        let description = challenge_description(challenge);
+        assert!(
+            description.contains(reason),
+            "{case}: {description:?} lacks {reason:?}"
+        );
+        assert_eq!(reply.json()["error_description"], description, "{case}");
+        assert!(!reply.body.contains(&token), "{case}: the token is echoed");
+    }
+}
+
+#[tokio::test]
+async fn both_scalekit_issuer_forms_are_accepted() {
+    let metadata =
+        json!({"resource": AUDIENCE, "authorization_servers": [RESOURCE_ISSUER]}).to_string();
+    let app = app(
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--protected-resource-metadata",
+            &metadata,
+            "--stateless",
+        ],
+        keys("jwks-all.json"),
+    );
+    for issuer in [ISSUER, RESOURCE_ISSUER] {
+        let mut claims = good_claims();
+        claims["iss"] = json!(issuer);
+        let reply = post(&app, Some(&mint(&claims)), &call_greet("x")).await;
+        assert_eq!(reply.status, 200, "{issuer}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn issuer_flag_replaces_the_defaults() {
+    let app = app(
+        &[
+            "--issuer",
+            "https://other.example",
+            "--audience",
+            AUDIENCE,
+            "--stateless",
+        ],
+        keys("jwks-all.json"),
+    );
+    let reply = post(&app, Some(&mint(&good_claims())), &call_greet("x")).await;
+    assert_eq!(reply.status, 401);
+    let mut claims = good_claims();
+    claims["iss"] = json!("https://other.example");
+    assert_eq!(
+        post(&app, Some(&mint(&claims)), &call_greet("x"))
+            .await
+            .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn any_accepted_audience_in_a_string_or_array_passes() {
+    let app = app(
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--audience",
+            "https://a.example/,https://b.example/",
+            "--stateless",
+        ],
+        keys("jwks-all.json"),
+    );
+    for aud in [
+        json!("https://b.example/"),
+        json!(["res_1", "https://a.example/"]),
+    ] {
+        let mut claims = good_claims();
+        claims["aud"] = aud.clone();
+        assert_eq!(
+            post(&app, Some(&mint(&claims)), &call_greet("x"))
+                .await
+                .status,
+            200,
+            "{aud}"
+        );
+    }
+    let mut claims = good_claims();
+    claims["aud"] = json!("https://a.example");
+    assert_eq!(
+        post(&app, Some(&mint(&claims)), &call_greet("x"))
+            .await
+            .status,
+        401,
+        "exact comparison"
+    );
+}
+
+#[tokio::test]
+async fn audience_defaults_to_the_metadata_resource() {
+    let metadata =
+        json!({"resource": "https://mcp.example.com/", "authorization_servers": [ISSUER]})
+            .to_string();
+    let app = app(
+        &["--protected-resource-metadata", &metadata, "--stateless"],
+        keys("jwks-all.json"),
+    );
+    let mut claims = good_claims();
+    claims["aud"] = json!("https://mcp.example.com/");
+    let request = with_host(
+        mcp_post(Some(&mint(&claims))),
+        "mcp.example.com",
+        &call_greet("x"),
+    );
+    assert_eq!(send(&app, request).await.status, 200);
+}
+
+#[tokio::test]
+async fn scopes_are_read_from_scope_scp_and_scopes() {
+    let app = app(
+        &[BASE_ARGS, &["--required-scope", "mcp:admin"]].concat(),
+        keys("jwks-all.json"),
+    );
+    let forms = [
+        json!({"scope": "mcp:tools mcp:admin"}),
+        json!({"scp": ["mcp:admin"]}),
+        json!({"scopes": ["mcp:tools", "mcp:admin"]}),
+    ];
+    for form in forms {
+        let mut claims = good_claims();
+        claims.as_object_mut().unwrap().remove("scope");
+        claims
+            .as_object_mut()
+            .unwrap()
+            .extend(form.as_object().unwrap().clone());
+        let reply = post(&app, Some(&mint(&claims)), &call_greet("x")).await;
+        assert_eq!(reply.status, 200, "{form}: {}", reply.body);
+    }
+}
+
+#[tokio::test]
+async fn a_missing_scope_is_403_insufficient_scope() {
+    let app = app(
+        &[BASE_ARGS, &["--required-scope", "mcp:admin"]].concat(),
+        keys("jwks-all.json"),
+    );
+    let reply = post(&app, Some(&mint(&good_claims())), &call_greet("x")).await;
+    assert_eq!(reply.status, 403);
+    let challenge = reply.header("www-authenticate").unwrap();
+    assert_eq!(
+        challenge,
+        format!(
+            "Bearer realm=\"OAuth\", resource_metadata=\"{METADATA_URL}\", scope=\"mcp:admin\", \
+             error=\"insufficient_scope\", error_description=\"missing required scope: mcp:admin\""
+        )
+    );
+    assert_eq!(reply.json()["error"], "insufficient_scope");
+
+    let no_token = post(&app, None, &call_greet("x")).await;
+    assert!(
+        no_token
+            .header("www-authenticate")
+            .unwrap()
+            .ends_with("scope=\"mcp:admin\"")
+    );
+}
+
+#[tokio::test]
+async fn an_expired_token_without_the_scope_is_still_401() {
+    let app = app(
+        &[BASE_ARGS, &["--required-scope", "mcp:admin"]].concat(),
+        keys("jwks-all.json"),
+    );
+    let mut claims = good_claims();
+    claims["exp"] = json!(now() - 3600);
+    let reply = post(&app, Some(&mint(&claims)), &call_greet("x")).await;
+    assert_eq!(reply.status, 401);
+    assert!(challenge_description(reply.header("www-authenticate").unwrap()).contains("expired"));
+}
+
+#[tokio::test]
+async fn algorithms_flag_allows_es256() {
+    let ec_pem = std::fs::read(fixture("ec-p256.pem")).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("key-ec".into());
+    let token = jsonwebtoken::encode(
+        &header,
+        &good_claims(),
+        &jsonwebtoken::EncodingKey::from_ec_pem(&ec_pem).unwrap(),
+    )
+    .unwrap();
+    let default = post(&app_default(), Some(&token), &call_greet("x")).await;
+    assert_eq!(default.status, 401, "ES256 is not allowed by default");
+    let app = app(
+        &[BASE_ARGS, &["--algorithms", "RS256,ES256"]].concat(),
+        keys("jwks-all.json"),
+    );
+    assert_eq!(post(&app, Some(&token), &call_greet("x")).await.status, 200);
+}
+
+/// A fetcher that always fails, for a cache that never loads.
+struct Down;
+
+impl KeyFetcher for Down {
+    fn fetch(&self) -> FetchFuture<'_> {
+        Box::pin(async { Err("GET http://127.0.0.1:9/keys: connection refused".to_string()) })
+    }
+}
+
+#[tokio::test]
+async fn without_keys_tokens_get_503_and_ready_says_why() {
+    let cache = Arc::new(JwksCache::new(Box::new(Down), CacheSettings::default()));
+    let _ = cache.refresh().await;
+    let app = app_with_cache(BASE_ARGS, cache);
+    let reply = post(&app, Some(&mint(&good_claims())), &call_greet("x")).await;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.header("retry-after"), Some("5"));
+    assert_eq!(
+        post(&app, None, &call_greet("x")).await.status,
+        401,
+        "no credentials is still a 401"
+    );
+    let ready = send(
+        &app,
+        http::Request::get("/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(ready.status, 503);
+    assert!(
+        ready.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused")
+    );
+    let health = send(
+        &app,
+        http::Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(health.status, 200);
+}
+
+#[tokio::test]
+async fn ready_reports_loaded_keys() {
+    let ready = send(
+        &app_default(),
+        http::Request::get("/ready").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(ready.status, 200);
+    assert_eq!(ready.json(), json!({"status": "ready", "signing_keys": 3}));
+}
+
+#[tokio::test]
+async fn metadata_is_served_verbatim() {
+    let metadata = r#"{"resource":"http://localhost:3002/","authorization_servers":["https://env.example.scalekit.dev/resources/res_123"],"bearer_methods_supported":["header"],"scopes_supported":["user:read"]}"#;
+    let app = app(
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--protected-resource-metadata",
+            metadata,
+        ],
+        keys("jwks-a.json"),
+    );
+    let reply = send(
+        &app,
+        http::Request::get("/.well-known/oauth-protected-resource")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.body, metadata);
+    assert_eq!(reply.header("content-type"), Some("application/json"));
+    assert_eq!(reply.header("access-control-allow-origin"), Some("*"));
+}
+
+#[tokio::test]
+async fn metadata_is_generated_and_path_suffixed_for_a_non_root_mcp_path() {
+    let app = app(
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--mcp-path",
+            "/mcp",
+            "--public-url",
+            "https://mcp.example.com",
+            "--scopes-supported",
+            "mcp:tools",
+        ],
+        keys("jwks-a.json"),
+    );
+    for path in [
+        "/.well-known/oauth-protected-resource",
+        "/.well-known/oauth-protected-resource/mcp",
+    ] {
+        let reply = send(&app, http::Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(reply.status, 200, "{path}");
+        assert_eq!(
+            reply.json(),
+            json!({"resource": "https://mcp.example.com/mcp", "authorization_servers": [ISSUER],
+                   "bearer_methods_supported": ["header"], "scopes_supported": ["mcp:tools"]})
+        );
+    }
+    let request = http::Request::post("/mcp")
+        .header("host", "mcp.example.com")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, 401);
+    assert!(reply.header("www-authenticate").unwrap().contains(
+        "resource_metadata=\"https://mcp.example.com/.well-known/oauth-protected-resource/mcp\""
+    ));
+}
+
+#[tokio::test]
+async fn unknown_paths_need_a_token_too() {
+    let app = app_default();
+    let anonymous = send(
+        &app,
+        http::Request::get("/admin")
+            .header("host", "localhost")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    let request = http::Request::get("/admin")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {}", mint(&good_claims())))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, request).await.status, 404);
+}
+
+#[tokio::test]
+async fn foreign_hosts_and_origins_are_refused_before_auth() {
+    let app = app_default();
+    let token = mint(&good_claims());
+    let rebinding = with_host(
+        mcp_post(Some(&token)),
+        "evil.example:3002",
+        &call_greet("x"),
+    );
+    let reply = send(&app, rebinding).await;
+    assert_eq!(reply.status, 403);
+    assert!(
+        reply.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("--allowed-host evil.example")
+    );
+
+    let origin = mcp_post(Some(&token))
+        .header("origin", "http://evil.example")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    assert_eq!(send(&app, origin).await.status, 403);
+
+    let local_origin = mcp_post(Some(&token))
+        .header("origin", "http://localhost:6274")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    assert_eq!(send(&app, local_origin).await.status, 200);
+}
+
+#[tokio::test]
+async fn allowed_host_flag_and_public_url_extend_the_host_list() {
+    let app = app(
+        &[
+            BASE_ARGS,
+            &[
+                "--allowed-host",
+                "internal.example",
+                "--public-url",
+                "https://mcp.example.com",
+            ],
+        ]
+        .concat(),
+        keys("jwks-all.json"),
+    );
+    let token = mint(&good_claims());
+    for host in ["internal.example:8080", "mcp.example.com"] {
+        let request = with_host(mcp_post(Some(&token)), host, &call_greet("x"));
+        assert_eq!(send(&app, request).await.status, 200, "{host}");
+    }
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_without_a_token() {
+    let app = app(
+        &[BASE_ARGS, &["--cors-origin", "https://app.example.com"]].concat(),
+        keys("jwks-all.json"),
+    );
+    let preflight = http::Request::options("/")
+        .header("host", "localhost")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type, mcp-protocol-version",
+        )
+        .body(Body::empty())
+        .unwrap();
+    let reply = send(&app, preflight).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        reply.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    let allowed = reply
+        .header("access-control-allow-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("mcp-session-id"),
+        "{allowed}"
+    );
+
+    let request = mcp_post(None)
+        .header("origin", "https://app.example.com")
+        .body(Body::from(call_greet("x").to_string()))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, 401);
+    let exposed = reply
+        .header("access-control-expose-headers")
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("www-authenticate"), "{exposed}");
+}
+
+#[tokio::test]
+async fn stateful_sessions_initialize_then_call() {
+    let app = app(
+        &["--sk-env-url", ISSUER, "--audience", AUDIENCE],
+        keys("jwks-all.json"),
+    );
+    let token = mint(&good_claims());
+    let init = post(&app, Some(&token), &initialize()).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let session = init
+        .header("mcp-session-id")
+        .expect("a session id")
+        .to_owned();
+    assert_eq!(init.rpc()["result"]["serverInfo"]["name"], "scalekit-mcp");
+
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let request = mcp_post(Some(&token))
+        .header("mcp-session-id", &session)
+        .body(Body::from(initialized.to_string()))
+        .unwrap();
+    assert_eq!(send(&app, request).await.status, 202);
+
+    let request = mcp_post(Some(&token))
+        .header("mcp-session-id", &session)
+        .body(Body::from(call_greet("Saif").to_string()))
+        .unwrap();
+    let reply = send(&app, request).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(tool_text(&reply.rpc()), "Hi Saif, welcome to Scalekit!");
+
+    let request = mcp_post(None)
+        .header("mcp-session-id", &session)
+        .body(Body::from(call_greet("Saif").to_string()))
+        .unwrap();
+    assert_eq!(
+        send(&app, request).await.status,
+        401,
+        "a session id is no substitute for a token"
+    );
+}
+
+#[tokio::test]
+async fn tools_list_describes_both_tools() {
+    let list = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/list"});
+    let reply = post(&app_default(), Some(&mint(&good_claims())), &list).await;
+    let tools = reply.rpc()["result"]["tools"].as_array().unwrap().clone();
+    let names: Vec<&str> = tools
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"greet_user") && names.contains(&"whoami"));
+    let greet = tools
+        .iter()
+        .find(|tool| tool["name"] == "greet_user")
+        .unwrap();
+    assert_eq!(greet["inputSchema"]["required"], json!(["name"]));
+    assert_eq!(greet["inputSchema"]["properties"]["name"]["type"], "string");
+}
