@@ -26,6 +26,10 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the MCP server; every MCP request needs a valid bearer token')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -63,6 +67,48 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'scalekit-mcp;login' {
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Scope to request (repeatable). Default: the server''s challenge, else its metadata')
+            [CompletionResult]::new('--client-id', '--client-id', [CompletionResultType]::ParameterName, 'A client id registered in advance with the authorization server (skips registration)')
+            [CompletionResult]::new('--client-secret-env', '--client-secret-env', [CompletionResultType]::ParameterName, 'Environment variable holding the client secret (never pass a secret as a flag value). Default: SK_CLIENT_SECRET')
+            [CompletionResult]::new('--client-metadata-url', '--client-metadata-url', [CompletionResultType]::ParameterName, 'HTTPS URL of this client''s metadata document, used when the server supports Client ID Metadata Documents')
+            [CompletionResult]::new('--callback-port', '--callback-port', [CompletionResultType]::ParameterName, 'Port of the 127.0.0.1 redirect listener (0 = random; pre-registered clients need a fixed one)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long to wait for the browser login')
+            [CompletionResult]::new('--no-browser', '--no-browser', [CompletionResultType]::ParameterName, 'Print the login URL instead of opening a browser')
+            [CompletionResult]::new('--client-credentials', '--client-credentials', [CompletionResultType]::ParameterName, 'Machine-to-machine login with --client-id and its secret (client credentials grant), no browser')
+            [CompletionResult]::new('--with-token', '--with-token', [CompletionResultType]::ParameterName, 'Read an access token from stdin and store it, for tokens obtained elsewhere')
+            [CompletionResult]::new('--insecure-storage', '--insecure-storage', [CompletionResultType]::ParameterName, 'Keep credentials in a plaintext file (mode 0600) in the config directory instead of the OS keyring. Also SCALEKIT_MCP_STORAGE=file')
+            [CompletionResult]::new('-v', '-v', [CompletionResultType]::ParameterName, 'Print each discovery step')
+            [CompletionResult]::new('--verbose', '--verbose', [CompletionResultType]::ParameterName, 'Print each discovery step')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;logout' {
+            [CompletionResult]::new('--all', '--all', [CompletionResultType]::ParameterName, 'Log out of every server')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;status' {
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON document instead of text')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;token' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'scalekit-mcp;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -72,11 +118,27 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
         }
         'scalekit-mcp;help' {
             [CompletionResult]::new('serve', 'serve', [CompletionResultType]::ParameterValue, 'Run the MCP server; every MCP request needs a valid bearer token')
+            [CompletionResult]::new('login', 'login', [CompletionResultType]::ParameterValue, 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring')
+            [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
+            [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
+            [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'scalekit-mcp;help;serve' {
+            break
+        }
+        'scalekit-mcp;help;login' {
+            break
+        }
+        'scalekit-mcp;help;logout' {
+            break
+        }
+        'scalekit-mcp;help;status' {
+            break
+        }
+        'scalekit-mcp;help;token' {
             break
         }
         'scalekit-mcp;help;completions' {

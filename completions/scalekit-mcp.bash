@@ -22,8 +22,20 @@ _scalekit__mcp() {
             scalekit__mcp,help)
                 cmd="scalekit__mcp__subcmd__help"
                 ;;
+            scalekit__mcp,login)
+                cmd="scalekit__mcp__subcmd__login"
+                ;;
+            scalekit__mcp,logout)
+                cmd="scalekit__mcp__subcmd__logout"
+                ;;
             scalekit__mcp,serve)
                 cmd="scalekit__mcp__subcmd__serve"
+                ;;
+            scalekit__mcp,status)
+                cmd="scalekit__mcp__subcmd__status"
+                ;;
+            scalekit__mcp,token)
+                cmd="scalekit__mcp__subcmd__token"
                 ;;
             scalekit__mcp__subcmd__help,completions)
                 cmd="scalekit__mcp__subcmd__help__subcmd__completions"
@@ -31,8 +43,20 @@ _scalekit__mcp() {
             scalekit__mcp__subcmd__help,help)
                 cmd="scalekit__mcp__subcmd__help__subcmd__help"
                 ;;
+            scalekit__mcp__subcmd__help,login)
+                cmd="scalekit__mcp__subcmd__help__subcmd__login"
+                ;;
+            scalekit__mcp__subcmd__help,logout)
+                cmd="scalekit__mcp__subcmd__help__subcmd__logout"
+                ;;
             scalekit__mcp__subcmd__help,serve)
                 cmd="scalekit__mcp__subcmd__help__subcmd__serve"
+                ;;
+            scalekit__mcp__subcmd__help,status)
+                cmd="scalekit__mcp__subcmd__help__subcmd__status"
+                ;;
+            scalekit__mcp__subcmd__help,token)
+                cmd="scalekit__mcp__subcmd__help__subcmd__token"
                 ;;
             *)
                 ;;
@@ -41,7 +65,7 @@ _scalekit__mcp() {
 
     case "${cmd}" in
         scalekit__mcp)
-            opts="-h -V --help --version serve completions help"
+            opts="-h -V --help --version serve login logout status token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -69,7 +93,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help)
-            opts="serve completions help"
+            opts="serve login logout status token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -110,9 +134,117 @@ _scalekit__mcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__login)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         scalekit__subcmd__mcp__subcmd__help__subcmd__serve)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__status)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__login)
+            opts="-v -h -V --scope --client-id --client-secret-env --client-metadata-url --callback-port --timeout --no-browser --client-credentials --with-token --insecure-storage --verbose --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-secret-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-metadata-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --callback-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__logout)
+            opts="-h -V --all --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -231,6 +363,34 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__status)
+            opts="-h -V --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__token)
+            opts="-h -V --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 *)
                     COMPREPLY=()
                     ;;

@@ -23,6 +23,10 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
             cand serve 'Run the MCP server; every MCP request needs a valid bearer token'
+            cand login 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
+            cand logout 'Remove (and revoke) the stored credentials of a server'
+            cand status 'Show the stored logins: subject, scopes, expiry; never a token'
+            cand token 'Print a valid access token for a server, refreshing it when needed'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -58,6 +62,44 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'scalekit-mcp;login'= {
+            cand --scope 'Scope to request (repeatable). Default: the server''s challenge, else its metadata'
+            cand --client-id 'A client id registered in advance with the authorization server (skips registration)'
+            cand --client-secret-env 'Environment variable holding the client secret (never pass a secret as a flag value). Default: SK_CLIENT_SECRET'
+            cand --client-metadata-url 'HTTPS URL of this client''s metadata document, used when the server supports Client ID Metadata Documents'
+            cand --callback-port 'Port of the 127.0.0.1 redirect listener (0 = random; pre-registered clients need a fixed one)'
+            cand --timeout 'How long to wait for the browser login'
+            cand --no-browser 'Print the login URL instead of opening a browser'
+            cand --client-credentials 'Machine-to-machine login with --client-id and its secret (client credentials grant), no browser'
+            cand --with-token 'Read an access token from stdin and store it, for tokens obtained elsewhere'
+            cand --insecure-storage 'Keep credentials in a plaintext file (mode 0600) in the config directory instead of the OS keyring. Also SCALEKIT_MCP_STORAGE=file'
+            cand -v 'Print each discovery step'
+            cand --verbose 'Print each discovery step'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'scalekit-mcp;logout'= {
+            cand --all 'Log out of every server'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'scalekit-mcp;status'= {
+            cand --json 'Print one JSON document instead of text'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'scalekit-mcp;token'= {
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'scalekit-mcp;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -66,10 +108,22 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
         }
         &'scalekit-mcp;help'= {
             cand serve 'Run the MCP server; every MCP request needs a valid bearer token'
+            cand login 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
+            cand logout 'Remove (and revoke) the stored credentials of a server'
+            cand status 'Show the stored logins: subject, scopes, expiry; never a token'
+            cand token 'Print a valid access token for a server, refreshing it when needed'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'scalekit-mcp;help;serve'= {
+        }
+        &'scalekit-mcp;help;login'= {
+        }
+        &'scalekit-mcp;help;logout'= {
+        }
+        &'scalekit-mcp;help;status'= {
+        }
+        &'scalekit-mcp;help;token'= {
         }
         &'scalekit-mcp;help;completions'= {
         }

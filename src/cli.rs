@@ -3,7 +3,10 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{completions::CompletionsArgs, serve::ServeArgs};
+use crate::commands::{
+    completions::CompletionsArgs, login::LoginArgs, logout::LogoutArgs, serve::ServeArgs,
+    status::StatusArgs, token::TokenArgs,
+};
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
 #[derive(Debug, Parser)]
@@ -22,6 +25,14 @@ pub struct Cli {
 pub enum Command {
     /// Run the MCP server; every MCP request needs a valid bearer token.
     Serve(Box<ServeArgs>),
+    /// Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring.
+    Login(Box<LoginArgs>),
+    /// Remove (and revoke) the stored credentials of a server.
+    Logout(LogoutArgs),
+    /// Show the stored logins: subject, scopes, expiry; never a token.
+    Status(StatusArgs),
+    /// Print a valid access token for a server, refreshing it when needed.
+    Token(TokenArgs),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
 }

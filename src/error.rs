@@ -50,3 +50,19 @@ pub fn exit_code_for(error: &anyhow::Error) -> Exit {
         .find_map(|cause| cause.downcast_ref::<ExitError>())
         .map_or(Exit::Internal, |exit_error| exit_error.exit)
 }
+
+/// An error with its sources on one line: reqwest and hyper keep the useful part (connection
+/// refused, certificate, DNS) in the source chain.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -6,8 +6,10 @@
 
 pub mod auth;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod config;
 pub mod error;
 pub mod logging;
+pub mod output;
 pub mod server;

@@ -23,12 +23,18 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Client commands log warnings only; RUST_LOG raises it for debugging.
+        scalekit_mcp::logging::init(scalekit_mcp::logging::LogFormat::Text, None, "warn");
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let success = |()| ExitCode::SUCCESS;
     match cli.command {
-        Command::Completions(args) => commands::completions::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::Serve(args) => {
-            let runtime = tokio::runtime::Runtime::new()?;
-            runtime.block_on(commands::serve::run(*args))?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Completions(args) => commands::completions::run(&args).map(success),
+        Command::Serve(args) => runtime.block_on(commands::serve::run(*args)).map(success),
+        Command::Login(args) => runtime.block_on(commands::login::run(*args)).map(success),
+        Command::Logout(args) => runtime.block_on(commands::logout::run(&args)).map(success),
+        Command::Status(args) => commands::status::run(&args),
+        Command::Token(args) => runtime.block_on(commands::token::run(&args)).map(success),
     }
 }

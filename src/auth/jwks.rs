@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use super::keys::KeySet;
+use crate::error::error_chain;
 
 /// Keys from one successful fetch, with how long the server said they may be cached.
 pub struct FetchedKeys {
@@ -369,19 +370,6 @@ pub async fn discover_jwks_uri(client: &reqwest::Client, issuer: &Url) -> Result
         "could not discover the JWKS of issuer {issuer}: {}; set --jwks-url (or SK_ENV_URL for Scalekit)",
         tried.join("; ")
     ))
-}
-
-/// An error with its sources, on one line: reqwest hides the useful part (connection refused,
-/// certificate) in the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! One module per subcommand: each owns its arguments and its `run`.
 
 pub mod completions;
+pub mod login;
+pub mod logout;
 pub mod serve;
+pub mod status;
+pub mod token;

@@ -1,0 +1,272 @@
+//! OAuth discovery for an MCP server, in the order the MCP authorization spec (2025-11-25) gives:
+//!
+//! 1. an unauthenticated request; a 401's `WWW-Authenticate` may name `resource_metadata`;
+//! 2. else the path-suffixed, then the root `/.well-known/oauth-protected-resource` (RFC 9728);
+//! 3. the metadata's first `authorization_servers` entry;
+//! 4. its RFC 8414 metadata with path insertion, then the OpenID Connect forms.
+//!
+//! Every step is recorded in a trace (`login -v` prints it), and a failure says which URLs were
+//! tried and what came back.
+
+use std::time::Duration;
+
+use rmcp::transport::auth::{AuthorizationMetadata, WWWAuthenticateParams};
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::error::{Exit, ExitError, error_chain};
+
+/// Everything discovery found.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// The 401 challenge, when the server sent one.
+    pub challenge: Option<String>,
+    /// `scope` from the challenge.
+    pub challenge_scope: Option<String>,
+    /// The protected resource (`resource` of its metadata): the token audience, RFC 8707.
+    pub resource: String,
+    pub resource_scopes: Vec<String>,
+    /// The authorization server issuer.
+    pub issuer: String,
+    pub metadata: AuthorizationMetadata,
+    /// The raw authorization server metadata document, kept for refresh and revocation.
+    pub metadata_document: Value,
+    pub trace: Vec<String>,
+}
+
+fn unreachable(message: String) -> anyhow::Error {
+    ExitError {
+        exit: Exit::Unreachable,
+        message,
+    }
+    .into()
+}
+
+/// An HTTP client for discovery and token requests: bounded, no redirects to other origins.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}
+
+/// Runs discovery against `server`.
+pub async fn discover(client: &reqwest::Client, server: &Url) -> anyhow::Result<Discovered> {
+    let mut trace = Vec::new();
+    let challenge = probe(client, server, &mut trace).await?;
+    let params = challenge
+        .as_deref()
+        .map(|header| WWWAuthenticateParams::parse(header, server));
+
+    let mut candidates = Vec::new();
+    if let Some(url) = params
+        .as_ref()
+        .and_then(|p| p.resource_metadata_url.clone())
+    {
+        candidates.push(url);
+    }
+    candidates.extend(well_known_resource_urls(server));
+    let (prm_url, prm) = first_json(
+        client,
+        &candidates,
+        "protected resource metadata",
+        &mut trace,
+    )
+    .await?;
+
+    let resource = prm
+        .get("resource")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .unwrap_or_else(|| server.to_string());
+    let issuer = prm
+        .get("authorization_servers")
+        .and_then(Value::as_array)
+        .and_then(|servers| servers.first())
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            unreachable(format!(
+                "{prm_url} names no authorization_servers: the server cannot tell where to log in"
+            ))
+        })?
+        .to_owned();
+    let issuer_url = Url::parse(&issuer).map_err(|err| {
+        unreachable(format!(
+            "{prm_url}: authorization server {issuer:?} is not a URL ({err})"
+        ))
+    })?;
+    trace.push(format!("authorization server: {issuer}"));
+
+    let as_urls = crate::auth::jwks::metadata_urls(&issuer_url);
+    let (as_url, document) = first_json(
+        client,
+        &as_urls,
+        "authorization server metadata",
+        &mut trace,
+    )
+    .await?;
+    if let Some(stated) = document.get("issuer").and_then(Value::as_str)
+        && stated.trim_end_matches('/') != issuer.trim_end_matches('/')
+    {
+        return Err(unreachable(format!(
+            "{as_url} says its issuer is {stated}, not {issuer} (RFC 8414 §3.3): refusing metadata that \
+             belongs to another server"
+        )));
+    }
+    let metadata: AuthorizationMetadata = serde_json::from_value(document.clone()).map_err(|err| {
+        unreachable(format!("{as_url}: not usable authorization server metadata ({err}): it needs authorization_endpoint and token_endpoint"))
+    })?;
+
+    Ok(Discovered {
+        challenge_scope: params.and_then(|p| p.scope),
+        challenge,
+        resource,
+        resource_scopes: string_list(prm.get("scopes_supported")),
+        issuer,
+        metadata,
+        metadata_document: document,
+        trace,
+    })
+}
+
+/// Sends an unauthenticated MCP `initialize` and returns the 401 challenge, if any.
+async fn probe(
+    client: &reqwest::Client,
+    server: &Url,
+    trace: &mut Vec<String>,
+) -> anyhow::Result<Option<String>> {
+    let initialize = json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "scalekit-mcp", "version": env!("CARGO_PKG_VERSION")}}});
+    let response = client
+        .post(server.clone())
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(initialize.to_string())
+        .send()
+        .await
+        .map_err(|err| unreachable(format!("cannot reach {server}: {}", error_chain(&err))))?;
+    let status = response.status();
+    let challenge = response
+        .headers()
+        .get(http::header::WWW_AUTHENTICATE)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    trace.push(format!(
+        "POST {server} (no token) → {status}{}",
+        challenge
+            .as_deref()
+            .map(|c| format!(", WWW-Authenticate: {c}"))
+            .unwrap_or_default()
+    ));
+    if status.is_success() {
+        return Err(ExitError::usage(format!(
+            "{server} answered without asking for a token: it does not use OAuth, so there is nothing to log in to \
+             (call it directly)"
+        ))
+        .into());
+    }
+    Ok(if status == http::StatusCode::UNAUTHORIZED {
+        challenge
+    } else {
+        None
+    })
+}
+
+/// RFC 9728 §3.1: the well-known URL with the resource's path appended, then the root one.
+fn well_known_resource_urls(server: &Url) -> Vec<Url> {
+    let path = server.path().trim_end_matches('/');
+    let mut urls = Vec::new();
+    let mut url = server.clone();
+    url.set_query(None);
+    url.set_fragment(None);
+    if !path.is_empty() {
+        let mut suffixed = url.clone();
+        suffixed.set_path(&format!("/.well-known/oauth-protected-resource{path}"));
+        urls.push(suffixed);
+    }
+    url.set_path("/.well-known/oauth-protected-resource");
+    urls.push(url);
+    urls
+}
+
+/// GETs each URL in turn and returns the first JSON object; the error lists every attempt.
+async fn first_json(
+    client: &reqwest::Client,
+    urls: &[Url],
+    what: &str,
+    trace: &mut Vec<String>,
+) -> anyhow::Result<(Url, Value)> {
+    let mut attempts = Vec::new();
+    for url in urls {
+        let outcome = match client
+            .get(url.clone())
+            .header("accept", "application/json")
+            .send()
+            .await
+        {
+            Err(err) => Err(error_chain(&err)),
+            Ok(response) if !response.status().is_success() => {
+                Err(format!("HTTP {}", response.status()))
+            }
+            Ok(response) => match response.json::<Value>().await {
+                Ok(value) if value.is_object() => Ok(value),
+                Ok(_) => Err("not a JSON object".to_owned()),
+                Err(err) => Err(format!("not JSON ({err})")),
+            },
+        };
+        match outcome {
+            Ok(value) => {
+                trace.push(format!("GET {url} → {what}"));
+                return Ok((url.clone(), value));
+            }
+            Err(reason) => {
+                trace.push(format!("GET {url} → {reason}"));
+                attempts.push(format!("{url}: {reason}"));
+            }
+        }
+    }
+    Err(unreachable(format!(
+        "could not find the {what}; tried {}",
+        attempts.join("; ")
+    )))
+}
+
+fn string_list(value: Option<&Value>) -> Vec<String> {
+    value
+        .and_then(Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn well_known_urls_try_the_path_then_the_root() {
+        let urls: Vec<String> =
+            well_known_resource_urls(&Url::parse("https://mcp.example.com/mcp").unwrap())
+                .iter()
+                .map(Url::to_string)
+                .collect();
+        assert_eq!(
+            urls,
+            [
+                "https://mcp.example.com/.well-known/oauth-protected-resource/mcp",
+                "https://mcp.example.com/.well-known/oauth-protected-resource",
+            ]
+        );
+        assert_eq!(
+            well_known_resource_urls(&Url::parse("http://localhost:3002/").unwrap()).len(),
+            1
+        );
+    }
+}

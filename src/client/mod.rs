@@ -1,0 +1,16 @@
+//! The client side: logging in to MCP servers, keeping their credentials, and talking to them.
+//!
+//! - [`secret`]: a newtype that keeps tokens out of logs and error messages.
+//! - [`home`]: the config directory and its non-secret state file (servers, registrations).
+//! - [`vault`]: where secrets live — the OS keyring, or an explicit 0600 file.
+//! - [`credentials`]: rmcp's `CredentialStore` over those two, one server at a time.
+//! - [`oauth`]: discovery, the authorization-code flow with its loopback redirect listener,
+//!   client credentials, and refresh, built on rmcp's `auth` module.
+
+pub mod callback;
+pub mod credentials;
+pub mod discovery;
+pub mod home;
+pub mod oauth;
+pub mod secret;
+pub mod vault;

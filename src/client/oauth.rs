@@ -1,0 +1,566 @@
+//! The OAuth flows of `login` and the token upkeep of every client command, on rmcp's `auth`
+//! module: PKCE S256, `state` and RFC 9207 `iss` checks, RFC 8707 `resource`, dynamic client
+//! registration and refresh are rmcp's; discovery, the redirect listener, registration reuse,
+//! storage and the cross-process refresh lock are ours.
+
+use std::time::Duration;
+
+use rmcp::transport::auth::{
+    AuthError, AuthorizationManager, AuthorizationMetadata, AuthorizationRequest,
+    AuthorizationSession, ClientCredentialsConfig,
+};
+
+use super::callback::Listener;
+use super::credentials::ServerCredentials;
+use super::discovery::Discovered;
+use super::home::{Home, Registration, ServerRecord};
+use super::secret::Secret;
+use super::vault::{Storage, Vault, account};
+use crate::error::{Exit, ExitError};
+
+/// Refresh a token this long before it expires, so a request never leaves with a dying token.
+pub const REFRESH_MARGIN_SECS: i64 = 60;
+
+fn auth_error(message: String) -> anyhow::Error {
+    ExitError {
+        exit: Exit::Auth,
+        message,
+    }
+    .into()
+}
+
+fn rmcp_error(context: &str, error: AuthError) -> anyhow::Error {
+    let exit = match &error {
+        AuthError::HttpError(_) | AuthError::DiscoveryRequestFailed { .. } => Exit::Unreachable,
+        AuthError::CredentialStoreError(_) | AuthError::InternalError(_) => Exit::Internal,
+        _ => Exit::Auth,
+    };
+    ExitError {
+        exit,
+        message: format!("{context}: {}", crate::error::error_chain(&error)),
+    }
+    .into()
+}
+
+/// How the client identifies itself to the authorization server.
+#[derive(Debug, Default, Clone)]
+pub struct ClientIdentity {
+    /// A pre-registered client id (`--client-id`).
+    pub client_id: Option<String>,
+    pub client_secret: Option<Secret>,
+    /// A Client ID Metadata Document URL, used when the server supports it.
+    pub client_metadata_url: Option<String>,
+}
+
+/// Options of the browser login.
+#[derive(Debug, Clone)]
+pub struct BrowserLogin {
+    pub scopes: Vec<String>,
+    pub identity: ClientIdentity,
+    pub callback_port: u16,
+    pub timeout: Duration,
+    pub open_browser: bool,
+}
+
+/// The scopes to request: explicit ones, else the challenge's, else the resource's, else the
+/// authorization server's; `offline_access` is added by rmcp when the server offers it.
+pub fn select_scopes(explicit: &[String], discovered: &Discovered) -> Vec<String> {
+    if !explicit.is_empty() {
+        return explicit.to_vec();
+    }
+    if let Some(scope) = &discovered.challenge_scope {
+        return scope.split_whitespace().map(str::to_owned).collect();
+    }
+    if !discovered.resource_scopes.is_empty() {
+        return discovered.resource_scopes.clone();
+    }
+    discovered
+        .metadata
+        .scopes_supported
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|scope| scope != "offline_access")
+        .collect()
+}
+
+/// The record fields fixed at login.
+fn template(
+    server_url: &str,
+    discovered: &Discovered,
+    grant: &str,
+    storage: Storage,
+) -> ServerRecord {
+    ServerRecord {
+        server_url: server_url.to_owned(),
+        resource: discovered.resource.clone(),
+        issuer: Some(discovered.issuer.clone()),
+        authorization_server: Some(discovered.metadata_document.clone()),
+        grant: grant.to_owned(),
+        storage: storage.as_str().to_owned(),
+        ..ServerRecord::default()
+    }
+}
+
+/// An rmcp manager for `resource`, with known metadata and our store.
+async fn manager(
+    resource: &str,
+    metadata: AuthorizationMetadata,
+    store: ServerCredentials,
+) -> anyhow::Result<AuthorizationManager> {
+    // The resource URL is the base: rmcp sends it as the RFC 8707 `resource` parameter.
+    let mut manager = AuthorizationManager::new_allowing_private_addresses(resource)
+        .await
+        .map_err(|err| rmcp_error("preparing the OAuth client", err))?;
+    manager.set_metadata(metadata);
+    manager.set_credential_store(store);
+    Ok(manager)
+}
+
+/// The authorization-code login with PKCE, through the user's browser.
+pub async fn login_in_browser(
+    home: &Home,
+    vault: &Vault,
+    server_url: &str,
+    discovered: &Discovered,
+    options: &BrowserLogin,
+) -> anyhow::Result<ServerRecord> {
+    let supports_s256 = discovered
+        .metadata
+        .code_challenge_methods_supported
+        .as_ref()
+        .is_some_and(|methods| methods.iter().any(|method| method == "S256"));
+    if !supports_s256 {
+        return Err(auth_error(format!(
+            "the authorization server {} does not list PKCE S256 in code_challenge_methods_supported; \
+             logging in without PKCE is unsafe, so scalekit-mcp refuses",
+            discovered.issuer
+        )));
+    }
+    let remembered = home.load()?.registrations.get(&discovered.issuer).cloned();
+    match browser_flow(
+        home,
+        vault,
+        server_url,
+        discovered,
+        options,
+        remembered.as_ref(),
+    )
+    .await
+    {
+        Err(error)
+            if remembered.is_some()
+                && options.identity.client_id.is_none()
+                && is_stale_client(&error) =>
+        {
+            tracing::info!("the remembered client registration was refused; registering again");
+            forget_registration(home, vault, &discovered.issuer).await?;
+            browser_flow(home, vault, server_url, discovered, options, None).await
+        }
+        result => result,
+    }
+}
+
+fn is_stale_client(error: &anyhow::Error) -> bool {
+    let text = format!("{error:#}");
+    text.contains("invalid_client") || text.contains("stale client registration")
+}
+
+async fn forget_registration(home: &Home, vault: &Vault, issuer: &str) -> anyhow::Result<()> {
+    vault.delete(&account("client-secret", issuer)).await?;
+    home.update(|state| {
+        state.registrations.remove(issuer);
+    })
+}
+
+async fn browser_flow(
+    home: &Home,
+    vault: &Vault,
+    server_url: &str,
+    discovered: &Discovered,
+    options: &BrowserLogin,
+    remembered: Option<&Registration>,
+) -> anyhow::Result<ServerRecord> {
+    let store = ServerCredentials {
+        home: home.clone(),
+        vault: vault.clone(),
+        template: template(
+            server_url,
+            discovered,
+            "authorization_code",
+            vault.storage(),
+        ),
+    };
+    let manager = manager(&discovered.resource, discovered.metadata.clone(), store).await?;
+    let listener = Listener::bind(options.callback_port).await?;
+    let scopes = select_scopes(&options.scopes, discovered);
+
+    let mut request = AuthorizationRequest::new(listener.redirect_uri())
+        .with_client_name("scalekit-mcp")
+        .with_scopes(scopes.clone());
+    let identity = &options.identity;
+    let reused = match (&identity.client_id, remembered) {
+        (Some(client_id), _) => {
+            request = request.with_preregistered_client(client_id);
+            if let Some(secret) = &identity.client_secret {
+                request = request.with_client_secret(secret.expose());
+            }
+            false
+        }
+        (None, Some(registration)) => {
+            request = request.with_preregistered_client(&registration.client_id);
+            if registration.has_secret
+                && let Some(secret) = vault
+                    .get(&account("client-secret", &discovered.issuer))
+                    .await?
+            {
+                request = request.with_client_secret(secret.expose());
+            }
+            true
+        }
+        (None, None) => {
+            if let Some(url) = &identity.client_metadata_url {
+                request = request.with_client_metadata_url(url);
+            }
+            false
+        }
+    };
+    let session = AuthorizationSession::new(manager, request)
+        .await
+        .map_err(|(_, err)| {
+            rmcp_error(
+                &format!("starting the login with {}", discovered.issuer),
+                err,
+            )
+        })?;
+    let (client_id, _) = session
+        .get_credentials()
+        .await
+        .map_err(|err| rmcp_error("reading the client registration", err))?;
+    if reused {
+        check_registration_alive(session.get_authorization_url()).await?;
+    }
+
+    let auth_url = session.get_authorization_url().to_owned();
+    let redirect = wait_for_redirect(listener, &auth_url, options).await?;
+    if let Some(error) = &redirect.error {
+        return Err(auth_error(format!(
+            "the authorization server refused the login: {error}{}",
+            redirect
+                .error_description
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        )));
+    }
+    let expected_state = url::Url::parse(&auth_url).ok().and_then(|url| {
+        url.query_pairs()
+            .find(|(key, _)| key == "state")
+            .map(|(_, value)| value.into_owned())
+    });
+    let (Some(code), Some(state)) = (redirect.code.as_deref(), redirect.state.as_deref()) else {
+        return Err(auth_error(
+            "the login redirect carried no code or no state".into(),
+        ));
+    };
+    if expected_state.as_deref() != Some(state) {
+        return Err(auth_error(
+            "the login redirect's state does not match this login (a stale browser tab, or a forged redirect); \
+             run login again"
+                .into(),
+        ));
+    }
+    session
+        .handle_callback_with_issuer(code, state, redirect.iss.as_deref())
+        .await
+        .map_err(|err| rmcp_error("exchanging the authorization code", err))?;
+
+    if identity.client_id.is_none() && !reused && !client_id.starts_with("https://") {
+        home.update(|state| {
+            state.registrations.insert(
+                discovered.issuer.clone(),
+                Registration {
+                    client_id: client_id.clone(),
+                    has_secret: false,
+                    kind: "dynamic".into(),
+                },
+            );
+        })?;
+    }
+    finish_login(home, server_url)
+}
+
+/// A remembered registration can be forgotten by the server (a restarted development server, a
+/// deleted client). The authorization endpoint then shows an error page instead of redirecting
+/// (RFC 6749 §4.1.2.1), which would leave the user stuck; a 4xx there means "register again".
+async fn check_registration_alive(auth_url: &str) -> anyhow::Result<()> {
+    let client = super::discovery::http_client()?;
+    if let Ok(response) = client
+        .get(auth_url)
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        && matches!(response.status().as_u16(), 400 | 401)
+    {
+        return Err(auth_error(
+            "stale client registration: the authorization server does not know it".into(),
+        ));
+    }
+    Ok(())
+}
+
+async fn wait_for_redirect(
+    listener: Listener,
+    auth_url: &str,
+    options: &BrowserLogin,
+) -> anyhow::Result<super::callback::Redirect> {
+    let opened = options.open_browser && open::that_detached(auth_url).is_ok();
+    if opened {
+        eprintln!(
+            "Opened the login page in your browser. If it did not appear, open this URL:\n  {auth_url}"
+        );
+    } else {
+        eprintln!("Open this URL in a browser to log in:\n  {auth_url}");
+    }
+    let spinner = crate::output::spinner("waiting for the browser login to finish…");
+    let result = tokio::time::timeout(options.timeout, listener.wait()).await;
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
+    match result {
+        Ok(redirect) => redirect,
+        Err(_) => Err(auth_error(format!(
+            "timed out after {}s waiting for the browser login; run login again (or raise --timeout)",
+            options.timeout.as_secs()
+        ))),
+    }
+}
+
+/// Marks `server_url` as the default server and returns its record.
+fn finish_login(home: &Home, server_url: &str) -> anyhow::Result<ServerRecord> {
+    home.update(|state| {
+        state.default_server = Some(server_url.to_owned());
+        state.servers.get(server_url).cloned()
+    })?
+    .ok_or_else(|| anyhow::anyhow!("the login succeeded but its record was not saved"))
+}
+
+/// Machine-to-machine login (client credentials grant), for CI.
+pub async fn login_with_client_credentials(
+    home: &Home,
+    vault: &Vault,
+    server_url: &str,
+    discovered: &Discovered,
+    client_id: &str,
+    client_secret: &Secret,
+    scopes: &[String],
+) -> anyhow::Result<ServerRecord> {
+    let store = ServerCredentials {
+        home: home.clone(),
+        vault: vault.clone(),
+        template: template(
+            server_url,
+            discovered,
+            "client_credentials",
+            vault.storage(),
+        ),
+    };
+    client_credentials_exchange(
+        store,
+        &discovered.resource,
+        discovered.metadata.clone(),
+        client_id,
+        client_secret,
+        &select_scopes(scopes, discovered),
+    )
+    .await?;
+    vault
+        .set(&account("client-secret", &discovered.issuer), client_secret)
+        .await?;
+    home.update(|state| {
+        state.registrations.insert(
+            discovered.issuer.clone(),
+            Registration {
+                client_id: client_id.to_owned(),
+                has_secret: true,
+                kind: "preregistered".into(),
+            },
+        );
+    })?;
+    finish_login(home, server_url)
+}
+
+async fn client_credentials_exchange(
+    store: ServerCredentials,
+    resource: &str,
+    metadata: AuthorizationMetadata,
+    client_id: &str,
+    client_secret: &Secret,
+    scopes: &[String],
+) -> anyhow::Result<()> {
+    let config = ClientCredentialsConfig::ClientSecret {
+        client_id: client_id.to_owned(),
+        client_secret: client_secret.expose().to_owned(),
+        scopes: scopes.to_vec(),
+        resource: Some(resource.to_owned()),
+    };
+    let mut manager = manager(resource, metadata, store).await?;
+    manager
+        .configure_client_credentials(&config)
+        .map_err(|err| rmcp_error("configuring the client credentials", err))?;
+    manager
+        .exchange_client_credentials(&config)
+        .await
+        .map_err(|err| rmcp_error("requesting a token with the client credentials", err))?;
+    Ok(())
+}
+
+/// Stores a token obtained elsewhere (`login --with-token`).
+pub async fn store_given_token(
+    home: &Home,
+    vault: &Vault,
+    server_url: &str,
+    discovered: Option<&Discovered>,
+    token: &Secret,
+) -> anyhow::Result<ServerRecord> {
+    let mut record = ServerRecord {
+        server_url: server_url.to_owned(),
+        resource: server_url.to_owned(),
+        grant: "token".into(),
+        storage: vault.storage().as_str().to_owned(),
+        ..ServerRecord::default()
+    };
+    if let Some(discovered) = discovered {
+        record = template(server_url, discovered, "token", vault.storage());
+    }
+    let store = ServerCredentials {
+        home: home.clone(),
+        vault: vault.clone(),
+        template: record,
+    };
+    let document = serde_json::json!({ "access_token": token.expose(), "token_type": "Bearer" });
+    let response = serde_json::from_value(document)?;
+    store
+        .store_token("", &response, &[], crate::auth::time::now() as u64)
+        .await?;
+    finish_login(home, server_url)
+}
+
+/// A usable access token for `server_url`: the stored one while it has more than a minute left,
+/// else a refreshed one. Refreshes are serialised across processes by a lock, and the stored
+/// token is read again under the lock, so concurrent commands refresh once and all end with a
+/// working token.
+pub async fn valid_access_token(home: &Home, server_url: &str) -> anyhow::Result<Secret> {
+    let record = stored_record(home, server_url)?;
+    let vault = Vault::open(Storage::parse(&record.storage), home).await?;
+    if is_fresh(&record)
+        && let Some(token) = vault.get(&account("access-token", server_url)).await?
+    {
+        return Ok(token);
+    }
+    let _lock = home.lock("refresh.lock")?;
+    let record = stored_record(home, server_url)?;
+    if is_fresh(&record)
+        && let Some(token) = vault.get(&account("access-token", server_url)).await?
+    {
+        return Ok(token);
+    }
+    renew(home, &vault, record).await?;
+    vault
+        .get(&account("access-token", server_url))
+        .await?
+        .ok_or_else(|| {
+            auth_error(format!(
+                "no token stored after refreshing: run scalekit-mcp login {server_url}"
+            ))
+        })
+}
+
+/// Refreshes even when the stored token still looks valid (after a 401).
+pub async fn force_refresh(home: &Home, server_url: &str) -> anyhow::Result<Secret> {
+    let _lock = home.lock("refresh.lock")?;
+    let record = stored_record(home, server_url)?;
+    let vault = Vault::open(Storage::parse(&record.storage), home).await?;
+    renew(home, &vault, record).await?;
+    vault
+        .get(&account("access-token", server_url))
+        .await?
+        .ok_or_else(|| {
+            auth_error(format!(
+                "no token stored after refreshing: run scalekit-mcp login {server_url}"
+            ))
+        })
+}
+
+fn stored_record(home: &Home, server_url: &str) -> anyhow::Result<ServerRecord> {
+    home.load()?
+        .servers
+        .get(server_url)
+        .cloned()
+        .ok_or_else(|| {
+            auth_error(format!(
+                "not logged in to {server_url}: run scalekit-mcp login {server_url}"
+            ))
+        })
+}
+
+/// Whether the record's token has more than [`REFRESH_MARGIN_SECS`] left (or no known expiry).
+pub fn is_fresh(record: &ServerRecord) -> bool {
+    record
+        .expires_at
+        .is_none_or(|expires_at| expires_at - crate::auth::time::now() > REFRESH_MARGIN_SECS)
+}
+
+/// Gets a new access token: the refresh token, or the client credentials again.
+async fn renew(home: &Home, vault: &Vault, record: ServerRecord) -> anyhow::Result<()> {
+    let server_url = record.server_url.clone();
+    let login_again = |why: &str| auth_error(format!("{why}: run scalekit-mcp login {server_url}"));
+    let metadata: AuthorizationMetadata = record
+        .authorization_server
+        .clone()
+        .and_then(|document| serde_json::from_value(document).ok())
+        .ok_or_else(|| login_again("the stored token expired and cannot be renewed"))?;
+    let issuer = record.issuer.clone().unwrap_or_default();
+    let secret = vault.get(&account("client-secret", &issuer)).await?;
+    let store = ServerCredentials {
+        home: home.clone(),
+        vault: vault.clone(),
+        template: record.clone(),
+    };
+
+    if record.grant == "client_credentials" {
+        let secret = secret.ok_or_else(|| login_again("the client secret is no longer stored"))?;
+        return client_credentials_exchange(
+            store,
+            &record.resource,
+            metadata,
+            &record.client_id,
+            &secret,
+            &record.scopes,
+        )
+        .await;
+    }
+    if !record.has_refresh_token {
+        return Err(login_again(
+            "the access token expired and there is no refresh token",
+        ));
+    }
+    let mut manager = manager(&record.resource, metadata, store).await?;
+    let mut config = rmcp::transport::auth::OAuthClientConfig::new(
+        record.client_id.clone(),
+        "http://127.0.0.1/callback",
+    );
+    if let Some(secret) = &secret {
+        config = config.with_client_secret(secret.expose());
+    }
+    manager
+        .configure_client(config)
+        .map_err(|err| rmcp_error("configuring the OAuth client", err))?;
+    match manager.refresh_token().await {
+        Ok(_) => Ok(()),
+        Err(AuthError::TokenRefreshRejected(_) | AuthError::AuthorizationRequired) => Err(
+            login_again("the authorization server refused the refresh token"),
+        ),
+        Err(err) => Err(rmcp_error("refreshing the access token", err)),
+    }
+}
