@@ -40,5 +40,5 @@ fn completions_command_prints_the_script() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    assert_eq!(output.stdout, generate(Shell::Bash));
+    assert!(output.stdout == generate(Shell::Bash), "`completions bash` differs from the generated script");
 }
