@@ -365,7 +365,14 @@ pub fn binary(dir: &std::path::Path) -> std::process::Command {
         .env("HOME", dir)
         .env("XDG_CONFIG_HOME", dir.join(".config"))
         .env("SCALEKIT_MCP_HOME", dir.join(".scalekit-mcp"))
-        .env("NO_COLOR", "1");
+        .env("NO_COLOR", "1")
+        // Never the developer's keyring: no session bus is reachable from tests.
+        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/scalekit-mcp-test-bus")
+        .env("XDG_RUNTIME_DIR", dir)
+        .env_remove("SCALEKIT_MCP_STORAGE")
+        .env_remove("SCALEKIT_MCP_SERVER")
+        .env_remove("SCALEKIT_MCP_TOKEN")
+        .env_remove("SCALEKIT_MCP_CLIENT_ID");
     command
 }
 
