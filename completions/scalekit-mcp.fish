@@ -47,7 +47,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l prot
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource-metadata-url -d 'Absolute URL of the protected resource metadata, as sent in challenges. Defaults to the public URL\'s /.well-known/oauth-protected-resource' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource -d 'The resource identifier for generated metadata. Defaults to the public URL of the MCP path' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l authorization-server -d 'Authorization server for generated metadata (repeatable, or comma-separated). Defaults to the accepted issuers' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l scopes-supported -d 'Scopes listed in generated metadata (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l scopes-supported -d 'Scopes listed in generated metadata (repeatable, or comma-separated). With --dev, the scopes its authorization server grants (default: mcp:tools)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l required-scope -d 'Scope every request\'s token must carry (repeatable, or comma-separated). A token without it gets 403 insufficient_scope' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l algorithms -d 'Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
@@ -57,10 +57,15 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allo
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors-origin -d 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest accepted request body, in bytes' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'How long in-flight requests get to finish after SIGINT / SIGTERM' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start' -r -F
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-user -d 'The user the development authorization server logs in (the tokens\' `sub`)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-token-ttl -d 'Lifetime of the development authorization server\'s access tokens' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format' -r -f -a "text\t''
 json\t''"
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l stateless -d 'Serve without in-memory sessions, answering with plain JSON: for several instances behind a load balancer'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev -d 'Development mode: also serve an OAuth 2.1 authorization server at {public URL}/dev-auth, on the same port, that issues tokens this server accepts. No account, no network. For development only: it logs anyone in as --dev-user and listens on loopback only'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-auto-approve -d 'Approve every authorization request without showing the consent page (scripts, tests)'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l scope -d 'Scope to request (repeatable). Default: the server\'s challenge, else its metadata' -r

@@ -59,6 +59,30 @@ pub struct ResourceMetadata {
     pub authorization_servers: Vec<String>,
 }
 
+/// Path of the development authorization server under the public URL: its issuer is
+/// `{public_url}/dev-auth`.
+pub const DEV_AUTH_PATH: &str = "/dev-auth";
+
+/// The scope `serve --dev` grants when --scopes-supported is not given.
+pub const DEV_DEFAULT_SCOPE: &str = "mcp:tools";
+
+/// The checked configuration of `serve --dev`'s embedded authorization server.
+#[derive(Debug, Clone)]
+pub struct DevAuthConfig {
+    /// `{public_url}/dev-auth`, without a trailing slash.
+    pub issuer: String,
+    /// The audience put in tokens when the client names no `resource`: the metadata's resource.
+    pub resource: String,
+    /// The `sub` of every user token.
+    pub user: String,
+    pub token_ttl: std::time::Duration,
+    /// Scopes it grants (`offline_access` comes on top, for refresh tokens).
+    pub scopes: Vec<String>,
+    pub auto_approve: bool,
+    /// PEM private key kept across restarts; `None`: a fresh key at each start.
+    pub key_file: Option<std::path::PathBuf>,
+}
+
 /// The checked configuration of `serve --transport http`.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
@@ -79,6 +103,8 @@ pub struct ServeConfig {
     pub shutdown_timeout: std::time::Duration,
     /// Problems worth a warning at startup that do not stop the server.
     pub warnings: Vec<String>,
+    /// `--dev`: the embedded development authorization server, the only accepted issuer.
+    pub dev: Option<DevAuthConfig>,
 }
 
 /// Collects configuration problems so they are all reported at once.
@@ -121,15 +147,21 @@ impl ServeConfig {
             "/".into()
         };
         let bind = bind_address(&args.host, args.port, &mut problems);
+        if args.dev {
+            check_dev_mode(args, bind, &mcp_path, &mut problems, &mut warnings);
+        }
+        // In --dev mode the embedded server is the only authorization server: settings naming
+        // another one are ignored (check_dev_mode warns about them).
         let sk_env_url = args
             .sk_env_url
             .as_deref()
+            .filter(|_| !args.dev)
             .and_then(|raw| parse_url(raw.trim_end_matches('/'), "SK_ENV_URL", &mut problems));
 
         let verbatim = args
             .protected_resource_metadata
             .as_deref()
-            .filter(|json| !json.trim().is_empty())
+            .filter(|json| !args.dev && !json.trim().is_empty())
             .map(|json| parse_verbatim_metadata(json, &mut problems));
         let verbatim = verbatim.flatten();
         if verbatim.is_some()
@@ -163,7 +195,10 @@ impl ServeConfig {
             Some(metadata) => metadata.authorization_servers.clone(),
             None => args.authorization_servers.clone(),
         };
-        let issuers: Vec<String> = if !args.issuers.is_empty() {
+        let dev_issuer = args.dev.then(|| join_path(&public_url, DEV_AUTH_PATH));
+        let issuers: Vec<String> = if let Some(issuer) = &dev_issuer {
+            vec![issuer.clone()]
+        } else if !args.issuers.is_empty() {
             dedup(args.issuers.iter().map(|issuer| issuer.trim().to_owned()))
         } else {
             dedup(
@@ -180,9 +215,13 @@ impl ServeConfig {
             );
         }
 
+        let scopes_supported = match (args.dev, args.scopes_supported.is_empty()) {
+            (true, true) => vec![DEV_DEFAULT_SCOPE.to_owned()],
+            _ => args.scopes_supported.clone(),
+        };
         let metadata = match verbatim {
             Some(metadata) => metadata,
-            None => generated_metadata(args, &public_url, &mcp_path, &issuers),
+            None => generated_metadata(args, &public_url, &mcp_path, &issuers, &scopes_supported),
         };
 
         let audiences = if args.audiences.is_empty() {
@@ -209,6 +248,11 @@ impl ServeConfig {
         }
 
         let jwks = match (&args.jwks_url, &sk_env_url, issuers.first()) {
+            // The key set the development server publishes; `server::run` reads it in-process.
+            _ if args.dev => issuers
+                .first()
+                .and_then(|issuer| Url::parse(&format!("{issuer}/keys")).ok())
+                .map(JwksSource::Url),
             (Some(raw), _, _) => parse_url(raw, "--jwks-url", &mut problems).map(JwksSource::Url),
             (None, Some(env), _) => env
                 .join(&format!("{}/keys", env.path().trim_end_matches('/')))
@@ -228,6 +272,24 @@ impl ServeConfig {
             None => well_known_url(&public_url, &mcp_path),
         };
         let allowed_hosts = allowed_hosts(args, &public_url, &metadata.resource);
+        if args.dev && !audiences.contains(&metadata.resource) {
+            warnings.push(format!(
+                "--dev: the development authorization server puts the requested resource (by default \
+                 {:?}) in `aud`, and the accepted audiences ({}) do not include it: its tokens will be \
+                 refused unless clients ask for an accepted audience as `resource`",
+                metadata.resource,
+                audiences.join(", ")
+            ));
+        }
+        let dev = dev_issuer.map(|issuer| DevAuthConfig {
+            issuer,
+            resource: metadata.resource.clone(),
+            user: args.dev_user.clone(),
+            token_ttl: args.dev_token_ttl.0,
+            scopes: scopes_supported.clone(),
+            auto_approve: args.dev_auto_approve,
+            key_file: args.dev_key.clone(),
+        });
         for origin in &args.cors_origins {
             if Url::parse(origin).map_or(true, |url| url.origin().ascii_serialization() != *origin)
             {
@@ -262,7 +324,63 @@ impl ServeConfig {
             max_body_bytes: args.max_body_bytes,
             shutdown_timeout: args.shutdown_timeout.0,
             warnings,
+            dev,
         })
+    }
+}
+
+/// The rules of `--dev`: loopback only (it logs anyone in without a password), a known port (the
+/// issuer URL contains it), an MCP path that does not shadow its routes, and a warning for each
+/// setting naming another authorization server, which it replaces.
+fn check_dev_mode(
+    args: &ServeArgs,
+    bind: Option<SocketAddr>,
+    mcp_path: &str,
+    problems: &mut Problems,
+    warnings: &mut Vec<String>,
+) {
+    if let Some(bind) = bind
+        && !bind.ip().is_loopback()
+    {
+        problems.add(format!(
+            "--dev refuses --host {}: its authorization server approves logins without a password, so \
+             it listens on loopback only (127.0.0.1, ::1 or localhost); use a real authorization \
+             server (SK_ENV_URL) to serve other machines",
+            args.host
+        ));
+    }
+    if args.port == 0 && args.public_url.is_none() {
+        problems.add(
+            "--dev needs a fixed --port (or --public-url): the port is part of its issuer URL, \
+             which clients and tokens must agree on",
+        );
+    }
+    if mcp_path == DEV_AUTH_PATH || mcp_path.starts_with(&format!("{DEV_AUTH_PATH}/")) {
+        problems.add(format!("--mcp-path {mcp_path:?} collides with --dev's {DEV_AUTH_PATH} routes: pick another path"));
+    }
+    let replaced: Vec<&str> = [
+        ("SK_ENV_URL", args.sk_env_url.is_some()),
+        ("--issuer", !args.issuers.is_empty()),
+        ("--jwks-url", args.jwks_url.is_some()),
+        (
+            "--authorization-server",
+            !args.authorization_servers.is_empty(),
+        ),
+        (
+            "PROTECTED_RESOURCE_METADATA",
+            args.protected_resource_metadata
+                .as_deref()
+                .is_some_and(|json| !json.trim().is_empty()),
+        ),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    if !replaced.is_empty() {
+        warnings.push(format!(
+            "--dev: ignoring {}: the development authorization server is the only accepted issuer",
+            replaced.join(", ")
+        ));
     }
 }
 
@@ -359,12 +477,13 @@ fn generated_metadata(
     public_url: &Url,
     mcp_path: &str,
     issuers: &[String],
+    scopes_supported: &[String],
 ) -> ResourceMetadata {
     let resource = args
         .resource
         .clone()
         .unwrap_or_else(|| join_path(public_url, mcp_path));
-    let authorization_servers = if args.authorization_servers.is_empty() {
+    let authorization_servers = if args.dev || args.authorization_servers.is_empty() {
         issuers.to_vec()
     } else {
         args.authorization_servers.clone()
@@ -374,8 +493,8 @@ fn generated_metadata(
         "authorization_servers": authorization_servers,
         "bearer_methods_supported": ["header"],
     });
-    if !args.scopes_supported.is_empty() {
-        document["scopes_supported"] = serde_json::json!(args.scopes_supported);
+    if !scopes_supported.is_empty() {
+        document["scopes_supported"] = serde_json::json!(scopes_supported);
     }
     ResourceMetadata {
         document: bytes::Bytes::from(serde_json::to_vec_pretty(&document).unwrap_or_default()),

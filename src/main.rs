@@ -1,6 +1,7 @@
 //! The `scalekit-mcp` binary: loads `.env`, parses the command line, runs the command and turns
 //! its error into a message on stderr and an exit code. Nothing else exits the process.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -16,7 +17,8 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("scalekit-mcp: error: {error:#}");
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "scalekit-mcp: error: {error:#}");
             exit_code_for(&error).into()
         }
     }

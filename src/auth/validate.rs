@@ -367,7 +367,7 @@ pub fn evaluate<'t>(
     (report, Some(decoded))
 }
 
-/// A check of one time claim: `(claims, now, leeway)`.
+/// A check on one time claim: `(claims, now, leeway)` to a pass detail or a rejection.
 type TimeCheck = fn(&Map<String, Value>, i64, i64) -> Result<String, Rejection>;
 
 fn outcome(result: Result<String, Rejection>) -> Outcome {

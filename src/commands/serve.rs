@@ -112,7 +112,8 @@ pub struct ServeArgs {
     )]
     pub authorization_servers: Vec<String>,
 
-    /// Scopes listed in generated metadata (repeatable, or comma-separated).
+    /// Scopes listed in generated metadata (repeatable, or comma-separated). With --dev, the
+    /// scopes its authorization server grants (default: mcp:tools).
     #[arg(
         long = "scopes-supported",
         env = "SCALEKIT_MCP_SCOPES_SUPPORTED",
@@ -202,6 +203,39 @@ pub struct ServeArgs {
         value_name = "DURATION"
     )]
     pub shutdown_timeout: Duration,
+
+    /// Development mode: also serve an OAuth 2.1 authorization server at {public URL}/dev-auth,
+    /// on the same port, that issues tokens this server accepts. No account, no network. For
+    /// development only: it logs anyone in as --dev-user and listens on loopback only.
+    #[arg(long, env = "SCALEKIT_MCP_DEV")]
+    pub dev: bool,
+
+    /// PEM RSA private key the development authorization server signs with, kept across restarts
+    /// so tokens stay valid (created on first use). Default: a fresh key at each start.
+    #[arg(long, env = "SCALEKIT_MCP_DEV_KEY", value_name = "FILE")]
+    pub dev_key: Option<std::path::PathBuf>,
+
+    /// Approve every authorization request without showing the consent page (scripts, tests).
+    #[arg(long, env = "SCALEKIT_MCP_DEV_AUTO_APPROVE")]
+    pub dev_auto_approve: bool,
+
+    /// The user the development authorization server logs in (the tokens' `sub`).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_USER",
+        default_value = "dev-user",
+        value_name = "NAME"
+    )]
+    pub dev_user: String,
+
+    /// Lifetime of the development authorization server's access tokens.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_TOKEN_TTL",
+        default_value = "1h",
+        value_name = "DURATION"
+    )]
+    pub dev_token_ttl: Duration,
 
     /// Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it.
     #[arg(long, env = "LOG_LEVEL", value_name = "LEVEL")]

@@ -104,7 +104,11 @@ pub fn host_allowed(authority: &str, allowed: &[String]) -> bool {
 }
 
 /// Whether an `Origin` is accepted: listed for CORS, or on an accepted host.
-fn origin_allowed(origin: &str, allowed_hosts: &[String], cors_origins: &[String]) -> bool {
+pub(crate) fn origin_allowed(
+    origin: &str,
+    allowed_hosts: &[String],
+    cors_origins: &[String],
+) -> bool {
     if cors_origins
         .iter()
         .any(|listed| listed.eq_ignore_ascii_case(origin))

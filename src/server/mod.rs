@@ -1,12 +1,14 @@
 //! The HTTP server behind `serve`: routes, middleware order, startup and graceful shutdown.
 //!
 //! ```text
-//! request ─ log line ─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
-//!                            └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
+//! request ─ log line ─┬─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
+//!                     │        └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
+//!                     └─ (--dev) /dev-auth/…, its well-known metadata: public, own CORS (dev_auth)
 //! ```
-//! [`router`] builds the whole application without a socket, so tests drive it in-process.
+//! [`router`] / [`app`] build the whole application without a socket, so tests drive it in-process.
 
 pub mod auth;
+pub mod dev_auth;
 pub mod hosts;
 pub mod stdio;
 pub mod tools;
@@ -33,6 +35,7 @@ use crate::auth::jwks::{HttpFetcher, JwksCache};
 use crate::auth::validate::TokenPolicy;
 use crate::config::{ServeConfig, well_known_url};
 use auth::LoggedSubject;
+use dev_auth::DevAuth;
 use tools::ScalekitTools;
 
 /// What the middleware and handlers share.
@@ -48,6 +51,17 @@ pub struct AppState {
 /// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
 /// `shutdown` ends open MCP streams when cancelled.
 pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: CancellationToken) -> Router {
+    app(config, keys, None, shutdown)
+}
+
+/// [`router`], plus the development authorization server's routes in `--dev` mode
+/// ([`DevAuth::router`]).
+pub fn app(
+    config: &ServeConfig,
+    keys: Arc<JwksCache>,
+    dev_auth: Option<Router>,
+    shutdown: CancellationToken,
+) -> Router {
     let state = Arc::new(AppState {
         policy: config.policy.clone(),
         keys,
@@ -100,11 +114,15 @@ pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: Cancellation
         public = public.route(&path, get(metadata));
     }
 
-    public
+    let mut app = public
         .merge(protected)
         .with_state(state.clone())
-        .layer(cors_layer(&config.cors_origins))
-        .layer(middleware::from_fn(log_request))
+        .layer(cors_layer(&config.cors_origins));
+    // Merged after the CORS layer: the authorization server answers its own preflights.
+    if let Some(dev_auth) = dev_auth {
+        app = app.merge(dev_auth);
+    }
+    app.layer(middleware::from_fn(log_request))
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
@@ -217,10 +235,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION")))
         .build()
         .context("building the HTTP client for the JWKS")?;
-    let keys = Arc::new(JwksCache::new(
-        Box::new(HttpFetcher::new(client, config.jwks.clone())),
-        config.cache,
-    ));
+    let dev_auth = DevAuth::start(&config)?;
+    let fetcher = match &dev_auth {
+        Some(dev_auth) => dev_auth.key_fetcher(),
+        None => Box::new(HttpFetcher::new(client, config.jwks.clone())),
+    };
+    let keys = Arc::new(JwksCache::new(fetcher, config.cache));
     let shutdown = CancellationToken::new();
     tokio::spawn(keys.clone().maintain(shutdown.child_token()));
 
@@ -240,7 +260,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         audiences = %config.policy.audiences.join(", "),
         "scalekit-mcp listening"
     );
-    let app = router(&config, keys, shutdown.clone());
+    let app = app(
+        &config,
+        keys,
+        dev_auth.as_ref().map(DevAuth::router),
+        shutdown.clone(),
+    );
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {

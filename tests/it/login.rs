@@ -19,7 +19,12 @@ fn dev_server(extra: &[&str]) -> Server {
 /// Starts `login <server> --no-browser --insecure-storage extra…` in `home`.
 fn start_login(server: &Server, home: &Path, extra: &[&str]) -> Child {
     binary(home)
-        .args(["login", &server.url("/"), "--no-browser", "--insecure-storage"])
+        .args([
+            "login",
+            &server.url("/"),
+            "--no-browser",
+            "--insecure-storage",
+        ])
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -27,15 +32,19 @@ fn start_login(server: &Server, home: &Path, extra: &[&str]) -> Child {
         .unwrap()
 }
 
-/// Reads the login URL from the command's stderr; returns it and the rest of stderr so far.
-fn login_url(child: &mut Child) -> (String, Vec<String>) {
+/// Reads the login URL from the command's stderr; the rest of stderr is collected by a thread
+/// and returned when the handle is joined.
+fn login_url(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
     for line in lines.by_ref() {
         let line = line.unwrap();
         if let Some(url) = line.trim().strip_prefix("http") {
-            return (format!("http{url}"), seen);
+            let rest = std::thread::spawn(move || {
+                lines.map_while(Result::ok).collect::<Vec<_>>().join("\n")
+            });
+            return (format!("http{url}"), rest);
         }
         seen.push(line);
     }
@@ -44,9 +53,17 @@ fn login_url(child: &mut Child) -> (String, Vec<String>) {
 
 /// Plays the browser: GETs the authorization URL, and follows its redirect to the listener.
 async fn browse(url: &str) -> reqwest::Response {
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let response = client.get(url).send().await.unwrap();
-    assert_eq!(response.status(), 302, "authorize: {:?}", response.text().await);
+    assert_eq!(
+        response.status(),
+        302,
+        "authorize: {:?}",
+        response.text().await
+    );
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     client.get(location).send().await.unwrap()
 }
@@ -54,11 +71,13 @@ async fn browse(url: &str) -> reqwest::Response {
 /// A whole browser login; returns the command's output.
 async fn login(server: &Server, home: &Path, extra: &[&str]) -> Output {
     let mut child = start_login(server, home, extra);
-    let (url, _) = login_url(&mut child);
+    let (url, rest) = login_url(&mut child);
     let page = browse(&url).await;
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("Logged in"));
-    child.wait_with_output().unwrap()
+    let mut output = child.wait_with_output().unwrap();
+    output.stderr = rest.join().unwrap().into_bytes();
+    output
 }
 
 fn run(home: &Path, args: &[&str]) -> Output {
@@ -84,7 +103,10 @@ async fn browser_login_with_dynamic_registration_stores_a_working_token() {
     let output = login(&server, home.path(), &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let printed = stdout(&output);
-    assert!(printed.contains(&format!("Logged in to {} as dev-user", server.url("/"))), "{printed}");
+    assert!(
+        printed.contains(&format!("Logged in to {} as dev-user", server.url("/"))),
+        "{printed}"
+    );
     assert!(printed.contains("mcp:tools"), "{printed}");
 
     let token = stdout(&run(home.path(), &["token"])).trim().to_owned();
@@ -97,7 +119,10 @@ async fn browser_login_with_dynamic_registration_stores_a_working_token() {
     assert_eq!(entry["server"], server.url("/"));
     assert_eq!(entry["subject"], "dev-user");
     assert_eq!(entry["default"], true);
-    assert_eq!(entry["refreshable"], true, "offline_access was requested: {status}");
+    assert_eq!(
+        entry["refreshable"], true,
+        "offline_access was requested: {status}"
+    );
     assert_eq!(entry["storage"], "file");
 
     // Secrets only in the 0600 credentials file; state.json and the output carry none.
@@ -119,12 +144,19 @@ async fn the_registration_is_remembered_and_reused() {
     let home = tempfile::tempdir().unwrap();
     assert!(login(&server, home.path(), &[]).await.status.success());
     let state = || -> Value {
-        serde_json::from_slice(&std::fs::read(home.path().join(".scalekit-mcp/state.json")).unwrap()).unwrap()
+        serde_json::from_slice(
+            &std::fs::read(home.path().join(".scalekit-mcp/state.json")).unwrap(),
+        )
+        .unwrap()
     };
     let first = state()["registrations"].clone();
     assert_eq!(first.as_object().unwrap().len(), 1, "{first}");
     assert!(login(&server, home.path(), &[]).await.status.success());
-    assert_eq!(state()["registrations"], first, "the second login reused the registration");
+    assert_eq!(
+        state()["registrations"],
+        first,
+        "the second login reused the registration"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -134,14 +166,23 @@ async fn a_stale_registration_is_replaced_once() {
     assert!(login(&server, home.path(), &[]).await.status.success());
     let path = home.path().join(".scalekit-mcp/state.json");
     let mut state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    let issuer = state["registrations"].as_object().unwrap().keys().next().unwrap().clone();
+    let issuer = state["registrations"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
     state["registrations"][&issuer]["client_id"] = json!("forgotten-client");
     std::fs::write(&path, state.to_string()).unwrap();
 
     let output = login(&server, home.path(), &[]).await;
     assert!(output.status.success(), "{}", stderr(&output));
     let state: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_ne!(state["registrations"][&issuer]["client_id"], "forgotten-client");
+    assert_ne!(
+        state["registrations"][&issuer]["client_id"],
+        "forgotten-client"
+    );
 }
 
 /// Registers a client with the development authorization server (RFC 7591).
@@ -168,21 +209,32 @@ async fn a_pre_registered_client_logs_in_with_its_id() {
     let home = tempfile::tempdir().unwrap();
     let output = login(&server, home.path(), &["--client-id", client_id]).await;
     assert!(output.status.success(), "{}", stderr(&output));
-    assert_eq!(status_json(home.path())["servers"][0]["client_id"], client_id);
+    assert_eq!(
+        status_json(home.path())["servers"][0]["client_id"],
+        client_id
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_credentials_log_in_without_a_browser() {
     let server = dev_server(&[]);
-    let client = register(&server, json!({
-        "client_name": "ci-bot", "token_endpoint_auth_method": "client_secret_post",
-        "grant_types": ["client_credentials"], "redirect_uris": [],
-    }))
+    let client = register(
+        &server,
+        json!({
+            "client_name": "ci-bot", "token_endpoint_auth_method": "client_secret_post",
+            "grant_types": ["client_credentials"], "redirect_uris": [],
+        }),
+    )
     .await;
     let home = tempfile::tempdir().unwrap();
     let secret = client["client_secret"].as_str().unwrap();
     let output = binary(home.path())
-        .args(["login", &server.url("/"), "--client-credentials", "--insecure-storage"])
+        .args([
+            "login",
+            &server.url("/"),
+            "--client-credentials",
+            "--insecure-storage",
+        ])
         .args(["--client-id", client["client_id"].as_str().unwrap()])
         .env("SK_CLIENT_SECRET", secret)
         .output()
@@ -193,7 +245,10 @@ async fn client_credentials_log_in_without_a_browser() {
     let reply = http_post(&server.url("/"), Some(&token), &call_greet("bot")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let state = std::fs::read_to_string(home.path().join(".scalekit-mcp/state.json")).unwrap();
-    assert!(!state.contains(secret), "the client secret is not in the state file");
+    assert!(
+        !state.contains(secret),
+        "the client secret is not in the state file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -206,7 +261,14 @@ async fn an_expiring_token_is_refreshed_and_concurrent_refreshes_both_work() {
     // Within a minute of expiry, every `token` refreshes; two at once must both succeed (the
     // second re-reads the rotated refresh token under the lock instead of reusing the old one,
     // which the server would treat as theft and revoke).
-    let spawn = || binary(home.path()).arg("token").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let spawn = || {
+        binary(home.path())
+            .arg("token")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
     let (a, b) = (spawn(), spawn());
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
     assert!(a.status.success(), "{}", stderr(&a));
@@ -224,20 +286,31 @@ async fn a_forged_state_is_refused() {
     let server = dev_server(&[]);
     let home = tempfile::tempdir().unwrap();
     let mut child = start_login(&server, home.path(), &[]);
-    let (url, _) = login_url(&mut child);
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let (url, rest) = login_url(&mut child);
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let response = client.get(&url).send().await.unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
     let mut forged = url::Url::parse(&location).unwrap();
     let pairs: Vec<(String, String)> = forged
         .query_pairs()
-        .map(|(k, v)| (k.into_owned(), if k == "state" { "forged".into() } else { v.into_owned() }))
+        .map(|(k, v)| {
+            let value = if k == "state" {
+                "forged".to_owned()
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), value)
+        })
         .collect();
     forged.query_pairs_mut().clear().extend_pairs(pairs);
     client.get(forged).send().await.unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
-    assert!(stderr(&output).contains("state does not match"), "{}", stderr(&output));
+    let message = rest.join().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(message.contains("state does not match"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -245,26 +318,48 @@ async fn an_error_redirect_is_shown_as_sent() {
     let server = dev_server(&[]);
     let home = tempfile::tempdir().unwrap();
     let mut child = start_login(&server, home.path(), &[]);
-    let (url, _) = login_url(&mut child);
+    let (url, rest) = login_url(&mut child);
     let redirect_uri = url::Url::parse(&url)
         .unwrap()
         .query_pairs()
         .find(|(k, _)| k == "redirect_uri")
         .map(|(_, v)| v.into_owned())
         .unwrap();
-    reqwest::get(format!("{redirect_uri}?error=access_denied&error_description=the+user+said+no")).await.unwrap();
+    reqwest::get(format!(
+        "{redirect_uri}?error=access_denied&error_description=the+user+said+no"
+    ))
+    .await
+    .unwrap();
     let output = child.wait_with_output().unwrap();
-    assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("access_denied: the user said no"), "{}", stderr(&output));
+    let message = rest.join().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{message}");
+    assert!(
+        message.contains("access_denied: the user said no"),
+        "{message}"
+    );
 }
 
 #[test]
 fn waiting_for_the_browser_times_out() {
     let server = dev_server(&[]);
     let home = tempfile::tempdir().unwrap();
-    let output = run(home.path(), &["login", &server.url("/"), "--no-browser", "--insecure-storage", "--timeout", "1s"]);
+    let output = run(
+        home.path(),
+        &[
+            "login",
+            &server.url("/"),
+            "--no-browser",
+            "--insecure-storage",
+            "--timeout",
+            "1s",
+        ],
+    );
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("timed out after 1s"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("timed out after 1s"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -275,8 +370,14 @@ fn without_a_keyring_login_explains_the_choices() {
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
     let message = stderr(&output);
     assert!(message.contains("no OS keyring is reachable"), "{message}");
-    assert!(message.contains("--insecure-storage") && message.contains("SCALEKIT_MCP_STORAGE=file"), "{message}");
-    assert!(!home.path().join(".scalekit-mcp/credentials.json").exists(), "no silent plaintext fallback");
+    assert!(
+        message.contains("--insecure-storage") && message.contains("SCALEKIT_MCP_STORAGE=file"),
+        "{message}"
+    );
+    assert!(
+        !home.path().join(".scalekit-mcp/credentials.json").exists(),
+        "no silent plaintext fallback"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,24 +390,40 @@ async fn logout_revokes_and_forgets() {
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("revoked"), "{}", stdout(&output));
     assert_eq!(status_json(home.path())["servers"], json!([]));
-    let credentials = std::fs::read_to_string(home.path().join(".scalekit-mcp/credentials.json")).unwrap();
+    let credentials =
+        std::fs::read_to_string(home.path().join(".scalekit-mcp/credentials.json")).unwrap();
     assert!(!credentials.contains(&token));
     let output = run(home.path(), &["token"]);
     assert_eq!(output.status.code(), Some(3));
-    assert!(stderr(&output).contains("scalekit-mcp login"), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("scalekit-mcp login"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
 fn with_token_stores_a_token_from_stdin() {
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
     let issuer = jwks.url();
-    let server = Server::start(&["--sk-env-url", &issuer, "--audience", AUDIENCE, "--stateless"]);
+    let server = Server::start(&[
+        "--sk-env-url",
+        &issuer,
+        "--audience",
+        AUDIENCE,
+        "--stateless",
+    ]);
     let home = tempfile::tempdir().unwrap();
     let mut claims = good_claims();
     claims["iss"] = json!(issuer);
     let token = mint(&claims);
     let mut child = binary(home.path())
-        .args(["login", &server.url("/"), "--with-token", "--insecure-storage"])
+        .args([
+            "login",
+            &server.url("/"),
+            "--with-token",
+            "--insecure-storage",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -317,7 +434,10 @@ fn with_token_stores_a_token_from_stdin() {
     let output = child.wait_with_output().unwrap();
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).contains("as usr_42"), "{}", stdout(&output));
-    assert_eq!(stdout(&run(home.path(), &["token", &server.url("/")])).trim(), token);
+    assert_eq!(
+        stdout(&run(home.path(), &["token", &server.url("/")])).trim(),
+        token
+    );
 }
 
 #[test]

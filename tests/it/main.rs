@@ -2,6 +2,8 @@
 //! Everything runs on 127.0.0.1 with temp dirs; no test reads the developer's config or keyring.
 
 mod completions;
+mod dev_auth;
+mod login;
 mod serve_binary;
 mod serve_router;
 mod util;

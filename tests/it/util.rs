@@ -367,7 +367,10 @@ pub fn binary(dir: &std::path::Path) -> std::process::Command {
         .env("SCALEKIT_MCP_HOME", dir.join(".scalekit-mcp"))
         .env("NO_COLOR", "1")
         // Never the developer's keyring: no session bus is reachable from tests.
-        .env("DBUS_SESSION_BUS_ADDRESS", "unix:path=/nonexistent/scalekit-mcp-test-bus")
+        .env(
+            "DBUS_SESSION_BUS_ADDRESS",
+            "unix:path=/nonexistent/scalekit-mcp-test-bus",
+        )
         .env("XDG_RUNTIME_DIR", dir)
         .env_remove("SCALEKIT_MCP_STORAGE")
         .env_remove("SCALEKIT_MCP_SERVER")
