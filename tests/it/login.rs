@@ -449,3 +449,44 @@ fn status_without_logins_says_how_to_log_in() {
     let output = run(home.path(), &["token"]);
     assert_eq!(output.status.code(), Some(3));
 }
+
+#[test]
+fn status_fails_when_a_login_is_dead() {
+    let home = tempfile::tempdir().unwrap();
+    let mut claims = good_claims();
+    claims["exp"] = json!(now() - 60);
+    let mut child = binary(home.path())
+        .args([
+            "login",
+            "http://127.0.0.1:9/",
+            "--with-token",
+            "--insecure-storage",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    writeln!(child.stdin.take().unwrap(), "{}", mint(&claims)).unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let output = run(home.path(), &["status"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "an expired token without refresh is dead"
+    );
+    assert!(
+        stdout(&output).contains("log in again: scalekit-mcp login http://127.0.0.1:9/"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(status_json(home.path())["servers"][0]["expired"], true);
+    let output = run(home.path(), &["token"]);
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        stderr(&output).contains("scalekit-mcp login http://127.0.0.1:9/"),
+        "{}",
+        stderr(&output)
+    );
+}
