@@ -9,3 +9,4 @@ pub mod jwks;
 pub mod keys;
 pub mod time;
 pub mod validate;
+pub mod verdicts;

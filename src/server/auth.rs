@@ -33,7 +33,7 @@ pub async fn authenticate(
     match caller {
         Ok(caller) => {
             let subject = LoggedSubject(caller.sub.clone());
-            request.extensions_mut().insert(Arc::new(caller));
+            request.extensions_mut().insert(caller);
             let mut response = next.run(request).await;
             response.extensions_mut().insert(subject);
             response
@@ -44,16 +44,24 @@ pub async fn authenticate(
 
 /// Validates `token` against the current keys, refetching the key set once (within the cooldown)
 /// when the token names a key it does not hold: that is how a signing-key rotation is picked up.
-async fn check_token(state: &AppState, token: &str) -> Result<Caller, AuthFailure> {
-    let keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+/// An accepted token is remembered, so its signature is checked once, not on every request.
+async fn check_token(state: &AppState, token: &str) -> Result<Arc<Caller>, AuthFailure> {
+    let mut keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
     let now = time::now();
-    match validate(token, &state.policy, &keys, now) {
-        Err(Rejection::UnknownKey(_)) if state.keys.refresh_for_unknown_kid().await => {
-            let keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
-            validate(token, &state.policy, &keys, now).map_err(AuthFailure::Rejected)
-        }
-        verdict => verdict.map_err(AuthFailure::Rejected),
+    let leeway = i64::try_from(state.policy.leeway).unwrap_or(i64::MAX);
+    if let Some(caller) = state.verdicts.get(token, &keys, now, leeway) {
+        return Ok(caller);
     }
+    let mut verdict = validate(token, &state.policy, &keys, now);
+    if matches!(verdict, Err(Rejection::UnknownKey(_)))
+        && state.keys.refresh_for_unknown_kid().await
+    {
+        keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+        verdict = validate(token, &state.policy, &keys, now);
+    }
+    let caller = Arc::new(verdict.map_err(AuthFailure::Rejected)?);
+    state.verdicts.insert(token, caller.clone(), keys, now);
+    Ok(caller)
 }
 
 /// The bearer token from the one `Authorization` header. The scheme is case-insensitive

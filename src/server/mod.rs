@@ -33,6 +33,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::auth::challenge::ChallengeParams;
 use crate::auth::jwks::{HttpFetcher, JwksCache};
 use crate::auth::validate::TokenPolicy;
+use crate::auth::verdicts::VerdictCache;
 use crate::config::{ServeConfig, well_known_url};
 use auth::LoggedSubject;
 use dev_auth::DevAuth;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub metadata: bytes::Bytes,
     pub allowed_hosts: Vec<String>,
     pub cors_origins: Vec<String>,
+    /// Tokens already accepted, so each signature is verified once.
+    pub verdicts: VerdictCache,
 }
 
 /// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
@@ -72,6 +75,7 @@ pub fn app(
         metadata: config.metadata.document.clone(),
         allowed_hosts: config.allowed_hosts.clone(),
         cors_origins: config.cors_origins.clone(),
+        verdicts: VerdictCache::default(),
     });
 
     let mcp_config = StreamableHttpServerConfig::default()

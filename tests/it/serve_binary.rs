@@ -225,20 +225,29 @@ async fn a_rotated_key_is_picked_up_by_one_refetch() {
             .get_blocking("/ready")
             .is_some_and(|(status, _)| status == 200)
     });
+    let old_key_token = mint(&claims_for(&jwks.url()));
     let new_key_token = mint_with(&claims_for(&jwks.url()), "b", Some("key-b"));
 
+    // The old token is accepted (and its verdict cached); key-b is not published yet.
+    assert_eq!(
+        http_post(&server.url("/"), Some(&old_key_token), &call_greet("x"))
+            .await
+            .status,
+        200
+    );
     let reply = http_post(&server.url("/"), Some(&new_key_token), &call_greet("x")).await;
     assert_eq!(reply.status, 401, "key-b is not published yet");
+
     jwks.set(200, &fixture_text("jwks-b.json"));
     let hits = jwks.hits();
     let reply = http_post(&server.url("/"), Some(&new_key_token), &call_greet("x")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(jwks.hits(), hits + 1, "exactly one refetch");
 
-    // key-a was removed in the rotation: refused once the set has been refreshed.
-    let old_key_token = mint(&claims_for(&jwks.url()));
+    // key-a was removed in the rotation: its token is refused now, cached verdict or not.
     let reply = http_post(&server.url("/"), Some(&old_key_token), &call_greet("x")).await;
     assert_eq!(reply.status, 401);
+    assert!(challenge_description(reply.header("www-authenticate").unwrap()).contains("key-a"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
