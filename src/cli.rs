@@ -7,7 +7,12 @@ use crate::commands::{completions::CompletionsArgs, serve::ServeArgs};
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
 #[derive(Debug, Parser)]
-#[command(name = "scalekit-mcp", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "scalekit-mcp",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

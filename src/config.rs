@@ -27,18 +27,24 @@ impl FromStr for Duration {
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         let text = text.trim();
-        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+        let split = text
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len());
         let (number, unit) = text.split_at(split);
-        let value: u64 = number
-            .parse()
-            .map_err(|_| format!("{text:?} is not a duration: use a number with s, m, h or ms (e.g. 30s)"))?;
+        let value: u64 = number.parse().map_err(|_| {
+            format!("{text:?} is not a duration: use a number with s, m, h or ms (e.g. 30s)")
+        })?;
         let seconds = |factor: u64| std::time::Duration::from_secs(value.saturating_mul(factor));
         let duration = match unit.trim() {
             "" | "s" => seconds(1),
             "m" => seconds(60),
             "h" => seconds(3600),
             "ms" => std::time::Duration::from_millis(value),
-            other => return Err(format!("unknown duration unit {other:?}: use s, m, h or ms")),
+            other => {
+                return Err(format!(
+                    "unknown duration unit {other:?}: use s, m, h or ms"
+                ));
+            }
         };
         Ok(Duration(duration))
     }
@@ -88,7 +94,11 @@ impl Problems {
         if self.0.is_empty() {
             return Ok(());
         }
-        let list: Vec<String> = self.0.iter().map(|problem| format!("  - {problem}")).collect();
+        let list: Vec<String> = self
+            .0
+            .iter()
+            .map(|problem| format!("  - {problem}"))
+            .collect();
         Err(ExitError::usage(format!(
             "the server configuration is incomplete or contradictory:\n{}",
             list.join("\n")
@@ -104,7 +114,10 @@ impl ServeConfig {
         let mcp_path = if args.mcp_path.starts_with('/') {
             args.mcp_path.clone()
         } else {
-            problems.add(format!("--mcp-path {:?} must start with '/' (e.g. /mcp)", args.mcp_path));
+            problems.add(format!(
+                "--mcp-path {:?} must start with '/' (e.g. /mcp)",
+                args.mcp_path
+            ));
             "/".into()
         };
         let bind = bind_address(&args.host, args.port, &mut problems);
@@ -120,7 +133,9 @@ impl ServeConfig {
             .map(|json| parse_verbatim_metadata(json, &mut problems));
         let verbatim = verbatim.flatten();
         if verbatim.is_some()
-            && (args.resource.is_some() || !args.authorization_servers.is_empty() || !args.scopes_supported.is_empty())
+            && (args.resource.is_some()
+                || !args.authorization_servers.is_empty()
+                || !args.scopes_supported.is_empty())
         {
             problems.add(
                 "PROTECTED_RESOURCE_METADATA is set together with --resource / --authorization-server / \
@@ -128,10 +143,19 @@ impl ServeConfig {
             );
         }
 
-        let public_url = public_url(args, verbatim.as_ref().map(|m| m.resource.as_str()), &mut problems);
+        let public_url = public_url(
+            args,
+            verbatim.as_ref().map(|m| m.resource.as_str()),
+            &mut problems,
+        );
         let public_url = match public_url {
             Some(url) => url,
-            None => return Err(problems.into_result().err().unwrap_or_else(|| ExitError::usage("bad public URL"))),
+            None => {
+                return Err(problems
+                    .into_result()
+                    .err()
+                    .unwrap_or_else(|| ExitError::usage("bad public URL")));
+            }
         };
 
         // Issuers: --issuer replaces everything; else SK_ENV_URL plus the metadata's servers.
@@ -142,7 +166,12 @@ impl ServeConfig {
         let issuers: Vec<String> = if !args.issuers.is_empty() {
             dedup(args.issuers.iter().map(|issuer| issuer.trim().to_owned()))
         } else {
-            dedup(sk_env_url.iter().map(|url| url.as_str().trim_end_matches('/').to_owned()).chain(metadata_servers))
+            dedup(
+                sk_env_url
+                    .iter()
+                    .map(|url| url.as_str().trim_end_matches('/').to_owned())
+                    .chain(metadata_servers),
+            )
         };
         if issuers.is_empty() {
             problems.add(
@@ -159,7 +188,12 @@ impl ServeConfig {
         let audiences = if args.audiences.is_empty() {
             vec![metadata.resource.clone()]
         } else {
-            dedup(args.audiences.iter().map(|aud| aud.trim().to_owned()).filter(|aud| !aud.is_empty()))
+            dedup(
+                args.audiences
+                    .iter()
+                    .map(|aud| aud.trim().to_owned())
+                    .filter(|aud| !aud.is_empty()),
+            )
         };
         for audience in &audiences {
             if audience != &metadata.resource
@@ -176,10 +210,13 @@ impl ServeConfig {
 
         let jwks = match (&args.jwks_url, &sk_env_url, issuers.first()) {
             (Some(raw), _, _) => parse_url(raw, "--jwks-url", &mut problems).map(JwksSource::Url),
-            (None, Some(env), _) => env.join(&format!("{}/keys", env.path().trim_end_matches('/')))
+            (None, Some(env), _) => env
+                .join(&format!("{}/keys", env.path().trim_end_matches('/')))
                 .ok()
                 .map(JwksSource::Url),
-            (None, None, Some(issuer)) => parse_url(issuer, "the issuer", &mut problems).map(JwksSource::Discover),
+            (None, None, Some(issuer)) => {
+                parse_url(issuer, "the issuer", &mut problems).map(JwksSource::Discover)
+            }
             (None, None, None) => None,
         };
 
@@ -192,7 +229,8 @@ impl ServeConfig {
         };
         let allowed_hosts = allowed_hosts(args, &public_url, &metadata.resource);
         for origin in &args.cors_origins {
-            if Url::parse(origin).map_or(true, |url| url.origin().ascii_serialization() != *origin) {
+            if Url::parse(origin).map_or(true, |url| url.origin().ascii_serialization() != *origin)
+            {
                 problems.add(format!(
                     "--cors-origin {origin:?} is not an origin: use scheme://host[:port] without a path"
                 ));
@@ -260,7 +298,9 @@ fn bind_address(host: &str, port: u16, problems: &mut Problems) -> Option<Socket
     match host.parse::<IpAddr>() {
         Ok(ip) => Some(SocketAddr::new(ip, port)),
         Err(_) => {
-            problems.add(format!("--host {host:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)"));
+            problems.add(format!(
+                "--host {host:?} is not an IP address (e.g. 127.0.0.1 or 0.0.0.0)"
+            ));
             None
         }
     }
@@ -281,12 +321,23 @@ fn parse_verbatim_metadata(json: &str, problems: &mut Problems) -> Option<Resour
             return None;
         }
     };
-    let resource = object.get("resource").and_then(Value::as_str).map(str::to_owned);
-    let servers: Option<Vec<String>> = object.get("authorization_servers").and_then(Value::as_array).map(|list| {
-        list.iter().filter_map(Value::as_str).map(str::to_owned).collect()
-    });
+    let resource = object
+        .get("resource")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let servers: Option<Vec<String>> = object
+        .get("authorization_servers")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        });
     if resource.is_none() {
-        problems.add("PROTECTED_RESOURCE_METADATA has no \"resource\" string (RFC 9728 §2 requires it)");
+        problems.add(
+            "PROTECTED_RESOURCE_METADATA has no \"resource\" string (RFC 9728 §2 requires it)",
+        );
     }
     match &servers {
         Some(list) if !list.is_empty() => {}
@@ -303,7 +354,12 @@ fn parse_verbatim_metadata(json: &str, problems: &mut Problems) -> Option<Resour
 }
 
 /// The metadata generated from flags when PROTECTED_RESOURCE_METADATA is not set.
-fn generated_metadata(args: &ServeArgs, public_url: &Url, mcp_path: &str, issuers: &[String]) -> ResourceMetadata {
+fn generated_metadata(
+    args: &ServeArgs,
+    public_url: &Url,
+    mcp_path: &str,
+    issuers: &[String],
+) -> ResourceMetadata {
     let resource = args
         .resource
         .clone()
@@ -341,10 +397,16 @@ fn public_url(args: &ServeArgs, resource: Option<&str>, problems: &mut Problems)
     }
     let host = match args.host.as_str() {
         "0.0.0.0" | "::" | "[::]" | "127.0.0.1" => "localhost".to_owned(),
-        other if other.contains(':') => format!("[{}]", other.trim_start_matches('[').trim_end_matches(']')),
+        other if other.contains(':') => {
+            format!("[{}]", other.trim_start_matches('[').trim_end_matches(']'))
+        }
         other => other.to_owned(),
     };
-    parse_url(&format!("http://{host}:{}", args.port), "the public URL", problems)
+    parse_url(
+        &format!("http://{host}:{}", args.port),
+        "the public URL",
+        problems,
+    )
 }
 
 /// `public_url` with `path` as its path (`/` stays `/`).
@@ -357,8 +419,15 @@ pub fn join_path(public_url: &Url, path: &str) -> String {
 /// The RFC 9728 well-known URL for a resource at `mcp_path`: the path is appended after the
 /// well-known prefix (`/.well-known/oauth-protected-resource/mcp`).
 pub fn well_known_url(public_url: &Url, mcp_path: &str) -> String {
-    let suffix = if mcp_path == "/" { "" } else { mcp_path.trim_end_matches('/') };
-    join_path(public_url, &format!("/.well-known/oauth-protected-resource{suffix}"))
+    let suffix = if mcp_path == "/" {
+        ""
+    } else {
+        mcp_path.trim_end_matches('/')
+    };
+    join_path(
+        public_url,
+        &format!("/.well-known/oauth-protected-resource{suffix}"),
+    )
 }
 
 fn parse_algorithms(names: &[String], problems: &mut Problems) -> Vec<Algorithm> {
@@ -387,11 +456,19 @@ fn allowed_hosts(args: &ServeArgs, public_url: &Url, resource: &str) -> Vec<Stri
     if args.allowed_hosts.iter().any(|host| host.trim() == "*") {
         return Vec::new();
     }
-    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"].map(String::from).to_vec();
-    let resource_host = Url::parse(resource).ok().and_then(|url| url.host_str().map(str::to_owned));
+    let mut hosts: Vec<String> = ["localhost", "127.0.0.1", "[::1]"]
+        .map(String::from)
+        .to_vec();
+    let resource_host = Url::parse(resource)
+        .ok()
+        .and_then(|url| url.host_str().map(str::to_owned));
     hosts.extend(public_url.host_str().map(str::to_owned));
     hosts.extend(resource_host);
-    hosts.extend(args.allowed_hosts.iter().map(|host| host.trim().to_ascii_lowercase()));
+    hosts.extend(
+        args.allowed_hosts
+            .iter()
+            .map(|host| host.trim().to_ascii_lowercase()),
+    );
     dedup(hosts)
 }
 
@@ -412,7 +489,10 @@ mod tests {
     #[test]
     fn well_known_url_inserts_the_path() {
         let public = Url::parse("https://mcp.example.com").unwrap();
-        assert_eq!(well_known_url(&public, "/"), "https://mcp.example.com/.well-known/oauth-protected-resource");
+        assert_eq!(
+            well_known_url(&public, "/"),
+            "https://mcp.example.com/.well-known/oauth-protected-resource"
+        );
         assert_eq!(
             well_known_url(&public, "/mcp"),
             "https://mcp.example.com/.well-known/oauth-protected-resource/mcp"

@@ -45,7 +45,8 @@ fn python_level_to_filter(level: &str) -> String {
 /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
 pub fn color_on_stderr() -> bool {
     use std::io::IsTerminal;
-    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty()) && std::io::stderr().is_terminal()
+    std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
+        && std::io::stderr().is_terminal()
 }
 
 #[cfg(test)]

@@ -100,7 +100,10 @@ impl ChallengeParams {
             quoted_string_safe(&self.resource_metadata)
         );
         if !scopes.is_empty() {
-            value.push_str(&format!(", scope=\"{}\"", quoted_string_safe(&scopes.join(" "))));
+            value.push_str(&format!(
+                ", scope=\"{}\"",
+                quoted_string_safe(&scopes.join(" "))
+            ));
         }
         if let Some((code, description)) = error {
             value.push_str(&format!(
@@ -108,7 +111,8 @@ impl ChallengeParams {
                 quoted_string_safe(description)
             ));
         }
-        HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"OAuth\""))
+        HeaderValue::from_str(&value)
+            .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"OAuth\""))
     }
 }
 
@@ -159,13 +163,18 @@ mod tests {
     fn rejected_token_is_invalid_token_with_reason() {
         let refusal = params(&[]).refuse(&AuthFailure::Rejected(Rejection::Signature));
         assert_eq!(refusal.status, StatusCode::UNAUTHORIZED);
-        assert!(header(&refusal).ends_with(", error=\"invalid_token\", error_description=\"invalid signature\""));
+        assert!(
+            header(&refusal)
+                .ends_with(", error=\"invalid_token\", error_description=\"invalid signature\"")
+        );
         assert_eq!(refusal.body["error_description"], "invalid signature");
     }
 
     #[test]
     fn missing_scope_is_403_insufficient_scope() {
-        let rejection = Rejection::InsufficientScope { missing: vec!["admin".into()] };
+        let rejection = Rejection::InsufficientScope {
+            missing: vec!["admin".into()],
+        };
         let refusal = params(&["admin"]).refuse(&AuthFailure::Rejected(rejection));
         assert_eq!(refusal.status, StatusCode::FORBIDDEN);
         let value = header(&refusal);

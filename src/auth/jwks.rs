@@ -99,7 +99,10 @@ impl JwksCache {
     /// server's own key and for tests.
     pub fn fixed(keys: KeySet) -> Self {
         let cache = Self::new(Box::new(NoFetch), CacheSettings::default());
-        *cache.keys.write().unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(keys));
+        *cache
+            .keys
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(keys));
         cache
     }
 
@@ -161,8 +164,10 @@ impl JwksCache {
                 let count = fetched.keys.len();
                 state.last_error = None;
                 state.ttl = fetched.max_age.map(|age| age.clamp(MIN_TTL, MAX_TTL));
-                *self.keys.write().unwrap_or_else(|poison| poison.into_inner()) =
-                    Some(Arc::new(fetched.keys));
+                *self
+                    .keys
+                    .write()
+                    .unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(fetched.keys));
                 tracing::debug!(keys = count, "loaded signing keys");
                 Ok(count)
             }
@@ -175,7 +180,9 @@ impl JwksCache {
     }
 
     fn lock_state(&self) -> std::sync::MutexGuard<'_, FetchState> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Keeps the keys fresh until `shutdown`: loads them (retrying with backoff), then refreshes
@@ -235,7 +242,12 @@ impl HttpFetcher {
             JwksSource::Url(url) => return Ok(url.clone()),
             JwksSource::Discover(issuer) => issuer,
         };
-        if let Some(url) = self.discovered.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(url) = self
+            .discovered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Ok(url);
         }
         let url = discover_jwks_uri(&self.client, issuer).await?;
@@ -250,14 +262,18 @@ impl KeyFetcher for HttpFetcher {
         Box::pin(async move {
             let url = self.jwks_url().await?;
             let (body, max_age) = get_document(&self.client, &url).await?;
-            let keys = KeySet::from_jwks_json(&body).map_err(|err| format!("JWKS at {url}: {err}"))?;
+            let keys =
+                KeySet::from_jwks_json(&body).map_err(|err| format!("JWKS at {url}: {err}"))?;
             Ok(FetchedKeys { keys, max_age })
         })
     }
 }
 
 /// GETs a JSON document, bounded in size; returns the body and the `Cache-Control: max-age`.
-async fn get_document(client: &reqwest::Client, url: &Url) -> Result<(Vec<u8>, Option<Duration>), String> {
+async fn get_document(
+    client: &reqwest::Client,
+    url: &Url,
+) -> Result<(Vec<u8>, Option<Duration>), String> {
     let mut response = client
         .get(url.clone())
         .header(http::header::ACCEPT, "application/json")
@@ -280,7 +296,9 @@ async fn get_document(client: &reqwest::Client, url: &Url) -> Result<(Vec<u8>, O
         .map_err(|err| format!("GET {url}: {}", error_chain(&err)))?
     {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
-            return Err(format!("GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"));
+            return Err(format!(
+                "GET {url}: document larger than {MAX_DOCUMENT_BYTES} bytes"
+            ));
         }
         body.extend_from_slice(&chunk);
     }
@@ -292,7 +310,14 @@ fn parse_max_age(cache_control: &str) -> Option<Duration> {
     cache_control.split(',').find_map(|directive| {
         let (name, value) = directive.trim().split_once('=')?;
         name.eq_ignore_ascii_case("max-age")
-            .then(|| value.trim().trim_matches('"').parse().ok().map(Duration::from_secs))
+            .then(|| {
+                value
+                    .trim()
+                    .trim_matches('"')
+                    .parse()
+                    .ok()
+                    .map(Duration::from_secs)
+            })
             .flatten()
     })
 }
@@ -331,7 +356,8 @@ pub async fn discover_jwks_uri(client: &reqwest::Client, issuer: &Url) -> Result
                 .get("jwks_uri")
                 .and_then(|value| value.as_str())
                 .ok_or_else(|| format!("{url}: no jwks_uri in the metadata"))?;
-            Url::parse(jwks_uri).map_err(|err| format!("{url}: jwks_uri {jwks_uri:?} is not a URL: {err}"))
+            Url::parse(jwks_uri)
+                .map_err(|err| format!("{url}: jwks_uri {jwks_uri:?} is not a URL: {err}"))
         }
         .await;
         match outcome {
@@ -378,14 +404,20 @@ mod tests {
             Box::pin(async move {
                 let body = result.map_err(str::to_owned)?;
                 let keys = KeySet::from_jwks_json(body.as_bytes()).map_err(|e| e.to_string())?;
-                Ok(FetchedKeys { keys, max_age: None })
+                Ok(FetchedKeys {
+                    keys,
+                    max_age: None,
+                })
             })
         }
     }
 
     fn cache(results: Vec<Result<&'static str, &'static str>>) -> JwksCache {
         JwksCache::new(
-            Box::new(Scripted { calls: AtomicUsize::new(0), results }),
+            Box::new(Scripted {
+                calls: AtomicUsize::new(0),
+                results,
+            }),
             CacheSettings {
                 default_ttl: Duration::from_secs(600),
                 unknown_kid_cooldown: Duration::from_secs(3600),
@@ -395,7 +427,12 @@ mod tests {
 
     #[tokio::test]
     async fn not_ready_until_loaded_and_keeps_keys_on_failure() {
-        let cache = cache(vec![Err("connection refused"), Ok(JWKS_A), Err("boom"), Ok("{bad")]);
+        let cache = cache(vec![
+            Err("connection refused"),
+            Ok(JWKS_A),
+            Err("boom"),
+            Ok("{bad"),
+        ]);
         assert!(cache.current().is_none());
         assert_eq!(cache.refresh().await, Err("connection refused".into()));
         assert_eq!(cache.readiness(), Err("connection refused".into()));
@@ -403,14 +440,20 @@ mod tests {
         assert_eq!(cache.readiness(), Ok(1));
         assert!(cache.refresh().await.is_err());
         assert!(cache.refresh().await.is_err(), "malformed JWKS is an error");
-        assert!(cache.current().unwrap().find("key-a").is_some(), "last good keys kept");
+        assert!(
+            cache.current().unwrap().find("key-a").is_some(),
+            "last good keys kept"
+        );
     }
 
     #[tokio::test]
     async fn unknown_kid_refetches_at_most_once_per_cooldown() {
         let cache = cache(vec![Ok(JWKS_A)]);
         cache.refresh().await.unwrap();
-        assert!(!cache.refresh_for_unknown_kid().await, "within cooldown of the load");
+        assert!(
+            !cache.refresh_for_unknown_kid().await,
+            "within cooldown of the load"
+        );
         assert_eq!(cache.fetch_count(), 1);
         for _ in 0..100 {
             cache.refresh_for_unknown_kid().await;
@@ -420,7 +463,10 @@ mod tests {
 
     #[test]
     fn parses_max_age() {
-        assert_eq!(parse_max_age("public, max-age=300"), Some(Duration::from_secs(300)));
+        assert_eq!(
+            parse_max_age("public, max-age=300"),
+            Some(Duration::from_secs(300))
+        );
         assert_eq!(parse_max_age("no-store"), None);
         assert_eq!(parse_max_age("max-age=abc"), None);
     }
@@ -429,16 +475,22 @@ mod tests {
     fn metadata_urls_follow_the_spec_order() {
         let root = Url::parse("https://auth.example.com").unwrap();
         let urls: Vec<String> = metadata_urls(&root).iter().map(Url::to_string).collect();
-        assert_eq!(urls, [
-            "https://auth.example.com/.well-known/oauth-authorization-server",
-            "https://auth.example.com/.well-known/openid-configuration",
-        ]);
+        assert_eq!(
+            urls,
+            [
+                "https://auth.example.com/.well-known/oauth-authorization-server",
+                "https://auth.example.com/.well-known/openid-configuration",
+            ]
+        );
         let pathed = Url::parse("https://env.scalekit.dev/resources/res_1").unwrap();
         let urls: Vec<String> = metadata_urls(&pathed).iter().map(Url::to_string).collect();
-        assert_eq!(urls, [
-            "https://env.scalekit.dev/.well-known/oauth-authorization-server/resources/res_1",
-            "https://env.scalekit.dev/.well-known/openid-configuration/resources/res_1",
-            "https://env.scalekit.dev/resources/res_1/.well-known/openid-configuration",
-        ]);
+        assert_eq!(
+            urls,
+            [
+                "https://env.scalekit.dev/.well-known/oauth-authorization-server/resources/res_1",
+                "https://env.scalekit.dev/.well-known/openid-configuration/resources/res_1",
+                "https://env.scalekit.dev/resources/res_1/.well-known/openid-configuration",
+            ]
+        );
     }
 }

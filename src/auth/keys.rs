@@ -176,7 +176,14 @@ mod tests {
     #[test]
     fn loads_pem_public_keys() {
         let rsa = include_bytes!("../../tests/fixtures/rsa-a.pub.pem");
-        assert!(KeySet::from_pem(rsa).unwrap().iter().next().unwrap().can_verify(Algorithm::RS256));
+        assert!(
+            KeySet::from_pem(rsa)
+                .unwrap()
+                .iter()
+                .next()
+                .unwrap()
+                .can_verify(Algorithm::RS256)
+        );
         let ec = include_bytes!("../../tests/fixtures/ec-p256.pub.pem");
         assert_eq!(KeySet::from_pem(ec).unwrap().len(), 1);
         assert!(KeySet::from_pem(b"not a key").is_err());

@@ -272,35 +272,59 @@ pub fn evaluate<'t>(
             return (report, None);
         }
     };
-    report.record(CheckName::Structure, Outcome::Pass("three segments, JSON header and payload".into()));
+    report.record(
+        CheckName::Structure,
+        Outcome::Pass("three segments, JSON header and payload".into()),
+    );
     let stop = |report: &Report| mode == Mode::FailFast && report.failed();
 
     let algorithm = check_algorithm(&decoded.header, policy);
     let alg = algorithm.as_ref().ok().copied();
-    report.record(CheckName::Algorithm, outcome(algorithm.map(|alg| format!("{alg:?}"))));
+    report.record(
+        CheckName::Algorithm,
+        outcome(algorithm.map(|alg| format!("{alg:?}"))),
+    );
     if stop(&report) {
         return (report, Some(decoded));
     }
 
     match (keys, alg) {
         (None, _) => {
-            report.record(CheckName::Key, Outcome::Skip("no key set given (--jwks)".into()));
-            report.record(CheckName::Signature, Outcome::Skip("no key set given (--jwks)".into()));
+            report.record(
+                CheckName::Key,
+                Outcome::Skip("no key set given (--jwks)".into()),
+            );
+            report.record(
+                CheckName::Signature,
+                Outcome::Skip("no key set given (--jwks)".into()),
+            );
         }
         (Some(_), None) => {
-            report.record(CheckName::Key, Outcome::Skip("algorithm not allowed".into()));
-            report.record(CheckName::Signature, Outcome::Skip("algorithm not allowed".into()));
+            report.record(
+                CheckName::Key,
+                Outcome::Skip("algorithm not allowed".into()),
+            );
+            report.record(
+                CheckName::Signature,
+                Outcome::Skip("algorithm not allowed".into()),
+            );
         }
         (Some(keys), Some(alg)) => match select_key(&decoded.header, keys, alg) {
             Ok(key) => {
                 let label = key.kid.clone().unwrap_or_else(|| "the only key".into());
                 report.record(CheckName::Key, Outcome::Pass(label));
                 let signature = check_signature(&decoded, key, alg);
-                report.record(CheckName::Signature, outcome(signature.map(|()| "verified".into())));
+                report.record(
+                    CheckName::Signature,
+                    outcome(signature.map(|()| "verified".into())),
+                );
             }
             Err(rejection) => {
                 report.record(CheckName::Key, Outcome::Fail(rejection));
-                report.record(CheckName::Signature, Outcome::Skip("no key to verify with".into()));
+                report.record(
+                    CheckName::Signature,
+                    Outcome::Skip("no key to verify with".into()),
+                );
             }
         },
     }
@@ -310,7 +334,7 @@ pub fn evaluate<'t>(
 
     let claims = &decoded.claims;
     let leeway = i64::try_from(policy.leeway).unwrap_or(i64::MAX);
-    let time_checks: [(CheckName, fn(&Map<String, Value>, i64, i64) -> Result<String, Rejection>); 3] = [
+    let time_checks: [(CheckName, TimeCheck); 3] = [
         (CheckName::Expiry, check_expiry),
         (CheckName::NotBefore, check_not_before),
         (CheckName::IssuedAt, check_issued_at),
@@ -322,17 +346,29 @@ pub fn evaluate<'t>(
         }
     }
 
-    report.record(CheckName::Issuer, optional(check_issuer(claims, &policy.issuers)));
+    report.record(
+        CheckName::Issuer,
+        optional(check_issuer(claims, &policy.issuers)),
+    );
     if stop(&report) {
         return (report, Some(decoded));
     }
-    report.record(CheckName::Audience, optional(check_audience(claims, &policy.audiences)));
+    report.record(
+        CheckName::Audience,
+        optional(check_audience(claims, &policy.audiences)),
+    );
     if stop(&report) {
         return (report, Some(decoded));
     }
-    report.record(CheckName::Scope, check_scopes(claims, &policy.required_scopes));
+    report.record(
+        CheckName::Scope,
+        check_scopes(claims, &policy.required_scopes),
+    );
     (report, Some(decoded))
 }
+
+/// A check on one time claim: `(claims, now, leeway)` to a pass detail or a rejection.
+type TimeCheck = fn(&Map<String, Value>, i64, i64) -> Result<String, Rejection>;
 
 fn outcome(result: Result<String, Rejection>) -> Outcome {
     match result {
@@ -345,7 +381,9 @@ fn outcome(result: Result<String, Rejection>) -> Outcome {
 fn optional(result: Result<Option<String>, Rejection>) -> Outcome {
     match result {
         Ok(Some(detail)) => Outcome::Pass(detail),
-        Ok(None) => Outcome::Skip("nothing expected (--issuer / --audience or the server's configuration)".into()),
+        Ok(None) => Outcome::Skip(
+            "nothing expected (--issuer / --audience or the server's configuration)".into(),
+        ),
         Err(rejection) => Outcome::Fail(rejection),
     }
 }
@@ -365,7 +403,10 @@ pub fn validate(
     Ok(Caller::from_claims(decoded.claims))
 }
 
-fn check_algorithm(header: &Map<String, Value>, policy: &TokenPolicy) -> Result<Algorithm, Rejection> {
+fn check_algorithm(
+    header: &Map<String, Value>,
+    policy: &TokenPolicy,
+) -> Result<Algorithm, Rejection> {
     let allowed = || {
         policy
             .algorithms
@@ -417,7 +458,10 @@ fn select_key<'k>(
     };
     if !key.can_verify(alg) {
         return Err(Rejection::KeyMismatch {
-            kid: key.kid.as_deref().map_or_else(|| "(no kid)".into(), printable),
+            kid: key
+                .kid
+                .as_deref()
+                .map_or_else(|| "(no kid)".into(), printable),
             alg: format!("{alg:?}"),
         });
     }
@@ -441,7 +485,10 @@ fn check_signature(
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated.
-fn numeric_date(claims: &Map<String, Value>, claim: &'static str) -> Result<Option<i64>, Rejection> {
+fn numeric_date(
+    claims: &Map<String, Value>,
+    claim: &'static str,
+) -> Result<Option<i64>, Rejection> {
     match claims.get(claim) {
         None => Ok(None),
         Some(Value::Number(number)) => number
@@ -470,7 +517,11 @@ fn check_expiry(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<St
     Ok(format!("expires {} ({})", iso8601(exp), relative(exp, now)))
 }
 
-fn check_not_before(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
+fn check_not_before(
+    claims: &Map<String, Value>,
+    now: i64,
+    leeway: i64,
+) -> Result<String, Rejection> {
     match numeric_date(claims, "nbf")? {
         None => Ok("no nbf claim".into()),
         Some(nbf) if nbf > now.saturating_add(leeway) => Err(Rejection::NotYetValid {
@@ -481,7 +532,11 @@ fn check_not_before(claims: &Map<String, Value>, now: i64, leeway: i64) -> Resul
     }
 }
 
-fn check_issued_at(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
+fn check_issued_at(
+    claims: &Map<String, Value>,
+    now: i64,
+    leeway: i64,
+) -> Result<String, Rejection> {
     match numeric_date(claims, "iat")? {
         None => Ok("no iat claim".into()),
         Some(iat) if iat > now.saturating_add(leeway) => Err(Rejection::IssuedInFuture {
@@ -492,7 +547,10 @@ fn check_issued_at(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result
     }
 }
 
-fn check_issuer(claims: &Map<String, Value>, accepted: &[String]) -> Result<Option<String>, Rejection> {
+fn check_issuer(
+    claims: &Map<String, Value>,
+    accepted: &[String],
+) -> Result<Option<String>, Rejection> {
     if accepted.is_empty() {
         return Ok(None);
     }
@@ -516,12 +574,18 @@ fn check_issuer(claims: &Map<String, Value>, accepted: &[String]) -> Result<Opti
     }
 }
 
-fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<Option<String>, Rejection> {
+fn check_audience(
+    claims: &Map<String, Value>,
+    accepted: &[String],
+) -> Result<Option<String>, Rejection> {
     if accepted.is_empty() {
         return Ok(None);
     }
     let audiences = string_or_array(claims, "aud")?.ok_or(Rejection::MissingClaim("aud"))?;
-    match audiences.iter().find(|aud| accepted.iter().any(|ok| ok == *aud)) {
+    match audiences
+        .iter()
+        .find(|aud| accepted.iter().any(|ok| ok == *aud))
+    {
         Some(matched) => Ok(Some(format!("{matched} is accepted"))),
         None => Err(Rejection::Audience {
             got: if audiences.is_empty() {
@@ -633,7 +697,10 @@ impl Caller {
             org_id: text("org_id").or_else(|| text("oid")),
             scopes: scopes(&claims),
             issuer: text("iss"),
-            audiences: string_or_array(&claims, "aud").ok().flatten().unwrap_or_default(),
+            audiences: string_or_array(&claims, "aud")
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
             expires_at: numeric_date(&claims, "exp").ok().flatten(),
             claims,
         }

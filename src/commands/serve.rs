@@ -22,7 +22,12 @@ pub enum Transport {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Transport to serve.
-    #[arg(long, value_enum, env = "SCALEKIT_MCP_TRANSPORT", default_value = "http")]
+    #[arg(
+        long,
+        value_enum,
+        env = "SCALEKIT_MCP_TRANSPORT",
+        default_value = "http"
+    )]
     pub transport: Transport,
 
     /// Address to listen on. Use 0.0.0.0 to accept connections from other machines.
@@ -39,7 +44,12 @@ pub struct ServeArgs {
     pub public_url: Option<String>,
 
     /// Path of the MCP endpoint.
-    #[arg(long, env = "SCALEKIT_MCP_PATH", default_value = "/", value_name = "PATH")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_PATH",
+        default_value = "/",
+        value_name = "PATH"
+    )]
     pub mcp_path: String,
 
     /// Serve without in-memory sessions, answering with plain JSON: for several instances
@@ -54,12 +64,22 @@ pub struct ServeArgs {
 
     /// Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the
     /// metadata's authorization servers as the accepted issuers.
-    #[arg(long = "issuer", env = "SCALEKIT_MCP_ISSUERS", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "issuer",
+        env = "SCALEKIT_MCP_ISSUERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub issuers: Vec<String>,
 
     /// Accepted token audience (repeatable, or comma-separated). Defaults to the metadata's
     /// `resource`. Compared exactly, trailing slash included.
-    #[arg(long = "audience", env = "EXPECTED_AUDIENCE", value_delimiter = ',', value_name = "AUD")]
+    #[arg(
+        long = "audience",
+        env = "EXPECTED_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD"
+    )]
     pub audiences: Vec<String>,
 
     /// JWKS URL. Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer's RFC 8414 or
@@ -84,44 +104,90 @@ pub struct ServeArgs {
 
     /// Authorization server for generated metadata (repeatable, or comma-separated). Defaults
     /// to the accepted issuers.
-    #[arg(long = "authorization-server", env = "SCALEKIT_MCP_AUTHORIZATION_SERVERS", value_delimiter = ',', value_name = "URL")]
+    #[arg(
+        long = "authorization-server",
+        env = "SCALEKIT_MCP_AUTHORIZATION_SERVERS",
+        value_delimiter = ',',
+        value_name = "URL"
+    )]
     pub authorization_servers: Vec<String>,
 
     /// Scopes listed in generated metadata (repeatable, or comma-separated).
-    #[arg(long = "scopes-supported", env = "SCALEKIT_MCP_SCOPES_SUPPORTED", value_delimiter = ',', value_name = "SCOPE")]
+    #[arg(
+        long = "scopes-supported",
+        env = "SCALEKIT_MCP_SCOPES_SUPPORTED",
+        value_delimiter = ',',
+        value_name = "SCOPE"
+    )]
     pub scopes_supported: Vec<String>,
 
     /// Scope every request's token must carry (repeatable, or comma-separated). A token without
     /// it gets 403 insufficient_scope.
-    #[arg(long = "required-scope", env = "SCALEKIT_MCP_REQUIRED_SCOPES", value_delimiter = ',', value_name = "SCOPE")]
+    #[arg(
+        long = "required-scope",
+        env = "SCALEKIT_MCP_REQUIRED_SCOPES",
+        value_delimiter = ',',
+        value_name = "SCOPE"
+    )]
     pub required_scopes: Vec<String>,
 
     /// Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384,
     /// PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed.
-    #[arg(long, env = "SCALEKIT_MCP_ALGORITHMS", value_delimiter = ',', default_value = "RS256", value_name = "ALG")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = "RS256",
+        value_name = "ALG"
+    )]
     pub algorithms: Vec<String>,
 
     /// Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m).
-    #[arg(long, env = "SCALEKIT_MCP_LEEWAY", default_value = "30s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_LEEWAY",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
     pub leeway: Duration,
 
     /// JWKS refresh interval when the response has no Cache-Control max-age.
-    #[arg(long, env = "SCALEKIT_MCP_JWKS_TTL", default_value = "10m", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_JWKS_TTL",
+        default_value = "10m",
+        value_name = "DURATION"
+    )]
     pub jwks_ttl: Duration,
 
     /// Minimum time between JWKS refetches caused by tokens with an unknown kid.
-    #[arg(long, env = "SCALEKIT_MCP_JWKS_COOLDOWN", default_value = "30s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_JWKS_COOLDOWN",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
     pub jwks_cooldown: Duration,
 
     /// More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which
     /// disables DNS-rebinding protection). Loopback names and the public URL's host are always
     /// accepted.
-    #[arg(long = "allowed-host", env = "SCALEKIT_MCP_ALLOWED_HOSTS", value_delimiter = ',', value_name = "HOST")]
+    #[arg(
+        long = "allowed-host",
+        env = "SCALEKIT_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
     pub allowed_hosts: Vec<String>,
 
     /// Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by
     /// default.
-    #[arg(long = "cors-origin", env = "SCALEKIT_MCP_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    #[arg(
+        long = "cors-origin",
+        env = "SCALEKIT_MCP_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN"
+    )]
     pub cors_origins: Vec<String>,
 
     /// Largest accepted request body, in bytes.
@@ -129,7 +195,12 @@ pub struct ServeArgs {
     pub max_body_bytes: usize,
 
     /// How long in-flight requests get to finish after SIGINT / SIGTERM.
-    #[arg(long, env = "SCALEKIT_MCP_SHUTDOWN_TIMEOUT", default_value = "10s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_SHUTDOWN_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
     pub shutdown_timeout: Duration,
 
     /// Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it.
@@ -137,7 +208,12 @@ pub struct ServeArgs {
     pub log_level: Option<String>,
 
     /// Log line format.
-    #[arg(long, value_enum, env = "SCALEKIT_MCP_LOG_FORMAT", default_value = "text")]
+    #[arg(
+        long,
+        value_enum,
+        env = "SCALEKIT_MCP_LOG_FORMAT",
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
 }
 

@@ -21,7 +21,11 @@ use crate::auth::validate::{Caller, Rejection, validate};
 #[derive(Clone)]
 pub struct LoggedSubject(pub Option<String>);
 
-pub async fn authenticate(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let caller = match bearer_token(request.headers()) {
         Ok(token) => check_token(&state, token).await,
         Err(failure) => Err(failure),
@@ -60,7 +64,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
         return Err(AuthFailure::NoCredentials);
     };
     if values.next().is_some() {
-        return Err(AuthFailure::BadCredentials("more than one Authorization header"));
+        return Err(AuthFailure::BadCredentials(
+            "more than one Authorization header",
+        ));
     }
     let value = value
         .to_str()
@@ -71,7 +77,9 @@ pub fn bearer_token(headers: &HeaderMap) -> Result<&str, AuthFailure> {
     }
     let token = rest.trim();
     if token.is_empty() {
-        return Err(AuthFailure::BadCredentials("no token after Bearer in the Authorization header"));
+        return Err(AuthFailure::BadCredentials(
+            "no token after Bearer in the Authorization header",
+        ));
     }
     Ok(token)
 }
@@ -111,10 +119,22 @@ mod tests {
 
     #[test]
     fn classifies_missing_and_bad_credentials() {
-        assert!(matches!(bearer_token(&headers(&[])), Err(AuthFailure::NoCredentials)));
-        assert!(matches!(bearer_token(&headers(&["Basic dXNlcjpwdw=="])), Err(AuthFailure::NoCredentials)));
-        assert!(matches!(bearer_token(&headers(&["Bearer"])), Err(AuthFailure::BadCredentials(_))));
-        assert!(matches!(bearer_token(&headers(&["Bearer   "])), Err(AuthFailure::BadCredentials(_))));
+        assert!(matches!(
+            bearer_token(&headers(&[])),
+            Err(AuthFailure::NoCredentials)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Basic dXNlcjpwdw=="])),
+            Err(AuthFailure::NoCredentials)
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer"])),
+            Err(AuthFailure::BadCredentials(_))
+        ));
+        assert!(matches!(
+            bearer_token(&headers(&["Bearer   "])),
+            Err(AuthFailure::BadCredentials(_))
+        ));
         assert!(matches!(
             bearer_token(&headers(&["Bearer a", "Bearer b"])),
             Err(AuthFailure::BadCredentials(_))

@@ -17,21 +17,32 @@ use serde_json::json;
 
 use super::AppState;
 
-pub async fn check_host_and_origin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub async fn check_host_and_origin(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let allowed = &state.allowed_hosts;
     if !allowed.is_empty() {
         let host = request
             .headers()
             .get(header::HOST)
             .and_then(|value| value.to_str().ok())
-            .or_else(|| request.uri().authority().map(|authority| authority.as_str()));
+            .or_else(|| {
+                request
+                    .uri()
+                    .authority()
+                    .map(|authority| authority.as_str())
+            });
         match host {
             Some(host) if host_allowed(host, allowed) => {}
-            Some(host) => return forbidden(format!(
-                "Host {} is not allowed: start the server with --allowed-host {} (or set --public-url)",
-                sanitize(host),
-                sanitize(host_name(host))
-            )),
+            Some(host) => {
+                return forbidden(format!(
+                    "Host {} is not allowed: start the server with --allowed-host {} (or set --public-url)",
+                    sanitize(host),
+                    sanitize(host_name(host))
+                ));
+            }
             None => return forbidden("the request has no Host header".into()),
         }
     }
@@ -60,7 +71,9 @@ fn host_name(authority: &str) -> &str {
     if authority.starts_with('[') {
         return authority.split_inclusive(']').next().unwrap_or(authority);
     }
-    authority.rsplit_once(':').map_or(authority, |(host, _)| host)
+    authority
+        .rsplit_once(':')
+        .map_or(authority, |(host, _)| host)
 }
 
 /// Whether a `Host` value is accepted: an entry with a port must match exactly, one without
@@ -83,7 +96,10 @@ pub fn host_allowed(authority: &str, allowed: &[String]) -> bool {
 
 /// Whether an `Origin` is accepted: listed for CORS, or on an accepted host.
 fn origin_allowed(origin: &str, allowed_hosts: &[String], cors_origins: &[String]) -> bool {
-    if cors_origins.iter().any(|listed| listed.eq_ignore_ascii_case(origin)) {
+    if cors_origins
+        .iter()
+        .any(|listed| listed.eq_ignore_ascii_case(origin))
+    {
         return true;
     }
     match url::Url::parse(origin) {
@@ -102,7 +118,10 @@ fn origin_allowed(origin: &str, allowed_hosts: &[String], cors_origins: &[String
 }
 
 fn sanitize(text: &str) -> String {
-    text.chars().take(100).filter(|c| c.is_ascii_graphic()).collect()
+    text.chars()
+        .take(100)
+        .filter(|c| c.is_ascii_graphic())
+        .collect()
 }
 
 #[cfg(test)]

@@ -79,8 +79,14 @@ pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: Cancellation
     let protected = Router::new()
         .route_service(&config.mcp_path, mcp)
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), hosts::check_host_and_origin));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            hosts::check_host_and_origin,
+        ));
 
     let mut public = Router::new()
         .route("/health", get(health))
@@ -88,7 +94,9 @@ pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: Cancellation
         .route("/.well-known/oauth-protected-resource", get(metadata));
     if config.mcp_path != "/" {
         let suffixed = well_known_url(&config.public_url, &config.mcp_path);
-        let path = url::Url::parse(&suffixed).map(|url| url.path().to_owned()).unwrap_or_default();
+        let path = url::Url::parse(&suffixed)
+            .map(|url| url.path().to_owned())
+            .unwrap_or_default();
         public = public.route(&path, get(metadata));
     }
 
@@ -116,7 +124,10 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::HeaderName::from_static("mcp-session-id"),
             header::HeaderName::from_static("last-event-id"),
         ])
-        .expose_headers([header::WWW_AUTHENTICATE, header::HeaderName::from_static("mcp-session-id")])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::HeaderName::from_static("mcp-session-id"),
+        ])
         .max_age(Duration::from_secs(3600))
 }
 
@@ -143,9 +154,18 @@ async fn ready(State(state): State<Arc<AppState>>) -> Response {
 async fn metadata(State(state): State<Arc<AppState>>) -> Response {
     (
         [
-            (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-            (header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*")),
-            (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600")),
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            ),
+            (
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("public, max-age=3600"),
+            ),
         ],
         state.metadata.clone(),
     )
@@ -206,7 +226,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
-        .with_context(|| format!("listening on {} (is another server using the port? set PORT or --port)", config.bind))?;
+        .with_context(|| {
+            format!(
+                "listening on {} (is another server using the port? set PORT or --port)",
+                config.bind
+            )
+        })?;
     let local = listener.local_addr()?;
     tracing::info!(
         address = %local,

@@ -14,6 +14,9 @@ pub async fn run() -> anyhow::Result<()> {
         .serve(rmcp::transport::stdio())
         .await
         .context("starting the stdio MCP session")?;
-    service.waiting().await.context("running the stdio MCP session")?;
+    service
+        .waiting()
+        .await
+        .context("running the stdio MCP session")?;
     Ok(())
 }
