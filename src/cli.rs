@@ -3,7 +3,9 @@
 
 use clap::{Parser, Subcommand};
 
-use crate::commands::{completions::CompletionsArgs, serve::ServeArgs};
+use crate::commands::{
+    check_token::CheckTokenArgs, completions::CompletionsArgs, serve::ServeArgs,
+};
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
 #[derive(Debug, Parser)]
@@ -22,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the MCP server; every MCP request needs a valid bearer token.
     Serve(Box<ServeArgs>),
+    /// Explain an access token offline: header, claims, and every check serve would make.
+    ///
+    /// Exit status: 0 every check performed passed, 1 a check failed, 2 usage error or not a JWT.
+    CheckToken(Box<CheckTokenArgs>),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
 }

@@ -18,6 +18,12 @@ use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
 use crate::commands::serve::ServeArgs;
 use crate::error::ExitError;
 
+/// `--algorithms` default, for `serve` and `check-token`.
+pub const DEFAULT_ALGORITHMS: &str = "RS256";
+
+/// `--leeway` default (clock skew tolerated on exp, nbf and iat), for `serve` and `check-token`.
+pub const DEFAULT_LEEWAY: &str = "30s";
+
 /// A duration flag: `30` (seconds), `30s`, `10m`, `1h`, `500ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);

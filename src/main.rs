@@ -24,6 +24,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::CheckToken(args) => commands::check_token::run(&args),
         Command::Completions(args) => commands::completions::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new()?;

@@ -492,7 +492,7 @@ fn check_signature(
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated.
-fn numeric_date(
+pub fn numeric_date(
     claims: &Map<String, Value>,
     claim: &'static str,
 ) -> Result<Option<i64>, Rejection> {

@@ -1,4 +1,5 @@
 //! One module per subcommand: each owns its arguments and its `run`.
 
+pub mod check_token;
 pub mod completions;
 pub mod serve;
