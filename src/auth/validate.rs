@@ -458,6 +458,7 @@ fn select_key<'k>(
     let key = match header.get("kid") {
         Some(Value::String(kid)) => keys
             .find(kid)
+            .or_else(|| sole_unnamed_key(keys))
             .ok_or_else(|| Rejection::UnknownKey(printable(kid)))?,
         Some(_) => return Err(Rejection::UnknownKey("(not a string)".into())),
         None if keys.len() == 1 => keys.iter().next().ok_or(Rejection::MissingKid(0))?,
@@ -473,6 +474,16 @@ fn select_key<'k>(
         });
     }
     Ok(key)
+}
+
+/// A set of exactly one key without a `kid` (a PEM file, a minimal JWKS) has nothing to match a
+/// token's `kid` against: that key is the key for every token, and the signature decides.
+fn sole_unnamed_key(keys: &KeySet) -> Option<&VerificationKey> {
+    let mut iter = keys.iter();
+    match (iter.next(), iter.next()) {
+        (Some(key), None) if key.kid.is_none() => Some(key),
+        _ => None,
+    }
 }
 
 fn check_signature(

@@ -225,6 +225,16 @@ fn strip_bearer(raw: &str) -> &str {
 fn load_keys(path: &Path) -> Result<KeySet, ExitError> {
     let bytes = std::fs::read(path)
         .map_err(|err| ExitError::usage(format!("cannot read --jwks {}: {err}", path.display())))?;
+    // A private key would parse as garbage or, worse, be copied around: refuse it by name.
+    if bytes
+        .windows(16)
+        .any(|window| window == b"PRIVATE KEY-----")
+    {
+        return Err(ExitError::usage(format!(
+            "--jwks {} is a private key: give the public key (`openssl pkey -in KEY -pubout`) or the JWKS",
+            path.display()
+        )));
+    }
     let parsed = if bytes.trim_ascii_start().starts_with(b"-----BEGIN") {
         KeySet::from_pem(&bytes)
     } else {
@@ -482,7 +492,7 @@ fn verdict_line(report: &Report, paint: Paint) -> String {
     let refusal = params.refuse(&AuthFailure::Rejected(first.clone()));
     let error = refusal.body["error"].as_str().unwrap_or("invalid_token");
     format!(
-        "{}: {} failed{skipped}; serve answers {} {error}: {}",
+        "{}: {} failed{skipped}; serve would answer {} {error}: {}",
         paint.paint("1;31", "invalid"),
         plural(count("fail"), "check"),
         refusal.status.as_u16(),
