@@ -40,7 +40,8 @@ pub struct CheckTokenArgs {
     pub token: Option<String>,
 
     /// Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single
-    /// JWK or a PEM public key. Keys are matched by `kid`. Without it, the signature is not checked.
+    /// JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM,
+    /// matches any). Without it, the signature is not checked.
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
 
