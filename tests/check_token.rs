@@ -512,3 +512,27 @@ fn no_token_on_a_closed_stdin_is_a_usage_error() {
         run.stderr
     );
 }
+
+#[test]
+fn reads_the_servers_dotenv() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "SK_ENV_URL=https://acme.scalekit.dev\nEXPECTED_AUDIENCE=res_1\n",
+    )
+    .unwrap();
+    let token = token(json!({"iss": "https://evil.example"}));
+    let output = cargo_bin_cmd!("scalekit-mcp")
+        .env_clear()
+        .env("NO_COLOR", "1")
+        .current_dir(dir.path())
+        .args(["check-token", "--now", &NOW.to_string(), &token])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    assert!(stdout.contains(
+        "fail  issuer      issuer https://evil.example is not accepted (accepted: https://acme.scalekit.dev)"
+    ));
+    assert!(stdout.contains("pass  audience    res_1 is accepted"));
+}
