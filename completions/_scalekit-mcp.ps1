@@ -30,6 +30,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
+            [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -114,6 +115,25 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'scalekit-mcp;check-token' {
+            [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked')
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`')
+            [CompletionResult]::new('--require-scope', '--require-scope', [CompletionResultType]::ParameterName, 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim')
+            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed')
+            [CompletionResult]::new('--leeway', '--leeway', [CompletionResultType]::ParameterName, 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve')
+            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata''s `{SK_ENV_URL}/resources/{res_id}`)')
+            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'The server''s protected resource metadata (RFC 9728) JSON: its `authorization_servers` are expected issuers and its `resource` the expected audience')
+            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server of serve''s generated metadata (repeatable): expected as an issuer')
+            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'Resource of serve''s generated metadata: the expected audience when --audience is absent')
+            [CompletionResult]::new('--now', '--now', [CompletionResultType]::ParameterName, 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'scalekit-mcp;completions' {
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
@@ -127,6 +147,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
+            [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
@@ -144,6 +165,9 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;help;token' {
+            break
+        }
+        'scalekit-mcp;help;check-token' {
             break
         }
         'scalekit-mcp;help;completions' {

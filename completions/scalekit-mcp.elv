@@ -27,6 +27,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand logout 'Remove (and revoke) the stored credentials of a server'
             cand status 'Show the stored logins: subject, scopes, expiry; never a token'
             cand token 'Print a valid access token for a server, refreshing it when needed'
+            cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -105,6 +106,24 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'scalekit-mcp;check-token'= {
+            cand --jwks 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked'
+            cand --issuer 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers'
+            cand --audience 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`'
+            cand --require-scope 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim'
+            cand --algorithms 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed'
+            cand --leeway 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve'
+            cand --sk-env-url 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata''s `{SK_ENV_URL}/resources/{res_id}`)'
+            cand --protected-resource-metadata 'The server''s protected resource metadata (RFC 9728) JSON: its `authorization_servers` are expected issuers and its `resource` the expected audience'
+            cand --authorization-server 'Authorization server of serve''s generated metadata (repeatable): expected as an issuer'
+            cand --resource 'Resource of serve''s generated metadata: the expected audience when --audience is absent'
+            cand --now 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible'
+            cand --json 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'scalekit-mcp;completions'= {
             cand -h 'Print help'
             cand --help 'Print help'
@@ -117,6 +136,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand logout 'Remove (and revoke) the stored credentials of a server'
             cand status 'Show the stored logins: subject, scopes, expiry; never a token'
             cand token 'Print a valid access token for a server, refreshing it when needed'
+            cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
         }
@@ -129,6 +149,8 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
         &'scalekit-mcp;help;status'= {
         }
         &'scalekit-mcp;help;token'= {
+        }
+        &'scalekit-mcp;help;check-token'= {
         }
         &'scalekit-mcp;help;completions'= {
         }

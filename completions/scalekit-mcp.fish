@@ -31,6 +31,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "login" -d
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l transport -d 'Transport to serve' -r -f -a "http\t'MCP Streamable HTTP, with OAuth bearer tokens'
@@ -89,12 +90,27 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s h -
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l jwks -d 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked' -r -F
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l issuer -d 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata\'s authorization servers' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l audience -d 'Expected audience (repeatable, or comma-separated). Defaults to the metadata\'s `resource`' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l require-scope -d 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l algorithms -d 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l sk-env-url -d 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata\'s `{SK_ENV_URL}/resources/{res_id}`)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l protected-resource-metadata -d 'The server\'s protected resource metadata (RFC 9728) JSON: its `authorization_servers` are expected issuers and its `resource` the expected audience' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l authorization-server -d 'Authorization server of serve\'s generated metadata (repeatable): expected as an issuer' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l resource -d 'Resource of serve\'s generated metadata: the expected audience when --audience is absent' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l now -d 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l json -d 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

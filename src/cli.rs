@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    completions::CompletionsArgs, login::LoginArgs, logout::LogoutArgs, serve::ServeArgs,
-    status::StatusArgs, token::TokenArgs,
+    check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
+    logout::LogoutArgs, serve::ServeArgs, status::StatusArgs, token::TokenArgs,
 };
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
@@ -33,6 +33,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Print a valid access token for a server, refreshing it when needed.
     Token(TokenArgs),
+    /// Explain an access token offline: header, claims, and every check serve would make.
+    ///
+    /// Exit status: 0 every check performed passed, 1 a check failed, 2 usage error or not a JWT.
+    CheckToken(Box<CheckTokenArgs>),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
 }

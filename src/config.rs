@@ -18,6 +18,12 @@ use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
 use crate::commands::serve::ServeArgs;
 use crate::error::ExitError;
 
+/// `--algorithms` default, for `serve` and `check-token`.
+pub const DEFAULT_ALGORITHMS: &str = "RS256";
+
+/// `--leeway` default (clock skew tolerated on exp, nbf and iat), for `serve` and `check-token`.
+pub const DEFAULT_LEEWAY: &str = "30s";
+
 /// A duration flag: `30` (seconds), `30s`, `10m`, `1h`, `500ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration(pub std::time::Duration);
@@ -117,6 +123,10 @@ impl Problems {
     }
 
     fn into_result(self) -> Result<(), ExitError> {
+        self.into_result_titled("the server configuration is incomplete or contradictory")
+    }
+
+    fn into_result_titled(self, title: &str) -> Result<(), ExitError> {
         if self.0.is_empty() {
             return Ok(());
         }
@@ -125,10 +135,7 @@ impl Problems {
             .iter()
             .map(|problem| format!("  - {problem}"))
             .collect();
-        Err(ExitError::usage(format!(
-            "the server configuration is incomplete or contradictory:\n{}",
-            list.join("\n")
-        )))
+        Err(ExitError::usage(format!("{title}:\n{}", list.join("\n"))))
     }
 }
 
@@ -190,23 +197,14 @@ impl ServeConfig {
             }
         };
 
-        // Issuers: --issuer replaces everything; else SK_ENV_URL plus the metadata's servers.
         let metadata_servers: Vec<String> = match &verbatim {
             Some(metadata) => metadata.authorization_servers.clone(),
             None => args.authorization_servers.clone(),
         };
         let dev_issuer = args.dev.then(|| join_path(&public_url, DEV_AUTH_PATH));
-        let issuers: Vec<String> = if let Some(issuer) = &dev_issuer {
-            vec![issuer.clone()]
-        } else if !args.issuers.is_empty() {
-            dedup(args.issuers.iter().map(|issuer| issuer.trim().to_owned()))
-        } else {
-            dedup(
-                sk_env_url
-                    .iter()
-                    .map(|url| url.as_str().trim_end_matches('/').to_owned())
-                    .chain(metadata_servers),
-            )
+        let issuers = match &dev_issuer {
+            Some(issuer) => vec![issuer.clone()],
+            None => accepted_issuers(&args.issuers, sk_env_url.as_ref(), &metadata_servers),
         };
         if issuers.is_empty() {
             problems.add(
@@ -224,16 +222,7 @@ impl ServeConfig {
             None => generated_metadata(args, &public_url, &mcp_path, &issuers, &scopes_supported),
         };
 
-        let audiences = if args.audiences.is_empty() {
-            vec![metadata.resource.clone()]
-        } else {
-            dedup(
-                args.audiences
-                    .iter()
-                    .map(|aud| aud.trim().to_owned())
-                    .filter(|aud| !aud.is_empty()),
-            )
-        };
+        let audiences = accepted_audiences(&args.audiences, Some(&metadata.resource));
         for audience in &audiences {
             if audience != &metadata.resource
                 && audience.trim_end_matches('/') == metadata.resource.trim_end_matches('/')
@@ -309,7 +298,7 @@ impl ServeConfig {
                 issuers,
                 audiences,
                 algorithms,
-                required_scopes: args.required_scopes.clone(),
+                required_scopes: non_blank(&args.required_scopes),
                 leeway: args.leeway.0.as_secs(),
             },
             jwks: jwks.ok_or_else(|| ExitError::usage("no JWKS source"))?,
@@ -382,6 +371,96 @@ fn check_dev_mode(
             replaced.join(", ")
         ));
     }
+}
+
+/// The accepted issuers, one rule for `serve` and `check-token`: `--issuer` replaces everything;
+/// otherwise SK_ENV_URL without its trailing slash (Scalekit's `iss` has none) plus the metadata's
+/// authorization servers (`{SK_ENV_URL}/resources/{res_id}`, the form Scalekit is moving to).
+pub fn accepted_issuers(
+    explicit: &[String],
+    sk_env_url: Option<&Url>,
+    metadata_servers: &[String],
+) -> Vec<String> {
+    let explicit = non_blank(explicit);
+    if !explicit.is_empty() {
+        return explicit;
+    }
+    let env = sk_env_url.map(|url| url.as_str().trim_end_matches('/').to_owned());
+    dedup(env.into_iter().chain(metadata_servers.iter().cloned()))
+}
+
+/// The accepted audiences, one rule for `serve` and `check-token`: `--audience` /
+/// EXPECTED_AUDIENCE, else the metadata's `resource`. Blank values count as not given, so
+/// `EXPECTED_AUDIENCE=" "` can never switch the audience check off.
+pub fn accepted_audiences(explicit: &[String], resource: Option<&str>) -> Vec<String> {
+    let explicit = non_blank(explicit);
+    if !explicit.is_empty() {
+        return explicit;
+    }
+    resource.map(str::to_owned).into_iter().collect()
+}
+
+/// Trimmed, non-empty, first occurrence only.
+fn non_blank(values: &[String]) -> Vec<String> {
+    dedup(
+        values
+            .iter()
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty()),
+    )
+}
+
+/// The settings that decide what a token must carry, under serve's names: what `check-token`
+/// reads so that, run in the server's directory, it checks against the server's configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicySettings<'a> {
+    pub issuers: &'a [String],
+    pub audiences: &'a [String],
+    pub sk_env_url: Option<&'a str>,
+    pub protected_resource_metadata: Option<&'a str>,
+    pub authorization_servers: &'a [String],
+    pub resource: Option<&'a str>,
+    pub algorithms: &'a [String],
+    pub required_scopes: &'a [String],
+    pub leeway: Duration,
+}
+
+/// The token policy `serve` would enforce, built without the parts that need a listening server.
+///
+/// Unlike `serve`, nothing is required: an issuer or audience that cannot be resolved is left
+/// empty, and `check-token` reports that check as skipped. The one difference in resolution: when
+/// serve generates its metadata without a `resource`, it expects its own public URL as audience;
+/// that URL depends on the listening address, so it is not guessed here (`--audience` covers it).
+pub fn offline_policy(settings: &PolicySettings<'_>) -> Result<TokenPolicy, ExitError> {
+    let mut problems = Problems::default();
+    let sk_env_url = settings
+        .sk_env_url
+        .filter(|raw| !raw.trim().is_empty())
+        .and_then(|raw| parse_url(raw.trim_end_matches('/'), "SK_ENV_URL", &mut problems));
+    let verbatim = settings
+        .protected_resource_metadata
+        .filter(|json| !json.trim().is_empty())
+        .and_then(|json| parse_verbatim_metadata(json, &mut problems));
+    let (metadata_servers, resource) = match &verbatim {
+        Some(metadata) => (
+            metadata.authorization_servers.clone(),
+            Some(metadata.resource.as_str()),
+        ),
+        None => (settings.authorization_servers.to_vec(), settings.resource),
+    };
+    let issuers = accepted_issuers(settings.issuers, sk_env_url.as_ref(), &metadata_servers);
+    let audiences = accepted_audiences(settings.audiences, resource);
+    let algorithms = parse_algorithms(settings.algorithms, &mut problems);
+    problems.into_result_titled(
+        "the expected values (flags, or serve's settings from the environment or .env) are invalid",
+    )?;
+    Ok(TokenPolicy {
+        issuers,
+        audiences,
+        algorithms,
+        required_scopes: non_blank(settings.required_scopes),
+        leeway: settings.leeway.0.as_secs(),
+    })
 }
 
 fn dedup(items: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -603,6 +682,43 @@ mod tests {
         assert_eq!("250ms".parse::<Duration>().unwrap().0.as_millis(), 250);
         assert!("ten".parse::<Duration>().is_err());
         assert!("5d".parse::<Duration>().is_err());
+    }
+
+    fn strings(values: &[&str]) -> Vec<String> {
+        values.iter().map(|value| value.to_string()).collect()
+    }
+
+    #[test]
+    fn issuers_are_the_flag_else_env_url_plus_metadata_servers() {
+        let env = Url::parse("https://acme.scalekit.dev/").unwrap();
+        let servers = strings(&["https://acme.scalekit.dev/resources/res_1"]);
+        assert_eq!(
+            accepted_issuers(&[], Some(&env), &servers),
+            strings(&[
+                "https://acme.scalekit.dev",
+                "https://acme.scalekit.dev/resources/res_1"
+            ])
+        );
+        let explicit = strings(&[" https://other.example ", ""]);
+        assert_eq!(
+            accepted_issuers(&explicit, Some(&env), &servers),
+            strings(&["https://other.example"])
+        );
+        assert!(accepted_issuers(&strings(&[" "]), None, &[]).is_empty());
+    }
+
+    #[test]
+    fn audiences_are_the_flag_else_the_resource_and_never_blank() {
+        assert_eq!(accepted_audiences(&[], Some("res_1")), strings(&["res_1"]));
+        assert_eq!(
+            accepted_audiences(&strings(&["a", "a", "b"]), Some("res_1")),
+            strings(&["a", "b"])
+        );
+        assert_eq!(
+            accepted_audiences(&strings(&[" "]), Some("res_1")),
+            strings(&["res_1"])
+        );
+        assert!(accepted_audiences(&[], None).is_empty());
     }
 
     #[test]

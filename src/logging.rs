@@ -45,8 +45,17 @@ fn python_level_to_filter(level: &str) -> String {
 /// Colour only on a terminal, and never when NO_COLOR is set (https://no-color.org).
 pub fn color_on_stderr() -> bool {
     use std::io::IsTerminal;
+    no_color_unset() && std::io::stderr().is_terminal()
+}
+
+/// The same rule for command output on stdout (`check-token`).
+pub fn color_on_stdout() -> bool {
+    use std::io::IsTerminal;
+    no_color_unset() && std::io::stdout().is_terminal()
+}
+
+fn no_color_unset() -> bool {
     std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
-        && std::io::stderr().is_terminal()
 }
 
 #[cfg(test)]

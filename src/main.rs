@@ -32,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let success = |()| ExitCode::SUCCESS;
     match cli.command {
+        Command::CheckToken(args) => commands::check_token::run(&args),
         Command::Completions(args) => commands::completions::run(&args).map(success),
         Command::Serve(args) => runtime.block_on(commands::serve::run(*args)).map(success),
         Command::Login(args) => runtime.block_on(commands::login::run(*args)).map(success),

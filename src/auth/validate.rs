@@ -230,10 +230,13 @@ pub fn decode(token: &str) -> Result<DecodedToken<'_>, Malformed> {
         .ok_or(Malformed::SegmentCount(2))?;
     let header = decode_json_segment(header, Segment::Header)?;
     let claims = decode_json_segment(payload, Segment::Payload)?;
-    if signature.is_empty() {
+    // An unsecured JWT (`alg: none`, RFC 7519 §6) has an empty signature by definition: let it
+    // through to the algorithm check, which refuses it by name. Any other empty signature is a
+    // truncated token.
+    if signature.is_empty() && header.get("alg").and_then(Value::as_str) != Some("none") {
         return Err(Malformed::EmptySignature);
     }
-    if URL_SAFE_NO_PAD.decode(signature).is_err() {
+    if !signature.is_empty() && URL_SAFE_NO_PAD.decode(signature).is_err() {
         return Err(Malformed::Base64(Segment::Signature));
     }
     Ok(DecodedToken {
@@ -282,7 +285,7 @@ pub fn evaluate<'t>(
     let alg = algorithm.as_ref().ok().copied();
     report.record(
         CheckName::Algorithm,
-        outcome(algorithm.map(|alg| format!("{alg:?}"))),
+        outcome(algorithm.map(|alg| format!("{alg:?} is allowed"))),
     );
     if stop(&report) {
         return (report, Some(decoded));
@@ -292,11 +295,11 @@ pub fn evaluate<'t>(
         (None, _) => {
             report.record(
                 CheckName::Key,
-                Outcome::Skip("no key set given (--jwks)".into()),
+                Outcome::Skip("no key set given (--jwks FILE)".into()),
             );
             report.record(
                 CheckName::Signature,
-                Outcome::Skip("no key set given (--jwks)".into()),
+                Outcome::Skip("no key set given (--jwks FILE)".into()),
             );
         }
         (Some(_), None) => {
@@ -348,14 +351,20 @@ pub fn evaluate<'t>(
 
     report.record(
         CheckName::Issuer,
-        optional(check_issuer(claims, &policy.issuers)),
+        optional(
+            check_issuer(claims, &policy.issuers),
+            "no issuer expected (--issuer, or SK_ENV_URL / PROTECTED_RESOURCE_METADATA)",
+        ),
     );
     if stop(&report) {
         return (report, Some(decoded));
     }
     report.record(
         CheckName::Audience,
-        optional(check_audience(claims, &policy.audiences)),
+        optional(
+            check_audience(claims, &policy.audiences),
+            "no audience expected (--audience, or EXPECTED_AUDIENCE / PROTECTED_RESOURCE_METADATA)",
+        ),
     );
     if stop(&report) {
         return (report, Some(decoded));
@@ -378,12 +387,10 @@ fn outcome(result: Result<String, Rejection>) -> Outcome {
 }
 
 /// Like [`outcome`], for checks that are skipped when nothing is expected (`Ok(None)`).
-fn optional(result: Result<Option<String>, Rejection>) -> Outcome {
+fn optional(result: Result<Option<String>, Rejection>, skipped: &str) -> Outcome {
     match result {
         Ok(Some(detail)) => Outcome::Pass(detail),
-        Ok(None) => Outcome::Skip(
-            "nothing expected (--issuer / --audience or the server's configuration)".into(),
-        ),
+        Ok(None) => Outcome::Skip(skipped.into()),
         Err(rejection) => Outcome::Fail(rejection),
     }
 }
@@ -451,6 +458,7 @@ fn select_key<'k>(
     let key = match header.get("kid") {
         Some(Value::String(kid)) => keys
             .find(kid)
+            .or_else(|| sole_unnamed_key(keys))
             .ok_or_else(|| Rejection::UnknownKey(printable(kid)))?,
         Some(_) => return Err(Rejection::UnknownKey("(not a string)".into())),
         None if keys.len() == 1 => keys.iter().next().ok_or(Rejection::MissingKid(0))?,
@@ -466,6 +474,16 @@ fn select_key<'k>(
         });
     }
     Ok(key)
+}
+
+/// A set of exactly one key without a `kid` (a PEM file, a minimal JWKS) has nothing to match a
+/// token's `kid` against: that key is the key for every token, and the signature decides.
+fn sole_unnamed_key(keys: &KeySet) -> Option<&VerificationKey> {
+    let mut iter = keys.iter();
+    match (iter.next(), iter.next()) {
+        (Some(key), None) if key.kid.is_none() => Some(key),
+        _ => None,
+    }
 }
 
 fn check_signature(
@@ -485,7 +503,7 @@ fn check_signature(
 }
 
 /// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated.
-fn numeric_date(
+pub fn numeric_date(
     claims: &Map<String, Value>,
     claim: &'static str,
 ) -> Result<Option<i64>, Rejection> {
@@ -704,5 +722,103 @@ impl Caller {
             expires_at: numeric_date(&claims, "exp").ok().flatten(),
             claims,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_767_225_600;
+
+    fn segment(value: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+    }
+
+    fn rs256(claims: &Value) -> String {
+        let key = jsonwebtoken::EncodingKey::from_rsa_pem(include_bytes!(
+            "../../tests/fixtures/rsa-a.pem"
+        ))
+        .unwrap();
+        let mut header = jsonwebtoken::Header::new(Algorithm::RS256);
+        header.kid = Some("key-a".into());
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
+    }
+
+    fn policy() -> TokenPolicy {
+        TokenPolicy {
+            issuers: vec!["https://acme.example".into()],
+            audiences: vec!["res_1".into()],
+            algorithms: vec![Algorithm::RS256],
+            required_scopes: vec!["mcp:tools".into()],
+            leeway: 30,
+        }
+    }
+
+    fn keys() -> KeySet {
+        KeySet::from_jwks_json(include_bytes!("../../tests/fixtures/jwks-a.json")).unwrap()
+    }
+
+    #[test]
+    fn alg_none_is_refused_by_name_not_as_malformed() {
+        let token = format!(
+            "{}.{}.",
+            segment(&json!({"alg": "none"})),
+            segment(&json!({}))
+        );
+        let verdict = validate(&token, &policy(), &keys(), NOW).unwrap_err();
+        assert!(matches!(verdict, Rejection::Algorithm { ref alg, .. } if alg == "none"));
+    }
+
+    #[test]
+    fn an_empty_signature_is_malformed_for_real_algorithms() {
+        let token = format!(
+            "{}.{}.",
+            segment(&json!({"alg": "RS256"})),
+            segment(&json!({}))
+        );
+        let verdict = validate(&token, &policy(), &keys(), NOW).unwrap_err();
+        assert_eq!(verdict, Rejection::Malformed(Malformed::EmptySignature));
+    }
+
+    #[test]
+    fn explain_reports_every_check_and_agrees_with_fail_fast() {
+        let token = rs256(&json!({
+            "iss": "https://other.example", "aud": "res_2", "exp": NOW - 3600, "scope": "x"
+        }));
+        let (report, decoded) = evaluate(&token, &policy(), Some(&keys()), NOW, Mode::Explain);
+        assert!(decoded.is_some());
+        let failed: Vec<&str> = report
+            .checks
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Fail(_)))
+            .map(|(name, _)| name.as_str())
+            .collect();
+        assert_eq!(failed, ["expiry", "issuer", "audience", "scope"]);
+        assert_eq!(report.checks.len(), 10);
+        let verdict = validate(&token, &policy(), &keys(), NOW).unwrap_err();
+        assert_eq!(report.first_failure(), Some(&verdict));
+    }
+
+    #[test]
+    fn skips_say_what_to_pass() {
+        let mut open = policy();
+        open.issuers.clear();
+        open.audiences.clear();
+        let token = rs256(&json!({"exp": NOW + 60, "scope": "mcp:tools"}));
+        let (report, _) = evaluate(&token, &open, None, NOW, Mode::Explain);
+        let skipped: Vec<String> = report
+            .checks
+            .iter()
+            .filter_map(|(name, outcome)| match outcome {
+                Outcome::Skip(why) => Some(format!("{}: {why}", name.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(skipped.len(), 4, "{skipped:?}");
+        assert!(skipped[1].starts_with("signature: no key set given (--jwks FILE)"));
+        assert!(skipped[2].contains("--issuer"));
+        assert!(skipped[3].contains("EXPECTED_AUDIENCE"));
     }
 }

@@ -138,7 +138,7 @@ pub struct ServeArgs {
         long,
         env = "SCALEKIT_MCP_ALGORITHMS",
         value_delimiter = ',',
-        default_value = "RS256",
+        default_value = config::DEFAULT_ALGORITHMS,
         value_name = "ALG"
     )]
     pub algorithms: Vec<String>,
@@ -147,7 +147,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "SCALEKIT_MCP_LEEWAY",
-        default_value = "30s",
+        default_value = config::DEFAULT_LEEWAY,
         value_name = "DURATION"
     )]
     pub leeway: Duration,

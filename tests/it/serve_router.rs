@@ -200,7 +200,7 @@ fn rejection_cases() -> Vec<(&'static str, String, &'static str)> {
         (
             "alg none",
             raw_token(&json!({"alg": "none"}), &good_claims(), ""),
-            "malformed token",
+            "algorithm none is not allowed",
         ),
         (
             "alg none with a signature",
