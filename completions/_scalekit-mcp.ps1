@@ -116,6 +116,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;check-token' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)')
             [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked')
             [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers')
             [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`')

@@ -85,12 +85,16 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__check__subcmd__token)
-            opts="-h -V --jwks --issuer --audience --require-scope --algorithms --leeway --json --sk-env-url --protected-resource-metadata --authorization-server --resource --now --help --version"
+            opts="-h -V --server --jwks --issuer --audience --require-scope --algorithms --leeway --json --sk-env-url --protected-resource-metadata --authorization-server --resource --now --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --jwks)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

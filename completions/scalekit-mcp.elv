@@ -107,6 +107,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --version 'Print version'
         }
         &'scalekit-mcp;check-token'= {
+            cand --server 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)'
             cand --jwks 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked'
             cand --issuer 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers'
             cand --audience 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`'

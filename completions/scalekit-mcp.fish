@@ -90,6 +90,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s h -
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l server -d 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l jwks -d 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l issuer -d 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata\'s authorization servers' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l audience -d 'Expected audience (repeatable, or comma-separated). Defaults to the metadata\'s `resource`' -r

@@ -22,6 +22,8 @@ use crate::auth::challenge::{AuthFailure, ChallengeParams};
 use crate::auth::keys::KeySet;
 use crate::auth::time::{self, iso8601, relative};
 use crate::auth::validate::{self, Malformed, Mode, Outcome, Rejection, Report, numeric_date};
+use crate::client::home::{Home, canonical_server_url};
+use crate::client::vault::{Storage, Vault, account};
 use crate::config::{self, Duration, PolicySettings};
 use crate::error::ExitError;
 use crate::logging;
@@ -38,6 +40,11 @@ pub struct CheckTokenArgs {
     /// stays in your shell history). A leading `Bearer ` is ignored.
     #[arg(value_name = "TOKEN")]
     pub token: Option<String>,
+
+    /// Check the access token `login` stored for this server instead (read as stored: no
+    /// refresh, no network).
+    #[arg(long, value_name = "SERVER_URL", conflicts_with = "token")]
+    pub server: Option<String>,
 
     /// Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single
     /// JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM,
@@ -135,7 +142,10 @@ pub struct CheckTokenArgs {
 }
 
 pub fn run(args: &CheckTokenArgs) -> anyhow::Result<ExitCode> {
-    let token = read_token(args.token.as_deref())?;
+    let token = match &args.server {
+        Some(server) => stored_token(server)?,
+        None => read_token(args.token.as_deref())?,
+    };
     let policy = config::offline_policy(&PolicySettings {
         issuers: &args.issuers,
         audiences: &args.audiences,
@@ -169,6 +179,31 @@ pub fn run(args: &CheckTokenArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The access token stored by `login` for `server`, from the keyring or the credentials file.
+fn stored_token(server: &str) -> anyhow::Result<String> {
+    let home = Home::locate()?;
+    let url = canonical_server_url(server)?;
+    let not_stored = || {
+        ExitError::usage(format!(
+            "no token stored for {url}: run scalekit-mcp login {url}"
+        ))
+    };
+    let record = home
+        .load()?
+        .servers
+        .get(&url)
+        .cloned()
+        .ok_or_else(not_stored)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let token = runtime.block_on(async {
+        let vault = Vault::open(Storage::parse(&record.storage), &home).await?;
+        vault.get(&account("access-token", &url)).await
+    })?;
+    Ok(token.ok_or_else(not_stored)?.expose().to_owned())
 }
 
 /// Writes command output; a closed pipe (`| head`) is not an error worth a message.

@@ -490,3 +490,52 @@ fn status_fails_when_a_login_is_dead() {
         stderr(&output)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_token_reads_the_stored_token_of_a_server() {
+    let server = dev_server(&[]);
+    let home = tempfile::tempdir().unwrap();
+    assert!(login(&server, home.path(), &[]).await.status.success());
+    let token = stdout(&run(home.path(), &["token"])).trim().to_owned();
+    let issuer = format!(
+        "{}dev-auth",
+        server.url("/").replace("127.0.0.1", "localhost")
+    );
+    let output = run(
+        home.path(),
+        &[
+            "check-token",
+            "--server",
+            &server.url("/"),
+            "--json",
+            "--issuer",
+            &issuer,
+            "--audience",
+            &server.url("/").replace("127.0.0.1", "localhost"),
+        ],
+    );
+    assert!(
+        output.status.success(),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(report["claims"]["sub"], "dev-user");
+    assert!(
+        !stdout(&output).contains(&token),
+        "check-token never prints the token"
+    );
+
+    let output = run(
+        home.path(),
+        &["check-token", "--server", "http://127.0.0.1:9/"],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("scalekit-mcp login http://127.0.0.1:9/"),
+        "{}",
+        stderr(&output)
+    );
+}
