@@ -207,8 +207,22 @@ async fn a_pre_registered_client_logs_in_with_its_id() {
     .await;
     let client_id = client["client_id"].as_str().unwrap();
     let home = tempfile::tempdir().unwrap();
-    let output = login(&server, home.path(), &["--client-id", client_id]).await;
-    assert!(output.status.success(), "{}", stderr(&output));
+    let port = free_port().to_string();
+    let mut child = start_login(
+        &server,
+        home.path(),
+        &["--client-id", client_id, "--callback-port", &port],
+    );
+    let (url, rest) = login_url(&mut child);
+    let redirect = format!("redirect_uri=http%3A%2F%2F127.0.0.1%3A{port}%2Fcallback");
+    assert!(
+        url.contains(&redirect),
+        "the pinned callback port is used: {url}"
+    );
+    assert!(url.contains(&format!("client_id={client_id}")), "{url}");
+    assert_eq!(browse(&url).await.status(), 200);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", rest.join().unwrap());
     assert_eq!(
         status_json(home.path())["servers"][0]["client_id"],
         client_id
@@ -537,5 +551,82 @@ async fn check_token_reads_the_stored_token_of_a_server() {
         stderr(&output).contains("scalekit-mcp login http://127.0.0.1:9/"),
         "{}",
         stderr(&output)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn verbose_login_prints_the_discovery_trace() {
+    let server = dev_server(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let mut child = binary(home.path())
+        .args([
+            "login",
+            &server.url("/"),
+            "--no-browser",
+            "--insecure-storage",
+            "-v",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut trace = Vec::new();
+    let mut url = None;
+    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+        if line.trim().starts_with("http") {
+            url = Some(line.trim().to_owned());
+            break;
+        }
+        trace.push(line);
+    }
+    let trace = trace.join("\n");
+    assert!(
+        trace.contains(&format!(
+            "discovery: POST {} (no token) → 401",
+            server.url("/")
+        )),
+        "{trace}"
+    );
+    assert!(
+        trace.contains("/.well-known/oauth-protected-resource → protected resource metadata"),
+        "{trace}"
+    );
+    assert!(
+        trace.contains(
+            "/.well-known/oauth-authorization-server/dev-auth → authorization server metadata"
+        ),
+        "{trace}"
+    );
+    browse(&url.expect("a login URL")).await;
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn discovery_failures_name_the_urls_tried() {
+    let jwks = JwksServer::start("{}");
+    let home = tempfile::tempdir().unwrap();
+    // Answers 404 everywhere but /keys: no challenge, no metadata.
+    let output = run(
+        home.path(),
+        &[
+            "login",
+            &format!("{}/mcp", jwks.url()),
+            "--insecure-storage",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let message = stderr(&output);
+    assert!(
+        message.contains("could not find the protected resource metadata"),
+        "{message}"
+    );
+    assert!(
+        message.contains("/.well-known/oauth-protected-resource/mcp: HTTP 404"),
+        "{message}"
+    );
+    assert!(
+        message.contains("/.well-known/oauth-protected-resource: HTTP 404"),
+        "{message}"
     );
 }
