@@ -465,15 +465,7 @@ pub async fn valid_access_token(home: &Home, server_url: &str) -> anyhow::Result
     {
         return Ok(token);
     }
-    renew(home, &vault, record).await?;
-    vault
-        .get(&account("access-token", server_url))
-        .await?
-        .ok_or_else(|| {
-            auth_error(format!(
-                "no token stored after refreshing: run scalekit-mcp login {server_url}"
-            ))
-        })
+    renew_and_read(home, &vault, record).await
 }
 
 /// Refreshes even when the stored token still looks valid (after a 401).
@@ -481,9 +473,19 @@ pub async fn force_refresh(home: &Home, server_url: &str) -> anyhow::Result<Secr
     let _lock = home.lock("refresh.lock")?;
     let record = stored_record(home, server_url)?;
     let vault = Vault::open(Storage::parse(&record.storage), home).await?;
-    renew(home, &vault, record).await?;
+    renew_and_read(home, &vault, record).await
+}
+
+/// Renews the token of `record` and returns the newly stored access token.
+async fn renew_and_read(
+    home: &Home,
+    vault: &Vault,
+    record: ServerRecord,
+) -> anyhow::Result<Secret> {
+    let server_url = record.server_url.clone();
+    renew(home, vault, record).await?;
     vault
-        .get(&account("access-token", server_url))
+        .get(&account("access-token", &server_url))
         .await?
         .ok_or_else(|| {
             auth_error(format!(
