@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use http::{HeaderValue, Method, StatusCode, header};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -88,7 +89,12 @@ pub fn app(
         .disable_allowed_hosts()
         .disable_allowed_origins();
     let mcp = StreamableHttpService::new(
-        || Ok(ScalekitTools::new()),
+        // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
+        // which matters with --stateless where every request is a session.
+        {
+            let tools = ScalekitTools::new();
+            move || Ok(tools.clone())
+        },
         Arc::new(LocalSessionManager::default()),
         mcp_config,
     );
@@ -270,6 +276,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         dev_auth.as_ref().map(DevAuth::router),
         shutdown.clone(),
     );
+    // Small JSON-RPC responses: send them at once instead of waiting on Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {
