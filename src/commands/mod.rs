@@ -1,8 +1,10 @@
 //! One module per subcommand: each owns its arguments and its `run`.
 
+pub mod call;
 pub mod completions;
 pub mod login;
 pub mod logout;
 pub mod serve;
 pub mod status;
 pub mod token;
+pub mod tools;

@@ -40,5 +40,8 @@ fn completions_command_prints_the_script() {
         .output()
         .unwrap();
     assert!(output.status.success());
-    assert!(output.stdout == generate(Shell::Bash), "`completions bash` differs from the generated script");
+    assert!(
+        output.stdout == generate(Shell::Bash),
+        "`completions bash` differs from the generated script"
+    );
 }
