@@ -16,6 +16,9 @@ _scalekit__mcp() {
             ",$1")
                 cmd="scalekit__mcp"
                 ;;
+            scalekit__mcp,call)
+                cmd="scalekit__mcp__subcmd__call"
+                ;;
             scalekit__mcp,completions)
                 cmd="scalekit__mcp__subcmd__completions"
                 ;;
@@ -36,6 +39,12 @@ _scalekit__mcp() {
                 ;;
             scalekit__mcp,token)
                 cmd="scalekit__mcp__subcmd__token"
+                ;;
+            scalekit__mcp,tools)
+                cmd="scalekit__mcp__subcmd__tools"
+                ;;
+            scalekit__mcp__subcmd__help,call)
+                cmd="scalekit__mcp__subcmd__help__subcmd__call"
                 ;;
             scalekit__mcp__subcmd__help,completions)
                 cmd="scalekit__mcp__subcmd__help__subcmd__completions"
@@ -58,6 +67,9 @@ _scalekit__mcp() {
             scalekit__mcp__subcmd__help,token)
                 cmd="scalekit__mcp__subcmd__help__subcmd__token"
                 ;;
+            scalekit__mcp__subcmd__help,tools)
+                cmd="scalekit__mcp__subcmd__help__subcmd__tools"
+                ;;
             *)
                 ;;
         esac
@@ -65,12 +77,42 @@ _scalekit__mcp() {
 
     case "${cmd}" in
         scalekit__mcp)
-            opts="-h -V --help --version serve login logout status token completions help"
+            opts="-h -V --help --version serve login logout status token call tools completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__call)
+            opts="-h -V --args --server --token --timeout --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --args)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -93,8 +135,22 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help)
-            opts="serve login logout status token completions help"
+            opts="serve login logout status token call tools completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__call)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -191,6 +247,20 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__tools)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -391,6 +461,32 @@ _scalekit__mcp() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__tools)
+            opts="-h -V --server --token --timeout --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
