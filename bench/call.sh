@@ -65,7 +65,11 @@ out=$("$bin" call greet_user name=x)
 
 if command -v hyperfine >/dev/null; then
     hyperfine --warmup 5 --runs "$runs" -N --export-json "$work/times.json" "$bin call greet_user name=x"
-    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["results"][0]; print(f"median {r[\"median\"]*1000:.1f} ms")' "$work/times.json"
+    python3 - "$work/times.json" <<'PY'
+import json, sys
+result = json.load(open(sys.argv[1]))["results"][0]
+print(f"median {result['median'] * 1000:.1f} ms")
+PY
 else
     python3 - "$bin" "$runs" <<'PY'
 import statistics, subprocess, sys, time
