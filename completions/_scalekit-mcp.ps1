@@ -30,6 +30,8 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a tool and print its result (key=value arguments checked against its schema)')
+            [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -115,6 +117,29 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'scalekit-mcp;call' {
+            [CompletionResult]::new('--args', '--args', [CompletionResultType]::ParameterName, 'All arguments as one JSON object: literal JSON, @file.json, or - for stdin. key=value arguments override its fields')
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The MCP server URL; default: the one logged in to last')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;tools' {
+            [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'The MCP server URL; default: the one logged in to last')
+            [CompletionResult]::new('--token', '--token', [CompletionResultType]::ParameterName, 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms')
+            [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'scalekit-mcp;check-token' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)')
             [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked')
@@ -148,6 +173,8 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('logout', 'logout', [CompletionResultType]::ParameterValue, 'Remove (and revoke) the stored credentials of a server')
             [CompletionResult]::new('status', 'status', [CompletionResultType]::ParameterValue, 'Show the stored logins: subject, scopes, expiry; never a token')
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
+            [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a tool and print its result (key=value arguments checked against its schema)')
+            [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
@@ -166,6 +193,12 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;help;token' {
+            break
+        }
+        'scalekit-mcp;help;call' {
+            break
+        }
+        'scalekit-mcp;help;tools' {
             break
         }
         'scalekit-mcp;help;check-token' {

@@ -16,6 +16,9 @@ _scalekit__mcp() {
             ",$1")
                 cmd="scalekit__mcp"
                 ;;
+            scalekit__mcp,call)
+                cmd="scalekit__mcp__subcmd__call"
+                ;;
             scalekit__mcp,check-token)
                 cmd="scalekit__mcp__subcmd__check__subcmd__token"
                 ;;
@@ -39,6 +42,12 @@ _scalekit__mcp() {
                 ;;
             scalekit__mcp,token)
                 cmd="scalekit__mcp__subcmd__token"
+                ;;
+            scalekit__mcp,tools)
+                cmd="scalekit__mcp__subcmd__tools"
+                ;;
+            scalekit__mcp__subcmd__help,call)
+                cmd="scalekit__mcp__subcmd__help__subcmd__call"
                 ;;
             scalekit__mcp__subcmd__help,check-token)
                 cmd="scalekit__mcp__subcmd__help__subcmd__check__subcmd__token"
@@ -64,6 +73,9 @@ _scalekit__mcp() {
             scalekit__mcp__subcmd__help,token)
                 cmd="scalekit__mcp__subcmd__help__subcmd__token"
                 ;;
+            scalekit__mcp__subcmd__help,tools)
+                cmd="scalekit__mcp__subcmd__help__subcmd__tools"
+                ;;
             *)
                 ;;
         esac
@@ -71,12 +83,42 @@ _scalekit__mcp() {
 
     case "${cmd}" in
         scalekit__mcp)
-            opts="-h -V --help --version serve login logout status token check-token completions help"
+            opts="-h -V --help --version serve login logout status token call tools check-token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__call)
+            opts="-h -V --args --server --token --timeout --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --args)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;
@@ -161,8 +203,22 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help)
-            opts="serve login logout status token check-token completions help"
+            opts="serve login logout status token call tools check-token completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__call)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
@@ -273,6 +329,20 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help__subcmd__token)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__tools)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -485,6 +555,32 @@ _scalekit__mcp() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__tools)
+            opts="-h -V --server --token --timeout --json --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --token)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

@@ -27,6 +27,8 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand logout 'Remove (and revoke) the stored credentials of a server'
             cand status 'Show the stored logins: subject, scopes, expiry; never a token'
             cand token 'Print a valid access token for a server, refreshing it when needed'
+            cand call 'Call a tool and print its result (key=value arguments checked against its schema)'
+            cand tools 'List a server''s tools with their parameters'
             cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -106,6 +108,27 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'scalekit-mcp;call'= {
+            cand --args 'All arguments as one JSON object: literal JSON, @file.json, or - for stdin. key=value arguments override its fields'
+            cand --server 'The MCP server URL; default: the one logged in to last'
+            cand --token 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login'
+            cand --timeout 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms'
+            cand --json 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
+        &'scalekit-mcp;tools'= {
+            cand --server 'The MCP server URL; default: the one logged in to last'
+            cand --token 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login'
+            cand --timeout 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms'
+            cand --json 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+            cand -h 'Print help'
+            cand --help 'Print help'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'scalekit-mcp;check-token'= {
             cand --server 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)'
             cand --jwks 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked'
@@ -137,6 +160,8 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand logout 'Remove (and revoke) the stored credentials of a server'
             cand status 'Show the stored logins: subject, scopes, expiry; never a token'
             cand token 'Print a valid access token for a server, refreshing it when needed'
+            cand call 'Call a tool and print its result (key=value arguments checked against its schema)'
+            cand tools 'List a server''s tools with their parameters'
             cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand help 'Print this message or the help of the given subcommand(s)'
@@ -150,6 +175,10 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
         &'scalekit-mcp;help;status'= {
         }
         &'scalekit-mcp;help;token'= {
+        }
+        &'scalekit-mcp;help;call'= {
+        }
+        &'scalekit-mcp;help;tools'= {
         }
         &'scalekit-mcp;help;check-token'= {
         }

@@ -31,6 +31,8 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "login" -d
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "call" -d 'Call a tool and print its result (key=value arguments checked against its schema)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "tools" -d 'List a server\'s tools with their parameters'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
@@ -90,6 +92,19 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s h -
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand status" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand token" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l args -d 'All arguments as one JSON object: literal JSON, @file.json, or - for stdin. key=value arguments override its fields' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l server -d 'The MCP server URL; default: the one logged in to last' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l token -d 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l timeout -d 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l json -d 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -s h -l help -d 'Print help'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l server -d 'The MCP server URL; default: the one logged in to last' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l token -d 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l timeout -d 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l json -d 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s h -l help -d 'Print help'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l server -d 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l jwks -d 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l issuer -d 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata\'s authorization servers' -r
@@ -107,11 +122,13 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token check-token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "call" -d 'Call a tool and print its result (key=value arguments checked against its schema)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "tools" -d 'List a server\'s tools with their parameters'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -4,8 +4,8 @@
 use clap::{Parser, Subcommand};
 
 use crate::commands::{
-    check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
-    logout::LogoutArgs, serve::ServeArgs, status::StatusArgs, token::TokenArgs,
+    call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
+    logout::LogoutArgs, serve::ServeArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
 };
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
@@ -33,6 +33,10 @@ pub enum Command {
     Status(StatusArgs),
     /// Print a valid access token for a server, refreshing it when needed.
     Token(TokenArgs),
+    /// Call a tool and print its result (key=value arguments checked against its schema).
+    Call(Box<CallArgs>),
+    /// List a server's tools with their parameters.
+    Tools(ToolsArgs),
     /// Explain an access token offline: header, claims, and every check serve would make.
     ///
     /// Exit status: 0 every check performed passed, 1 a check failed, 2 usage error or not a JWT.

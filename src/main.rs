@@ -27,7 +27,14 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if !matches!(cli.command, Command::Serve(_)) {
         // Client commands log warnings only; RUST_LOG raises it for debugging.
-        scalekit_mcp::logging::init(scalekit_mcp::logging::LogFormat::Text, None, "warn");
+        // `call` and `tools` report rmcp's failures themselves, as their exit codes and messages
+        // (one JSON line with --json), so rmcp's own error lines are not repeated on stderr.
+        let default = if matches!(cli.command, Command::Call(_) | Command::Tools(_)) {
+            "warn,rmcp=off"
+        } else {
+            "warn"
+        };
+        scalekit_mcp::logging::init(scalekit_mcp::logging::LogFormat::Text, None, default);
     }
     let runtime = tokio::runtime::Runtime::new()?;
     let success = |()| ExitCode::SUCCESS;
@@ -39,5 +46,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logout(args) => runtime.block_on(commands::logout::run(&args)).map(success),
         Command::Status(args) => commands::status::run(&args),
         Command::Token(args) => runtime.block_on(commands::token::run(&args)).map(success),
+        Command::Call(args) => runtime.block_on(commands::call::run(&args)),
+        Command::Tools(args) => runtime.block_on(commands::tools::run(&args)),
     }
 }

@@ -14,3 +14,52 @@ pub fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
     spinner.enable_steady_tick(Duration::from_millis(100));
     Some(spinner)
 }
+
+/// A spinner that appears only when the work takes longer than `delay`, so quick commands never
+/// flicker; cleared when dropped. Nothing at all when stderr is not a terminal.
+pub struct DelayedSpinner {
+    bar: Option<indicatif::ProgressBar>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts a [`DelayedSpinner`]; needs a Tokio runtime.
+pub fn delayed_spinner(message: &str, delay: Duration) -> DelayedSpinner {
+    if !std::io::stderr().is_terminal() {
+        return DelayedSpinner {
+            bar: None,
+            task: None,
+        };
+    }
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::hidden());
+    bar.set_style(indicatif::ProgressStyle::default_spinner());
+    bar.set_message(message.to_owned());
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        shown.enable_steady_tick(Duration::from_millis(100));
+    });
+    DelayedSpinner {
+        bar: Some(bar),
+        task: Some(task),
+    }
+}
+
+impl Drop for DelayedSpinner {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+/// The one-line JSON form of an error for `--json` commands:
+/// `{"error":{"code":<exit code>,"message":"…"}}`.
+pub fn json_error(error: &anyhow::Error) -> String {
+    let code = crate::error::exit_code_for(error) as u8;
+    serde_json::json!({ "error": { "code": code, "message": format!("{error:#}") } }).to_string()
+}

@@ -6,11 +6,17 @@
 //! - [`credentials`]: rmcp's `CredentialStore` over those two, one server at a time.
 //! - [`oauth`]: discovery, the authorization-code flow with its loopback redirect listener,
 //!   client credentials, and refresh, built on rmcp's `auth` module.
+//! - [`mcp`]: one MCP session for `call` and `tools` (HTTP with the token rules, or a stdio child).
+//! - [`arguments`]: `key=value` / `key:=json` / `--args` checked against a tool's input schema.
+//! - [`render`]: tool results and tool lists for a terminal.
 
+pub mod arguments;
 pub mod callback;
 pub mod credentials;
 pub mod discovery;
 pub mod home;
+pub mod mcp;
 pub mod oauth;
+pub mod render;
 pub mod secret;
 pub mod vault;

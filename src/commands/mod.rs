@@ -1,5 +1,6 @@
 //! One module per subcommand: each owns its arguments and its `run`.
 
+pub mod call;
 pub mod check_token;
 pub mod completions;
 pub mod login;
@@ -7,3 +8,4 @@ pub mod logout;
 pub mod serve;
 pub mod status;
 pub mod token;
+pub mod tools;

@@ -351,6 +351,9 @@ pub const SERVE_ENV: &[&str] = &[
     "SCALEKIT_MCP_SHUTDOWN_TIMEOUT",
     "SCALEKIT_MCP_LOG_FORMAT",
     "SCALEKIT_MCP_HOME",
+    "SCALEKIT_MCP_SERVER",
+    "SCALEKIT_MCP_TOKEN",
+    "SCALEKIT_MCP_STORAGE",
     "NO_COLOR",
 ];
 
@@ -535,4 +538,227 @@ pub async fn http_post(url: &str, token: Option<&str>, message: &Value) -> Reply
         headers,
         body,
     }
+}
+
+/// A scripted MCP server (stateless Streamable HTTP, JSON responses) that is also a tiny
+/// authorization server token endpoint, for what `serve` cannot show: typed parameters, tool
+/// errors, binary content, pagination, slowness, and token refresh.
+///
+/// Tools (two pages): `echo` returns its arguments as structured content; `fail` reports an
+/// error; `slow` answers after `delay`; `media` returns an image and a resource.
+#[derive(Clone)]
+pub struct FakeMcp {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<FakeState>>,
+}
+
+#[derive(Default)]
+pub struct FakeState {
+    /// When set, MCP requests need `Authorization: Bearer <this>`.
+    pub required_token: Option<String>,
+    /// When set, a valid token still gets 403 insufficient_scope for this scope.
+    pub forbidden_scope: Option<String>,
+    pub delay: Duration,
+    /// The `params` of every tools/call received.
+    pub calls: Vec<Value>,
+    /// The Authorization header of every MCP request (None when absent).
+    pub authorizations: Vec<Option<String>>,
+    /// The form bodies posted to /token.
+    pub token_requests: Vec<String>,
+    /// The access token /token issues.
+    pub issued_token: String,
+}
+
+impl FakeMcp {
+    pub fn start() -> Self {
+        let state = Arc::new(Mutex::new(FakeState {
+            issued_token: "fresh-access-token".into(),
+            ..FakeState::default()
+        }));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let fake = FakeMcp {
+            addr,
+            state: state.clone(),
+        };
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let mcp_state = state.clone();
+                let token_state = state.clone();
+                let app = Router::new()
+                    .route(
+                        "/mcp",
+                        axum::routing::post(move |headers: http::HeaderMap, body: String| {
+                            fake_mcp(mcp_state.clone(), headers, body)
+                        })
+                        .get(|| async { http::StatusCode::METHOD_NOT_ALLOWED })
+                        .delete(|| async { http::StatusCode::METHOD_NOT_ALLOWED }),
+                    )
+                    .route(
+                        "/token",
+                        axum::routing::post(move |body: String| {
+                            let state = token_state.clone();
+                            async move {
+                                let mut state = state.lock().unwrap();
+                                state.token_requests.push(body);
+                                axum::Json(json!({
+                                    "access_token": state.issued_token,
+                                    "token_type": "Bearer",
+                                    "expires_in": 3600,
+                                    "refresh_token": "rotated-refresh-token",
+                                }))
+                            }
+                        }),
+                    );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        fake
+    }
+
+    /// The MCP endpoint.
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn state(&self) -> std::sync::MutexGuard<'_, FakeState> {
+        self.state.lock().unwrap()
+    }
+}
+
+fn fake_tools(page: &str) -> (Value, Option<&'static str>) {
+    match page {
+        "" => (
+            json!([
+                {"name": "echo", "description": "Returns its arguments.", "inputSchema": {
+                    "type": "object",
+                    "properties": {
+                        "zip": {"type": "string", "description": "A zip code"},
+                        "count": {"type": "integer"},
+                        "ratio": {"type": "number"},
+                        "flag": {"type": "boolean"},
+                        "tags": {"type": "array", "items": {"type": "string"}},
+                        "meta": {"type": "object"}
+                    },
+                    "required": ["zip"]
+                }},
+                {"name": "fail", "description": "Always reports an error.",
+                 "inputSchema": {"type": "object"}}
+            ]),
+            Some("page-2"),
+        ),
+        _ => (
+            json!([
+                {"name": "slow", "inputSchema": {"type": "object"}},
+                {"name": "media", "description": "An image and a resource.",
+                 "inputSchema": {"type": "object"}}
+            ]),
+            None,
+        ),
+    }
+}
+
+async fn fake_mcp(
+    state: Arc<Mutex<FakeState>>,
+    headers: http::HeaderMap,
+    body: String,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let authorization = headers
+        .get("authorization")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
+    let (required, forbidden, delay) = {
+        let mut state = state.lock().unwrap();
+        state.authorizations.push(authorization.clone());
+        (
+            state.required_token.clone(),
+            state.forbidden_scope.clone(),
+            state.delay,
+        )
+    };
+    if let Some(required) = required {
+        if authorization.as_deref() != Some(&format!("Bearer {required}")) {
+            let challenge = match authorization {
+                None => "Bearer realm=\"fake\"".to_owned(),
+                Some(_) => "Bearer realm=\"fake\", error=\"invalid_token\", error_description=\"token not accepted\"".to_owned(),
+            };
+            return (
+                http::StatusCode::UNAUTHORIZED,
+                [("www-authenticate", challenge)],
+            )
+                .into_response();
+        }
+        if let Some(scope) = forbidden {
+            let challenge = format!(
+                "Bearer realm=\"fake\", scope=\"{scope}\", error=\"insufficient_scope\", error_description=\"missing required scope: {scope}\""
+            );
+            return (
+                http::StatusCode::FORBIDDEN,
+                [("www-authenticate", challenge)],
+            )
+                .into_response();
+        }
+    }
+    let message: Value = serde_json::from_str(&body).unwrap();
+    let Some(id) = message.get("id").cloned() else {
+        return http::StatusCode::ACCEPTED.into_response();
+    };
+    let params = message.get("params").cloned().unwrap_or(json!({}));
+    let result = match message["method"].as_str().unwrap_or("") {
+        "initialize" => json!({
+            "protocolVersion": params["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "fake", "version": "1"}
+        }),
+        "tools/list" => {
+            let (tools, next) = fake_tools(params["cursor"].as_str().unwrap_or(""));
+            let mut result = json!({ "tools": tools });
+            if let Some(next) = next {
+                result["nextCursor"] = json!(next);
+            }
+            result
+        }
+        "tools/call" => {
+            state.lock().unwrap().calls.push(params.clone());
+            let arguments = params.get("arguments").cloned().unwrap_or(json!({}));
+            match params["name"].as_str().unwrap_or("") {
+                "echo" => json!({
+                    "content": [{"type": "text", "text": arguments.to_string()}],
+                    "structuredContent": arguments,
+                    "isError": false
+                }),
+                "fail" => json!({
+                    "content": [{"type": "text", "text": "the widget is broken"}],
+                    "isError": true
+                }),
+                "slow" => {
+                    tokio::time::sleep(delay).await;
+                    json!({"content": [{"type": "text", "text": "finally"}]})
+                }
+                "media" => json!({"content": [
+                    {"type": "image", "data": "iVBORw0KGgo=", "mimeType": "image/png"},
+                    {"type": "resource", "resource": {
+                        "uri": "file:///report.txt", "mimeType": "text/plain", "text": "hello"}}
+                ]}),
+                other => {
+                    return axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {
+                        "code": -32602, "message": format!("unknown tool {other}")}}))
+                    .into_response();
+                }
+            }
+        }
+        _ => json!({}),
+    };
+    axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
 }
