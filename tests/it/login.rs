@@ -295,8 +295,8 @@ async fn an_expiring_token_is_refreshed_and_concurrent_refreshes_both_work() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_forged_state_is_refused() {
+/// Runs a login whose redirect has `param` replaced by `value`; returns the exit code and stderr.
+async fn login_with_tampered_redirect(param: &str, value: &str) -> (Option<i32>, String) {
     let server = dev_server(&[]);
     let home = tempfile::tempdir().unwrap();
     let mut child = start_login(&server, home.path(), &[]);
@@ -307,24 +307,41 @@ async fn a_forged_state_is_refused() {
         .unwrap();
     let response = client.get(&url).send().await.unwrap();
     let location = response.headers()["location"].to_str().unwrap().to_owned();
-    let mut forged = url::Url::parse(&location).unwrap();
-    let pairs: Vec<(String, String)> = forged
+    let mut tampered = url::Url::parse(&location).unwrap();
+    let pairs: Vec<(String, String)> = tampered
         .query_pairs()
         .map(|(k, v)| {
-            let value = if k == "state" {
-                "forged".to_owned()
+            let replaced = if k == param {
+                value.to_owned()
             } else {
                 v.into_owned()
             };
-            (k.into_owned(), value)
+            (k.into_owned(), replaced)
         })
         .collect();
-    forged.query_pairs_mut().clear().extend_pairs(pairs);
-    client.get(forged).send().await.unwrap();
+    assert!(
+        pairs.iter().any(|(k, _)| k == param),
+        "the redirect has no {param}: {location}"
+    );
+    tampered.query_pairs_mut().clear().extend_pairs(pairs);
+    client.get(tampered).send().await.unwrap();
     let output = child.wait_with_output().unwrap();
-    let message = rest.join().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{message}");
+    (output.status.code(), rest.join().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_state_is_refused() {
+    let (code, message) = login_with_tampered_redirect("state", "forged").await;
+    assert_eq!(code, Some(3), "{message}");
     assert!(message.contains("state does not match"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_redirect_from_another_issuer_is_refused() {
+    // RFC 9207: the `iss` of the authorization response must be the server we started with.
+    let (code, message) = login_with_tampered_redirect("iss", "https://evil.example").await;
+    assert_eq!(code, Some(3), "{message}");
+    assert!(message.to_lowercase().contains("issuer"), "{message}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
