@@ -80,19 +80,13 @@ const provider = new Provider(issuer, {
   findAccount: (_ctx, sub) => ({ accountId: sub, claims: () => ({ sub }) }),
 });
 
-// RFC 8414 metadata as well as the OpenID Connect discovery document oidc-provider serves, so
-// clients that only try /.well-known/oauth-authorization-server also find it. Off by default:
-// the suite checks that our discovery falls back to the OpenID Connect form on its own.
-if (process.env.INTEROP_OIDC_RFC8414 === '1') {
-  provider.use(async (ctx, next) => {
-    if (ctx.path === '/.well-known/oauth-authorization-server') {
-      ctx.path = '/.well-known/openid-configuration';
-    }
-    await next();
-  });
-}
-
-provider.on('grant.success', (ctx) => { if (process.env.INTEROP_OIDC_DEBUG) console.error('grant.success', JSON.stringify({ ...ctx.oidc.body, code: undefined, code_verifier: undefined }), Object.keys(ctx.body)); });
+// INTEROP_OIDC_DEBUG=1 logs each token grant's request parameters (never a token or a code).
+provider.on('grant.success', (ctx) => {
+  if (process.env.INTEROP_OIDC_DEBUG) {
+    const { grant_type, client_id, resource, scope } = ctx.oidc.body;
+    console.error('grant.success', JSON.stringify({ grant_type, client_id, resource, scope }), Object.keys(ctx.body));
+  }
+});
 provider.on('server_error', (_ctx, err) => console.error('oidc-provider server_error:', err));
 
 provider.listen(Number(values.port), '127.0.0.1', () => {
