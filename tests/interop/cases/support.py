@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from browser import Browser
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE.parent / "peers"
@@ -366,3 +369,28 @@ def which(name: str) -> str:
     if not path:
         pytest.fail(f"{name} is not installed (tests/interop/run installs it)", pytrace=False)
     return path
+
+
+def browser_login(cli: Cli, server: str, *extra: str, insecure: bool = True):
+    """`login --no-browser` (with --insecure-storage unless `insecure` is false); the test reads
+    the URL from stderr and plays the browser. Returns (exit code, stdout, stderr, URL, Browser)."""
+    storage = ["--insecure-storage"] if insecure else []
+    child = cli.popen("login", server, "--no-browser", *storage, *extra)
+    seen = []
+    url = None
+    for line in child.stderr:
+        seen.append(line)
+        if line.strip().startswith("http"):
+            url = line.strip()
+            break
+    assert url, f"no login URL on stderr: {seen}"
+    rest: list[str] = []
+    reader = threading.Thread(target=lambda: rest.extend(child.stderr), daemon=True)
+    reader.start()
+    browser = Browser(login="interop-user")
+    page = browser.authorize(url)
+    assert page.status == 200 and "Logged in" in page.body, page.body
+    out = child.stdout.read()
+    child.wait(timeout=60)
+    reader.join(timeout=5)
+    return child.returncode, out, "".join(seen + rest), url, browser

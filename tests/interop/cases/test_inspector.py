@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import json
 
-from support import assert_no_secret, node_tool, run, scrubbed_env, start_serve
-from test_oidc_provider import browser_login
+from support import assert_no_secret, browser_login, node_tool, run, scrubbed_env, start_serve
 
 AUTH_REQUIRED = 3  # the Inspector CLI's EXIT_CODES.AUTH_REQUIRED
 

@@ -9,14 +9,13 @@ refreshed with a rotated refresh token, and `logout` revokes it at the server (R
 from __future__ import annotations
 
 import json
-import threading
 import time
 
-from browser import Browser
 from support import (
     BIN,
     Cli,
     assert_no_secret,
+    browser_login,
     curl_tool_call,
     free_port,
     http_json,
@@ -46,29 +45,6 @@ def oidc_stack(procs, tmp_path, ttl: int = ACCESS_TOKEN_TTL):
     )
     proc.wait_for_http(f"http://127.0.0.1:{port}/ready")
     return issuer, resource, proc
-
-
-def browser_login(cli: Cli, server: str, *extra: str):
-    """`login --no-browser`; the test reads the URL from stderr and plays the browser."""
-    child = cli.popen("login", server, "--no-browser", "--insecure-storage", *extra)
-    seen = []
-    url = None
-    for line in child.stderr:
-        seen.append(line)
-        if line.strip().startswith("http"):
-            url = line.strip()
-            break
-    assert url, f"no login URL on stderr: {seen}"
-    rest: list[str] = []
-    reader = threading.Thread(target=lambda: rest.extend(child.stderr), daemon=True)
-    reader.start()
-    browser = Browser(login="interop-user")
-    page = browser.authorize(url)
-    assert page.status == 200 and "Logged in" in page.body, page.body
-    out = child.stdout.read()
-    child.wait(timeout=60)
-    reader.join(timeout=5)
-    return child.returncode, out, "".join(seen + rest), url, browser
 
 
 def test_serve_discovers_the_jwks_from_the_issuer_metadata(procs, tmp_path):
