@@ -19,7 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
 
 from browser import Browser
-from support import free_port, start_oidc_provider, start_serve
+from support import BIN, free_port, scrubbed_env, start_serve
 from test_oidc_provider import oidc_stack
 
 REDIRECT_URI = "http://127.0.0.1:{port}/callback"
@@ -138,3 +138,18 @@ def test_python_sdk_against_serve_with_oidc_provider(procs, tmp_path):
     # Through oidc-provider's real login and consent forms.
     assert sum("/interaction/" in step and step.startswith("POST") for step in handlers.browser.trail) == 2
     assert storage.tokens.scope == "mcp:tools", storage.tokens
+
+
+def test_python_sdk_against_serve_dev_as_the_readme_starts_it(procs, tmp_path):
+    """No --public-url: serve says http://localhost:PORT, and the client uses that URL."""
+    port = free_port()
+    home = tmp_path / "serve-home"
+    home.mkdir()
+    serve = procs("serve", [BIN, "serve", "--dev", "--dev-auto-approve", "--port", str(port)],
+                  scrubbed_env(home), cwd=home)
+    server = f"http://localhost:{port}/"
+    serve.wait_for_http(f"{server}health")
+    names, greeting, _, storage, handlers = asyncio.run(list_and_call(server))
+    assert names == ["greet_user", "whoami"] and greeting == "Hi Ada, welcome to Scalekit!"
+    (url,) = handlers.authorization_urls
+    assert url.startswith(f"{server}dev-auth/authorize?"), url
