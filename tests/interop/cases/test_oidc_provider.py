@@ -25,7 +25,7 @@ from support import (
     tool_text,
 )
 
-ACCESS_TOKEN_TTL = 8
+ACCESS_TOKEN_TTL = 12  # short, yet room for a slow machine between login and the first call
 
 
 def oidc_stack(procs, tmp_path, ttl: int = ACCESS_TOKEN_TTL):

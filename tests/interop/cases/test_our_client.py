@@ -80,6 +80,15 @@ def inspector_greets(tmp_path, target: list[str], expected: str, token: str | No
     assert json.loads(result.out)["result"]["content"][0]["text"] == expected
 
 
+def assert_printed(out: str, text: str) -> None:
+    """`call` printed the tool's text and nothing else."""
+    assert out == text + "\n", (
+        f"call printed {out!r}, expected just {text + chr(10)!r}. FastMCP wraps a returned string "
+        "as structuredContent {'result': ...} beside the same text: see tests/interop/README.md, "
+        "'FastMCP results print twice'"
+    )
+
+
 @pytest.mark.parametrize("peer", sorted(PEER_HTTP))
 def test_tools_and_call_over_http_with_a_static_token(peer, procs, tmp_path, cli):
     start, greeting = PEER_HTTP[peer]
@@ -93,7 +102,7 @@ def test_tools_and_call_over_http_with_a_static_token(peer, procs, tmp_path, cli
     assert "greet_user" in listed.out, listed.out
     called = cli("call", "greet_user", "name=x", "--server", url, "--token", token)
     assert called.code == 0, called
-    assert called.out.strip() == greeting.format("x"), called.out
+    assert_printed(called.out, greeting.format("x"))
     as_json = cli("call", "greet_user", "name=x", "--server", url, "--token", token, "--json")
     assert json.loads(as_json.out)["content"][0]["text"] == greeting.format("x"), as_json.out
     # The token also works from the environment.
@@ -118,7 +127,7 @@ def test_tools_and_call_over_stdio(peer, tmp_path, cli):
     assert "greet_user" in listed.out, listed.out
     called = cli("call", "greet_user", "name=x", "--", *command)
     assert called.code == 0, called
-    assert called.out.strip() == greeting.format("x"), called.out
+    assert_printed(called.out, greeting.format("x"))
 
 
 def test_a_tool_error_from_fastmcp_exits_5(cli):
