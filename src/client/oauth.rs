@@ -241,7 +241,7 @@ async fn browser_flow(
         check_registration_alive(session.get_authorization_url()).await?;
     }
 
-    let auth_url = session.get_authorization_url().to_owned();
+    let auth_url = with_consent_prompt(session.get_authorization_url());
     let redirect = wait_for_redirect(listener, &auth_url, options).await?;
     if let Some(error) = &redirect.error {
         return Err(auth_error(format!(
@@ -288,6 +288,28 @@ async fn browser_flow(
         })?;
     }
     finish_login(home, server_url)
+}
+
+/// Adds `prompt=consent` to an authorization URL that asks for `offline_access`.
+///
+/// OpenID Connect Core §11: an OpenID Provider ignores `offline_access` unless the request has
+/// `prompt=consent`, so without it the login succeeds but no refresh token comes back (seen
+/// with the `oidc-provider` package in tests/interop). Plain OAuth servers ignore the unknown
+/// parameter (RFC 6749 §3.1). The official Python MCP SDK does the same. rmcp builds the URL
+/// and has no option for it, hence this rewrite.
+pub fn with_consent_prompt(auth_url: &str) -> String {
+    let Ok(mut url) = url::Url::parse(auth_url) else {
+        return auth_url.to_owned();
+    };
+    let wants_offline = url
+        .query_pairs()
+        .any(|(key, value)| key == "scope" && value.split(' ').any(|s| s == "offline_access"));
+    let has_prompt = url.query_pairs().any(|(key, _)| key == "prompt");
+    if !wants_offline || has_prompt {
+        return auth_url.to_owned();
+    }
+    url.query_pairs_mut().append_pair("prompt", "consent");
+    url.into()
 }
 
 /// A remembered registration can be forgotten by the server (a restarted development server, a
@@ -564,5 +586,27 @@ async fn renew(home: &Home, vault: &Vault, record: ServerRecord) -> anyhow::Resu
             login_again("the authorization server refused the refresh token"),
         ),
         Err(err) => Err(rmcp_error("refreshing the access token", err)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_consent_prompt;
+
+    #[test]
+    fn offline_access_requests_get_prompt_consent() {
+        let url = "https://as.example/authorize?response_type=code&scope=mcp%3Atools+offline_access&state=s";
+        assert_eq!(with_consent_prompt(url), format!("{url}&prompt=consent"));
+    }
+
+    #[test]
+    fn other_requests_are_left_alone() {
+        for url in [
+            "https://as.example/authorize?response_type=code&scope=mcp%3Atools&state=s",
+            "https://as.example/authorize?scope=offline_access&prompt=login",
+            "https://as.example/authorize?scope=not_offline_access",
+        ] {
+            assert_eq!(with_consent_prompt(url), url);
+        }
     }
 }

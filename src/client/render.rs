@@ -15,7 +15,12 @@ use super::arguments::describe_type;
 /// The text shown for a `CallToolResult` (as JSON), ending with a newline unless empty.
 pub fn tool_result(result: &Value) -> String {
     let mut blocks: Vec<String> = Vec::new();
-    let structured = result.get("structuredContent");
+    let content = result.get("content").and_then(Value::as_array);
+    // A server that returns a plain value (FastMCP, the SDKs' servers) wraps it as
+    // `{"result": value}` beside a text block holding the value: show the text once.
+    let structured = result
+        .get("structuredContent")
+        .filter(|structured| !wraps_a_text_block(structured, content));
     if let Some(structured) = structured {
         blocks.push(pretty(structured));
     }
@@ -84,6 +89,24 @@ fn embedded_resource(resource: Option<&Value>) -> String {
 
 /// Whether a text block is just the structured content serialised (as rmcp and most SDKs add
 /// for older clients).
+/// Whether `structured` is `{"result": v}` and a text block is `v` (a string) or `v`'s JSON.
+fn wraps_a_text_block(structured: &Value, content: Option<&Vec<Value>>) -> bool {
+    let Some(value) = structured
+        .as_object()
+        .filter(|object| object.len() == 1)
+        .and_then(|object| object.get("result"))
+    else {
+        return false;
+    };
+    content.into_iter().flatten().any(|block| {
+        block.get("type").and_then(Value::as_str) == Some("text")
+            && block
+                .get("text")
+                .and_then(Value::as_str)
+                .is_some_and(|text| value.as_str() == Some(text) || repeats(text, value))
+    })
+}
+
 fn repeats(text: &str, structured: &Value) -> bool {
     serde_json::from_str::<Value>(text).is_ok_and(|parsed| &parsed == structured)
 }
@@ -199,6 +222,17 @@ mod tests {
             "structuredContent": {"sub": "usr_42"}
         });
         assert_eq!(tool_result(&result), "{\n  \"sub\": \"usr_42\"\n}\n");
+    }
+
+    #[test]
+    fn a_wrapped_plain_value_prints_as_its_text() {
+        let result = json!({
+            "content": [{"type": "text", "text": "Hello x, from FastMCP!"}],
+            "structuredContent": {"result": "Hello x, from FastMCP!"}
+        });
+        assert_eq!(tool_result(&result), "Hello x, from FastMCP!\n");
+        let number = json!({"content": [{"type": "text", "text": "42"}], "structuredContent": {"result": 42}});
+        assert_eq!(tool_result(&number), "42\n");
     }
 
     #[test]

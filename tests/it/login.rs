@@ -647,3 +647,27 @@ fn discovery_failures_name_the_urls_tried() {
         "{message}"
     );
 }
+
+/// OpenID Connect Core §11: OpenID Providers (oidc-provider, found by tests/interop) drop
+/// `offline_access` — and so the refresh token — unless the request says `prompt=consent`.
+#[tokio::test(flavor = "multi_thread")]
+async fn offline_access_is_requested_with_prompt_consent() {
+    let server = dev_server(&[]);
+    let home = tempfile::tempdir().unwrap();
+    let mut child = start_login(&server, home.path(), &[]);
+    let (url, rest) = login_url(&mut child);
+    let query: std::collections::HashMap<String, String> = url::Url::parse(&url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
+    assert!(
+        query["scope"].split(' ').any(|s| s == "offline_access"),
+        "{url}"
+    );
+    assert_eq!(query.get("prompt").map(String::as_str), Some("consent"));
+    assert_eq!(browse(&url).await.status(), 200);
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", rest.join().unwrap());
+    assert_eq!(status_json(home.path())["servers"][0]["refreshable"], true);
+}
