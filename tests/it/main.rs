@@ -1,6 +1,7 @@
 //! The integration tests: one binary (faster to link on small machines), one module per area.
 //! Everything runs on 127.0.0.1 with temp dirs; no test reads the developer's config or keyring.
 
+mod adversarial;
 mod check_token;
 mod completions;
 mod dev_auth;
