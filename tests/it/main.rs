@@ -6,6 +6,7 @@ mod check_token;
 mod completions;
 mod dev_auth;
 mod login;
+mod properties;
 mod serve_binary;
 mod serve_router;
 mod util;
