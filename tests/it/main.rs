@@ -5,6 +5,7 @@ mod adversarial;
 mod check_token;
 mod completions;
 mod dev_auth;
+mod hygiene;
 mod login;
 mod properties;
 mod serve_binary;
