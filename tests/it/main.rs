@@ -10,5 +10,6 @@ mod login;
 mod properties;
 mod serve_binary;
 mod serve_router;
+mod soak;
 mod util;
 mod verdicts;
