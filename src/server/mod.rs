@@ -12,6 +12,7 @@ pub mod auth;
 pub mod dev_auth;
 pub mod hosts;
 pub mod limits;
+pub mod sessions;
 pub mod stdio;
 pub mod tools;
 
@@ -52,6 +53,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Tokens already accepted, so each signature is verified once.
     pub verdicts: VerdictCache,
+    /// Who opened each MCP session (stateful mode only).
+    pub sessions: Option<sessions::SessionOwners>,
 }
 
 /// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
@@ -79,6 +82,7 @@ pub fn app(
         allowed_hosts: config.allowed_hosts.clone(),
         cors_origins: config.cors_origins.clone(),
         verdicts: VerdictCache::default(),
+        sessions: (!config.stateless).then(sessions::SessionOwners::default),
     });
 
     let mcp_config = StreamableHttpServerConfig::default()

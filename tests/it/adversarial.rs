@@ -1006,3 +1006,73 @@ async fn a_jwks_slower_than_the_client_timeout_is_abandoned_and_cached_keys_serv
         "old keys kept"
     );
 }
+
+/// Opens a stateful session as `token` on the in-process app; returns its id.
+async fn open_session(app: &axum::Router, token: &str) -> String {
+    let init = post(app, Some(token), &initialize()).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let session = init.header("mcp-session-id").unwrap().to_owned();
+    let notify = mcp_post(Some(token))
+        .header("mcp-session-id", &session)
+        .body(Body::from(
+            json!({"jsonrpc": "2.0", "method": "notifications/initialized"}).to_string(),
+        ))
+        .unwrap();
+    assert_eq!(send(app, notify).await.status, 202);
+    session
+}
+
+async fn call_in_session(app: &axum::Router, token: &str, session: &str, name: &str) -> Reply {
+    let call = mcp_post(Some(token))
+        .header("mcp-session-id", session)
+        .body(Body::from(call_greet(name).to_string()))
+        .unwrap();
+    send(app, call).await
+}
+
+#[tokio::test]
+async fn a_session_belongs_to_the_caller_who_opened_it() {
+    let app = crate::util::app(
+        &["--sk-env-url", ISSUER, "--audience", AUDIENCE],
+        keys("jwks-all.json"),
+    );
+    let alice = mint(&good_claims());
+    let session = open_session(&app, &alice).await;
+    let mut claims = good_claims();
+    claims["sub"] = json!("usr_mallory");
+    let mallory = mint(&claims);
+
+    // Another valid caller who knows the id is told the session does not exist.
+    let reply = call_in_session(&app, &mallory, &session, "mallory").await;
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    assert_eq!(reply.body, "Not Found: Session not found");
+    let unknown = call_in_session(&app, &mallory, "no-such-session", "x").await;
+    assert_eq!((unknown.status, unknown.body), (404, reply.body));
+    let delete = http::Request::delete("/")
+        .header("host", "localhost:3002")
+        .header("authorization", format!("Bearer {mallory}"))
+        .header("mcp-session-id", &session)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&app, delete).await.status, 404, "nor close it");
+
+    // The owner carries on, with a new token for the same subject too.
+    let reply = call_in_session(&app, &alice, &session, "alice").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(tool_text(&reply.rpc()), "Hi alice, welcome to Scalekit!");
+    let mut renewed = good_claims();
+    renewed["jti"] = json!("renewed");
+    let reply = call_in_session(&app, &mint(&renewed), &session, "again").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Closed by its owner, it is gone for everyone.
+    let delete = http::Request::delete("/")
+        .header("host", "localhost:3002")
+        .header("authorization", format!("Bearer {alice}"))
+        .header("mcp-session-id", &session)
+        .body(Body::empty())
+        .unwrap();
+    assert!(send(&app, delete).await.status < 300);
+    let reply = call_in_session(&app, &alice, &session, "after").await;
+    assert_eq!(reply.status, 404);
+}
