@@ -556,6 +556,7 @@ async fn every_bad_credential_is_refused_with_its_challenge_and_no_tool_runs() {
     let app = app_default();
     let cases = bad_token_cases();
     assert!(cases.len() >= 40, "the corpus has {} cases", cases.len());
+    eprintln!("{} bad credentials", cases.len());
     for (i, case) in cases.iter().enumerate() {
         let victim = format!("victim-{i}");
         let reply = send(&app, request_for(&case.credentials, &call_greet(&victim))).await;
