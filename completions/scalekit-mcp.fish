@@ -59,6 +59,9 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allowed-host -d 'More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which disables DNS-rebinding protection). Loopback names and the public URL\'s host are always accepted' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors-origin -d 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest accepted request body, in bytes' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-header-bytes -d 'Largest accepted request header section, in bytes (431 beyond). Access tokens are refused beyond 16 KiB anyway' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l request-timeout -d 'Time allowed to answer a request (408 beyond). Counts until the response starts, so Server-Sent Events streams are never cut' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-connections -d 'Connections held open at once; beyond it a new connection gets 503 with Retry-After' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'How long in-flight requests get to finish after SIGINT / SIGTERM' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-user -d 'The user the development authorization server logs in (the tokens\' `sub`)' -r

@@ -106,6 +106,12 @@ pub struct ServeConfig {
     pub allowed_hosts: Vec<String>,
     pub cors_origins: Vec<String>,
     pub max_body_bytes: usize,
+    /// Largest accepted header section (431 beyond).
+    pub max_header_bytes: usize,
+    /// Time allowed to produce a response head (408 beyond).
+    pub request_timeout: std::time::Duration,
+    /// Connections held open at once (503 beyond).
+    pub max_connections: usize,
     pub shutdown_timeout: std::time::Duration,
     /// Problems worth a warning at startup that do not stop the server.
     pub warnings: Vec<String>,
@@ -288,6 +294,13 @@ impl ServeConfig {
             }
         }
 
+        if args.request_timeout.0.is_zero() {
+            problems.add("--request-timeout (SCALEKIT_MCP_REQUEST_TIMEOUT) must be longer than 0s");
+        }
+        if args.max_connections == 0 {
+            problems.add("--max-connections (SCALEKIT_MCP_MAX_CONNECTIONS) must be at least 1");
+        }
+
         problems.into_result()?;
         Ok(ServeConfig {
             bind: bind.ok_or_else(|| ExitError::usage("bad listen address"))?,
@@ -311,6 +324,9 @@ impl ServeConfig {
             allowed_hosts,
             cors_origins: args.cors_origins.clone(),
             max_body_bytes: args.max_body_bytes,
+            max_header_bytes: args.max_header_bytes,
+            request_timeout: args.request_timeout.0,
+            max_connections: args.max_connections,
             shutdown_timeout: args.shutdown_timeout.0,
             warnings,
             dev,

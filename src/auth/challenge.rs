@@ -84,6 +84,7 @@ impl ChallengeParams {
     }
 
     fn invalid_token(&self, description: &str) -> Refusal {
+        let description = &no_parameter_syntax(description);
         Refusal {
             status: StatusCode::UNAUTHORIZED,
             www_authenticate: Some(
@@ -114,6 +115,14 @@ impl ChallengeParams {
         HeaderValue::from_str(&value)
             .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"OAuth\""))
     }
+}
+
+/// A description can quote attacker-chosen text (a `kid`, an issuer). Clients that scan the
+/// header for `scope=` or `resource_metadata=` (rmcp's parser finds the first occurrence, quoted
+/// or not) would read `kid x scope=admin` as a scope to request: `=` is replaced so no quoted
+/// text can look like a parameter. Body and header keep the same description.
+fn no_parameter_syntax(description: &str) -> String {
+    description.replace('=', ":")
 }
 
 /// RFC 6750 §3 limits attribute values to %x20-21 / %x23-5B / %x5D-7E: printable ASCII without
@@ -181,6 +190,27 @@ mod tests {
         assert!(value.contains("scope=\"admin\""), "{value}");
         assert!(value.contains("error=\"insufficient_scope\""), "{value}");
         assert!(value.contains("resource_metadata=\""), "{value}");
+    }
+
+    #[test]
+    fn descriptions_cannot_smuggle_parameters() {
+        let rejection = Rejection::UnknownKey("x scope=admin resource_metadata=http://evil".into());
+        let refusal = params(&[]).refuse(&AuthFailure::Rejected(rejection));
+        let value = header(&refusal);
+        assert!(!value.contains("scope="), "{value}");
+        assert_eq!(value.matches("resource_metadata=").count(), 1, "{value}");
+        assert_eq!(
+            refusal.body["error_description"],
+            challenge_description(value)
+        );
+    }
+
+    fn challenge_description(value: &str) -> &str {
+        value
+            .split("error_description=\"")
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('"')
     }
 
     #[test]

@@ -139,17 +139,26 @@ impl JwksCache {
     }
 
     /// Called when a token names a `kid` the cache does not hold: refetches unless a fetch happened
-    /// within the cooldown window. Returns whether new keys were loaded.
+    /// (or started) within the cooldown window. Returns whether new keys were loaded.
+    ///
+    /// The cooldown is checked before waiting for the fetch gate, so while one refetch is in
+    /// flight (bounded by the HTTP client's timeout) other unknown-kid requests are refused at
+    /// once instead of queueing behind it; requests with known kids never touch the gate.
     pub async fn refresh_for_unknown_kid(&self) -> bool {
+        if self.within_cooldown() {
+            return false;
+        }
         let _gate = self.fetch_gate.lock().await;
-        let recent = self
-            .lock_state()
-            .last_attempt
-            .is_some_and(|at| at.elapsed() < self.settings.unknown_kid_cooldown);
-        if recent {
+        if self.within_cooldown() {
             return false;
         }
         self.fetch_locked().await.is_ok()
+    }
+
+    fn within_cooldown(&self) -> bool {
+        self.lock_state()
+            .last_attempt
+            .is_some_and(|at| at.elapsed() < self.settings.unknown_kid_cooldown)
     }
 
     async fn fetch_locked(&self) -> Result<usize, String> {

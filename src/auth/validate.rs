@@ -232,8 +232,12 @@ pub fn decode(token: &str) -> Result<DecodedToken<'_>, Malformed> {
     let claims = decode_json_segment(payload, Segment::Payload)?;
     // An unsecured JWT (`alg: none`, RFC 7519 §6) has an empty signature by definition: let it
     // through to the algorithm check, which refuses it by name. Any other empty signature is a
-    // truncated token.
-    if signature.is_empty() && header.get("alg").and_then(Value::as_str) != Some("none") {
+    // truncated token. `none` is matched in any casing (`None`, `NONE`) so each is named too.
+    let unsecured = header
+        .get("alg")
+        .and_then(Value::as_str)
+        .is_some_and(|alg| alg.eq_ignore_ascii_case("none"));
+    if signature.is_empty() && !unsecured {
         return Err(Malformed::EmptySignature);
     }
     if !signature.is_empty() && URL_SAFE_NO_PAD.decode(signature).is_err() {
@@ -502,7 +506,9 @@ fn check_signature(
     }
 }
 
-/// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated.
+/// A NumericDate claim (RFC 7519 §2): a JSON number; fractional seconds are truncated. A number
+/// outside the 64-bit range (`1e300`, `2^64`) is refused rather than saturated: saturating would
+/// turn it into a token that never expires.
 pub fn numeric_date(
     claims: &Map<String, Value>,
     claim: &'static str,
@@ -511,7 +517,12 @@ pub fn numeric_date(
         None => Ok(None),
         Some(Value::Number(number)) => number
             .as_i64()
-            .or_else(|| number.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+            .or_else(|| {
+                number
+                    .as_f64()
+                    .filter(|f| f.is_finite() && (I64_LOW..I64_HIGH).contains(f))
+                    .map(|f| f as i64)
+            })
             .map(Some)
             .ok_or(Rejection::ClaimType {
                 claim,
@@ -523,6 +534,10 @@ pub fn numeric_date(
         }),
     }
 }
+
+/// The `f64`s that convert to `i64` without saturating: [-2^63, 2^63).
+const I64_LOW: f64 = -9_223_372_036_854_775_808.0;
+const I64_HIGH: f64 = 9_223_372_036_854_775_808.0;
 
 fn check_expiry(claims: &Map<String, Value>, now: i64, leeway: i64) -> Result<String, Rejection> {
     let exp = numeric_date(claims, "exp")?.ok_or(Rejection::MissingClaim("exp"))?;
@@ -769,6 +784,31 @@ mod tests {
         );
         let verdict = validate(&token, &policy(), &keys(), NOW).unwrap_err();
         assert!(matches!(verdict, Rejection::Algorithm { ref alg, .. } if alg == "none"));
+    }
+
+    #[test]
+    fn out_of_range_dates_are_refused_not_saturated() {
+        for exp in [
+            json!(1e300),
+            json!(18_446_744_073_709_551_615_u64),
+            json!(9.3e18),
+        ] {
+            let token = rs256(
+                &json!({"iss": "https://acme.example", "aud": "res_1", "exp": exp, "scope": "mcp:tools"}),
+            );
+            let verdict = validate(&token, &policy(), &keys(), NOW).unwrap_err();
+            assert!(
+                matches!(verdict, Rejection::ClaimType { claim: "exp", .. }),
+                "{exp}: {verdict}"
+            );
+        }
+        let token = rs256(
+            &json!({"iss": "https://acme.example", "aud": "res_1", "exp": (NOW + 60) as f64 + 0.5, "scope": "mcp:tools"}),
+        );
+        assert!(
+            validate(&token, &policy(), &keys(), NOW).is_ok(),
+            "fractional seconds are fine"
+        );
     }
 
     #[test]

@@ -245,7 +245,8 @@ fn read_stdin() -> Result<String, ExitError> {
 }
 
 /// `Bearer abc` (any case, as copied from an Authorization header) and padding become `abc`.
-fn strip_bearer(raw: &str) -> &str {
+/// Public for the fuzz target `check_token_input`.
+pub fn strip_bearer(raw: &str) -> &str {
     let trimmed = raw.trim();
     match trimmed.split_at_checked(6) {
         Some((scheme, rest))

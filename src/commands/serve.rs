@@ -195,6 +195,30 @@ pub struct ServeArgs {
     #[arg(long, env = "SCALEKIT_MCP_MAX_BODY_BYTES", default_value_t = 4 * 1024 * 1024, value_name = "BYTES")]
     pub max_body_bytes: usize,
 
+    /// Largest accepted request header section, in bytes (431 beyond). Access tokens are refused
+    /// beyond 16 KiB anyway.
+    #[arg(long, env = "SCALEKIT_MCP_MAX_HEADER_BYTES", default_value_t = 32 * 1024, value_name = "BYTES")]
+    pub max_header_bytes: usize,
+
+    /// Time allowed to answer a request (408 beyond). Counts until the response starts, so
+    /// Server-Sent Events streams are never cut.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_REQUEST_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION"
+    )]
+    pub request_timeout: Duration,
+
+    /// Connections held open at once; beyond it a new connection gets 503 with Retry-After.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_name = "N"
+    )]
+    pub max_connections: usize,
+
     /// How long in-flight requests get to finish after SIGINT / SIGTERM.
     #[arg(
         long,

@@ -3,19 +3,28 @@
 //! It takes the bearer token from the `Authorization` header only (never the query string or a
 //! form body, OAuth 2.1 §5.1.1), validates it with the shared rules in `auth::validate`, and
 //! either lets the request through with the caller in its extensions or answers with the
-//! RFC 6750 challenge built by `auth::challenge`.
+//! RFC 6750 challenge built by `auth::challenge`. In stateful mode it also holds each MCP session
+//! to the caller who opened it (`server::sessions`).
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, header};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 
 use super::AppState;
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
 use crate::auth::validate::{Caller, Rejection, validate};
+
+const SESSION_ID: &str = "mcp-session-id";
+
+/// What rmcp answers for a session it does not know, word for word: a session bound to another
+/// caller must look exactly like one that does not exist.
+fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+}
 
 /// The validated subject, left on the response for the request log line.
 #[derive(Clone)]
@@ -32,9 +41,35 @@ pub async fn authenticate(
     };
     match caller {
         Ok(caller) => {
+            let session = request
+                .headers()
+                .get(SESSION_ID)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            if let (Some(owners), Some(id)) = (&state.sessions, &session)
+                && !owners.permits(id, &caller)
+            {
+                return session_not_found();
+            }
+            let closing = request.method() == Method::DELETE;
             let subject = LoggedSubject(caller.sub.clone());
-            request.extensions_mut().insert(caller);
+            request.extensions_mut().insert(caller.clone());
             let mut response = next.run(request).await;
+            if let Some(owners) = &state.sessions {
+                match &session {
+                    None => {
+                        if let Some(opened) = response
+                            .headers()
+                            .get(SESSION_ID)
+                            .and_then(|value| value.to_str().ok())
+                        {
+                            owners.bind(opened, &caller);
+                        }
+                    }
+                    Some(id) if closing && response.status().is_success() => owners.unbind(id),
+                    Some(_) => {}
+                }
+            }
             response.extensions_mut().insert(subject);
             response
         }

@@ -1,15 +1,18 @@
 //! The HTTP server behind `serve`: routes, middleware order, startup and graceful shutdown.
 //!
 //! ```text
-//! request ─ log line ─┬─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
-//!                     │        └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
-//!                     └─ (--dev) /dev-auth/…, its well-known metadata: public, own CORS (dev_auth)
+//! request ─ log line ─ size limits (431/413) ─ timeout (408) ─┬─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
+//!                                                             │        └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
+//!                                                             └─ (--dev) /dev-auth/…, its well-known metadata: public, own CORS (dev_auth)
 //! ```
 //! [`router`] / [`app`] build the whole application without a socket, so tests drive it in-process.
+//! The connection limit (503) sits below all of this, in the listener ([`limits::LimitedListener`]).
 
 pub mod auth;
 pub mod dev_auth;
 pub mod hosts;
+pub mod limits;
+pub mod sessions;
 pub mod stdio;
 pub mod tools;
 
@@ -22,7 +25,6 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use http::{HeaderValue, Method, StatusCode, header};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
@@ -30,6 +32,7 @@ use rmcp::transport::streamable_http_server::{
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::challenge::ChallengeParams;
 use crate::auth::jwks::{HttpFetcher, JwksCache};
@@ -50,6 +53,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Tokens already accepted, so each signature is verified once.
     pub verdicts: VerdictCache,
+    /// Who opened each MCP session (stateful mode only).
+    pub sessions: Option<sessions::SessionOwners>,
 }
 
 /// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
@@ -77,6 +82,7 @@ pub fn app(
         allowed_hosts: config.allowed_hosts.clone(),
         cors_origins: config.cors_origins.clone(),
         verdicts: VerdictCache::default(),
+        sessions: (!config.stateless).then(sessions::SessionOwners::default),
     });
 
     let mcp_config = StreamableHttpServerConfig::default()
@@ -132,7 +138,17 @@ pub fn app(
     if let Some(dev_auth) = dev_auth {
         app = app.merge(dev_auth);
     }
-    app.layer(middleware::from_fn(log_request))
+    // Outside-in: the log line sees every answer, including the limits' refusals.
+    let sizes = limits::SizeLimits {
+        max_header_bytes: config.max_header_bytes,
+        max_body_bytes: config.max_body_bytes,
+    };
+    app.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        config.request_timeout,
+    ))
+    .layer(middleware::from_fn_with_state(sizes, limits::check_sizes))
+    .layer(middleware::from_fn(log_request))
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
@@ -276,10 +292,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         dev_auth.as_ref().map(DevAuth::router),
         shutdown.clone(),
     );
-    // Small JSON-RPC responses: send them at once instead of waiting on Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let listener = limits::LimitedListener::new(listener, config.max_connections);
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let shutdown = shutdown.clone();
         async move {

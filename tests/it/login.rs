@@ -34,7 +34,7 @@ fn start_login(server: &Server, home: &Path, extra: &[&str]) -> Child {
 
 /// Reads the login URL from the command's stderr; the rest of stderr is collected by a thread
 /// and returned when the handle is joined.
-fn login_url(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
+pub(crate) fn login_url(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
     let stderr = child.stderr.take().unwrap();
     let mut lines = BufReader::new(stderr).lines();
     let mut seen = Vec::new();
@@ -52,7 +52,7 @@ fn login_url(child: &mut Child) -> (String, std::thread::JoinHandle<String>) {
 }
 
 /// Plays the browser: GETs the authorization URL, and follows its redirect to the listener.
-async fn browse(url: &str) -> reqwest::Response {
+pub(crate) async fn browse(url: &str) -> reqwest::Response {
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -186,7 +186,7 @@ async fn a_stale_registration_is_replaced_once() {
 }
 
 /// Registers a client with the development authorization server (RFC 7591).
-async fn register(server: &Server, metadata: Value) -> Value {
+pub(crate) async fn register(server: &Server, metadata: Value) -> Value {
     let response = reqwest::Client::new()
         .post(server.url("/dev-auth/register"))
         .json(&metadata)

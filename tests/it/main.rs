@@ -1,12 +1,16 @@
 //! The integration tests: one binary (faster to link on small machines), one module per area.
 //! Everything runs on 127.0.0.1 with temp dirs; no test reads the developer's config or keyring.
 
+mod adversarial;
 mod call;
 mod check_token;
 mod completions;
 mod dev_auth;
+mod hygiene;
 mod login;
+mod properties;
 mod serve_binary;
 mod serve_router;
+mod soak;
 mod util;
 mod verdicts;

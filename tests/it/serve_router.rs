@@ -1,11 +1,12 @@
-//! `serve`'s HTTP behaviour, driven in-process through the router: challenges, every rejection
-//! reason, issuers, audiences, scopes, tools, metadata, Host/Origin and CORS.
+//! `serve`'s HTTP behaviour, driven in-process through the router: challenges, issuers, audiences,
+//! scopes, tools, metadata, Host/Origin and CORS. The table of refused credentials is in
+//! `adversarial.rs`.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use scalekit_mcp::auth::jwks::{CacheSettings, FetchFuture, JwksCache, KeyFetcher};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::util::*;
 
@@ -38,32 +39,6 @@ async fn missing_token_gets_a_challenge_without_error() {
 }
 
 #[tokio::test]
-async fn other_schemes_and_query_tokens_count_as_no_credentials() {
-    let app = app_default();
-    let token = mint(&good_claims());
-    let basic = mcp_post(None)
-        .header("authorization", "Basic dXNlcjpwYXNz")
-        .body(Body::from(call_greet("x").to_string()))
-        .unwrap();
-    let reply = send(&app, basic).await;
-    assert_eq!(reply.status, 401);
-    assert!(!reply.header("www-authenticate").unwrap().contains("error="));
-
-    let query = http::Request::post(format!("/?access_token={token}"))
-        .header("host", "localhost")
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(Body::from(call_greet("x").to_string()))
-        .unwrap();
-    let reply = send(&app, query).await;
-    assert_eq!(
-        reply.status, 401,
-        "a token in the query string is never accepted"
-    );
-    assert!(!reply.header("www-authenticate").unwrap().contains("error="));
-}
-
-#[tokio::test]
 async fn a_valid_token_calls_greet_user() {
     let reply = post(
         &app_default(),
@@ -76,17 +51,6 @@ async fn a_valid_token_calls_greet_user() {
 }
 
 #[tokio::test]
-async fn lowercase_bearer_scheme_is_accepted() {
-    let request = mcp_post(None)
-        .header("authorization", format!("bearer {}", mint(&good_claims())))
-        .body(Body::from(call_greet("Ana").to_string()))
-        .unwrap();
-    let reply = send(&app_default(), request).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    assert_eq!(tool_text(&reply.rpc()), "Hi Ana, welcome to Scalekit!");
-}
-
-#[tokio::test]
 async fn whoami_reads_the_validated_claims() {
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "whoami", "arguments": {}}});
     let reply = post(&app_default(), Some(&mint(&good_claims())), &call).await;
@@ -96,155 +60,6 @@ async fn whoami_reads_the_validated_claims() {
     assert_eq!(caller["org_id"], "org_7", "org id read from oid");
     assert_eq!(caller["scopes"], json!(["mcp:tools", "user:read"]));
     assert_eq!(caller["issuer"], ISSUER);
-}
-
-/// Each way a token can be refused, with the words its `error_description` must contain.
-fn rejection_cases() -> Vec<(&'static str, String, &'static str)> {
-    let now = now();
-    let with = |patch: Value| {
-        let mut claims = good_claims();
-        for (key, value) in patch.as_object().unwrap() {
-            if value.is_null() {
-                claims.as_object_mut().unwrap().remove(key);
-            } else {
-                claims[key] = value.clone();
-            }
-        }
-        claims
-    };
-    vec![
-        (
-            "expired",
-            mint(&with(json!({"exp": now - 3600}))),
-            "token expired at",
-        ),
-        (
-            "expired past leeway",
-            mint(&with(json!({"exp": now - 40}))),
-            "token expired at",
-        ),
-        (
-            "not yet valid",
-            mint(&with(json!({"nbf": now + 3600}))),
-            "not valid before",
-        ),
-        (
-            "issued in the future",
-            mint(&with(json!({"iat": now + 3600}))),
-            "issued in the future",
-        ),
-        (
-            "missing exp",
-            mint(&with(json!({"exp": null}))),
-            "no exp claim",
-        ),
-        (
-            "exp as a string",
-            mint(&with(json!({"exp": "tomorrow"}))),
-            "exp claim is not a NumericDate",
-        ),
-        (
-            "wrong issuer",
-            mint(&with(json!({"iss": "https://evil.example"}))),
-            "issuer https://evil.example is not accepted",
-        ),
-        (
-            "issuer with trailing slash",
-            mint(&with(json!({"iss": format!("{ISSUER}/")}))),
-            "is not accepted",
-        ),
-        (
-            "wrong audience",
-            mint(&with(json!({"aud": "https://other.example/"}))),
-            "does not include an accepted audience",
-        ),
-        (
-            "another resource's token",
-            mint(&with(json!({"aud": ["res_999"]}))),
-            "does not include an accepted audience",
-        ),
-        (
-            "empty audience",
-            mint(&with(json!({"aud": []}))),
-            "audience (empty)",
-        ),
-        (
-            "missing audience",
-            mint(&with(json!({"aud": null}))),
-            "no aud claim",
-        ),
-        (
-            "signed by another key",
-            mint_with(&good_claims(), "b", Some("key-a")),
-            "invalid signature",
-        ),
-        (
-            "unknown kid",
-            mint_with(&good_claims(), "a", Some("key-zzz")),
-            "no signing key with kid key-zzz",
-        ),
-        (
-            "missing kid with several keys",
-            mint_with(&good_claims(), "a", None),
-            "no kid",
-        ),
-        (
-            "HS256",
-            raw_token(
-                &json!({"alg": "HS256", "kid": "key-a"}),
-                &good_claims(),
-                "c2ln",
-            ),
-            "algorithm HS256 is not allowed",
-        ),
-        (
-            "alg none",
-            raw_token(&json!({"alg": "none"}), &good_claims(), ""),
-            "algorithm none is not allowed",
-        ),
-        (
-            "alg none with a signature",
-            raw_token(&json!({"alg": "none"}), &good_claims(), "c2ln"),
-            "algorithm none is not allowed",
-        ),
-        (
-            "two segments",
-            "eyJhbGciOiJSUzI1NiJ9.e30".into(),
-            "3 dot-separated segments",
-        ),
-        ("JWE", "a.b.c.d.e".into(), "JWE"),
-        ("garbage", "not-a-token".into(), "malformed token"),
-        (
-            "payload not JSON",
-            "eyJhbGciOiJSUzI1NiJ9.bm90anNvbg.c2ln".into(),
-            "payload segment is not a JSON object",
-        ),
-    ]
-}
-
-#[tokio::test]
-async fn every_rejection_is_401_invalid_token_with_its_reason() {
-    let app = app_default();
-    for (case, token, reason) in rejection_cases() {
-        let reply = post(&app, Some(&token), &call_greet("x")).await;
-        assert_eq!(reply.status, 401, "{case}: {}", reply.body);
-        let challenge = reply.header("www-authenticate").unwrap();
-        assert!(
-            challenge.contains("error=\"invalid_token\""),
-            "{case}: {challenge}"
-        );
-        assert!(
-            challenge.contains(&format!("resource_metadata=\"{METADATA_URL}\"")),
-            "{case}: {challenge}"
-        );
-        let description = challenge_description(challenge);
-        assert!(
-            description.contains(reason),
-            "{case}: {description:?} lacks {reason:?}"
-        );
-        assert_eq!(reply.json()["error_description"], description, "{case}");
-        assert!(!reply.body.contains(&token), "{case}: the token is echoed");
-    }
 }
 
 #[tokio::test]

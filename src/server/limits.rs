@@ -1,0 +1,205 @@
+//! Resource limits in front of everything else, each answered with its own status rather than a
+//! dropped connection or a crash:
+//!
+//! | limit | flag | answer |
+//! |---|---|---|
+//! | header section size | `--max-header-bytes` | 431 Request Header Fields Too Large |
+//! | request body size | `--max-body-bytes` | 413 Content Too Large |
+//! | time to produce a response | `--request-timeout` | 408 Request Timeout |
+//! | open connections | `--max-connections` | 503 Service Unavailable + Retry-After, then close |
+//!
+//! The header check runs before authentication, so an oversized `Authorization` header (a 64 KiB
+//! "token") is refused without being decoded. hyper's own buffer (~400 KiB) bounds memory before
+//! that; beyond it hyper answers 431 itself. A declared `Content-Length` over the limit is refused
+//! here before authentication; a chunked body is counted by rmcp as it is read (also 413).
+//!
+//! The timeout covers producing the response head only: a Server-Sent Events stream (a GET
+//! stream, or a stateful POST answered as SSE) has its head sent at once and is never cut.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::json;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// Sizes checked per request.
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimits {
+    pub max_header_bytes: usize,
+    pub max_body_bytes: usize,
+}
+
+/// Refuses a request whose header section or declared body is over the limit.
+pub async fn check_sizes(
+    State(limits): State<SizeLimits>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let header_bytes: usize = request
+        .headers()
+        .iter()
+        // "name: value\r\n"
+        .map(|(name, value)| name.as_str().len() + value.len() + 4)
+        .sum();
+    if header_bytes > limits.max_header_bytes {
+        return refuse(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "request_header_fields_too_large",
+            format!(
+                "the request headers are larger than {} bytes",
+                limits.max_header_bytes
+            ),
+        );
+    }
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request_too_large",
+            format!(
+                "the request body is larger than {} bytes",
+                limits.max_body_bytes
+            ),
+        );
+    }
+    next.run(request).await
+}
+
+fn refuse(status: StatusCode, error: &str, description: String) -> Response {
+    let mut response = (
+        status,
+        axum::Json(json!({ "error": error, "error_description": description })),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// A TCP listener that holds at most `max` connections open. Over the limit, a connection gets a
+/// short 503 with `Retry-After` and is closed: the server sheds load instead of queueing it or
+/// running out of file descriptors.
+pub struct LimitedListener {
+    inner: TcpListener,
+    permits: Arc<Semaphore>,
+}
+
+impl LimitedListener {
+    pub fn new(inner: TcpListener, max: usize) -> Self {
+        Self {
+            inner,
+            permits: Arc::new(Semaphore::new(max.max(1))),
+        }
+    }
+}
+
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 91\r\n\r\n\
+{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many open connections; retry\"}\n";
+
+impl axum::serve::Listener for LimitedListener {
+    type Io = LimitedStream;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (mut stream, addr) = axum::serve::Listener::accept(&mut self.inner).await;
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    // Small JSON-RPC responses: send them at once, not after Nagle's delay.
+                    let _ = stream.set_nodelay(true);
+                    return (
+                        LimitedStream {
+                            stream,
+                            _permit: permit,
+                        },
+                        addr,
+                    );
+                }
+                Err(_) => {
+                    tracing::warn!(peer = %addr, "too many open connections: answering 503");
+                    tokio::spawn(async move {
+                        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), async {
+                            let _ = stream.write_all(OVERLOADED).await;
+                            let _ = stream.shutdown().await;
+                        })
+                        .await;
+                    });
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An accepted connection; its slot is freed when it closes.
+pub struct LimitedStream {
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for LimitedStream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for LimitedStream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_overload_answer_declares_its_length() {
+        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+}
