@@ -66,6 +66,25 @@ pub fn app(
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router {
+    build_app(config, keys, dev_auth, shutdown, Authentication::Required)
+}
+
+/// Whether the MCP routes sit behind the bearer-token middleware. Only
+/// [`run_without_auth_for_benchmarks`] says `Off`: no flag, setting or environment variable of
+/// the `scalekit-mcp` binary reaches it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Authentication {
+    Required,
+    Off,
+}
+
+fn build_app(
+    config: &ServeConfig,
+    keys: Arc<JwksCache>,
+    dev_auth: Option<Router>,
+    shutdown: CancellationToken,
+    authentication: Authentication,
+) -> Router {
     let state = Arc::new(AppState {
         policy: config.policy.clone(),
         keys,
@@ -100,17 +119,19 @@ pub fn app(
     );
 
     // Layers run outside-in in the reverse order they are added: Host/Origin first, then auth.
-    let protected = Router::new()
+    let mut protected = Router::new()
         .route_service(&config.mcp_path, mcp)
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
+        .fallback(not_found);
+    if authentication == Authentication::Required {
+        protected = protected.layer(middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            hosts::check_host_and_origin,
         ));
+    }
+    let protected = protected.layer(middleware::from_fn_with_state(
+        state.clone(),
+        hosts::check_host_and_origin,
+    ));
 
     let mut public = Router::new()
         .route("/health", get(health))
@@ -237,6 +258,19 @@ async fn log_request(request: Request, next: Next) -> Response {
 /// Runs the HTTP server until SIGINT / SIGTERM, then lets in-flight requests finish within the
 /// configured bound.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    run_with(config, Authentication::Required).await
+}
+
+/// [`run`] with the bearer-token middleware left out, and nothing else changed: the benchmark's
+/// "auth off" row (`examples/bench_no_auth.rs`), which measures what authentication costs.
+/// The `scalekit-mcp` binary never calls it.
+#[doc(hidden)]
+pub async fn run_without_auth_for_benchmarks(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::warn!("benchmark build: MCP requests are NOT authenticated");
+    run_with(config, Authentication::Off).await
+}
+
+async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -270,11 +304,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         audiences = %config.policy.audiences.join(", "),
         "scalekit-mcp listening"
     );
-    let app = app(
+    let app = build_app(
         &config,
         keys,
         dev_auth.as_ref().map(DevAuth::router),
         shutdown.clone(),
+        authentication,
     );
     // Small JSON-RPC responses: send them at once instead of waiting on Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
