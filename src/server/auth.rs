@@ -17,9 +17,10 @@ use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
 use crate::auth::validate::{Caller, Rejection, validate};
 
-/// The validated subject, left on the response for the request log line.
+/// The validated caller, left on the response for the request log line (only when that line is
+/// written: see [`super::request_log_enabled`]).
 #[derive(Clone)]
-pub struct LoggedSubject(pub Option<String>);
+pub struct LoggedSubject(pub Arc<Caller>);
 
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
@@ -32,10 +33,12 @@ pub async fn authenticate(
     };
     match caller {
         Ok(caller) => {
-            let subject = LoggedSubject(caller.sub.clone());
+            let subject = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
             request.extensions_mut().insert(caller);
             let mut response = next.run(request).await;
-            response.extensions_mut().insert(subject);
+            if let Some(subject) = subject {
+                response.extensions_mut().insert(subject);
+            }
             response
         }
         Err(failure) => refusal_response(state.challenge.refuse(&failure)),

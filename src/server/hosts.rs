@@ -91,14 +91,13 @@ pub fn host_allowed(authority: &str, allowed: &[String]) -> bool {
     if allowed.is_empty() {
         return true;
     }
-    let authority = authority.to_ascii_lowercase();
-    let name = host_name(&authority);
+    // Compared in place, without lowercased copies: this runs on every MCP request.
+    let name = host_name(authority);
     allowed.iter().any(|entry| {
-        let entry = entry.to_ascii_lowercase();
-        if host_name(&entry) == entry {
-            entry == name
+        if host_name(entry).len() == entry.len() {
+            entry.eq_ignore_ascii_case(name)
         } else {
-            entry == authority
+            entry.eq_ignore_ascii_case(authority)
         }
     })
 }
