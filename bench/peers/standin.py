@@ -47,4 +47,11 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        pass  # readiness probes that hang up early are not errors
+
+
+Server(("127.0.0.1", PORT), Handler).serve_forever()

@@ -22,6 +22,16 @@ use crate::auth::validate::{Caller, Rejection, validate};
 #[derive(Clone)]
 pub struct LoggedSubject(pub Arc<Caller>);
 
+/// The guard in front of the MCP endpoint: the Host/Origin checks
+/// ([`super::hosts::refusal`]), then [`authenticate`]. One middleware rather than two layers, as
+/// each layer costs a service clone and a boxed future on every request.
+pub async fn guard(state: State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = super::hosts::refusal(&state, &request) {
+        return refusal;
+    }
+    authenticate(state, request, next).await
+}
+
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
     mut request: Request,

@@ -103,7 +103,7 @@ fn build_app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_legacy_session_mode(!config.stateless)
         .with_json_response(config.stateless)
-        // Host and Origin are checked by `hosts::check_host_and_origin`, with the public URL's
+        // Host and Origin are checked by `hosts::refusal` (in `auth::guard`), with the public URL's
         // host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
@@ -118,20 +118,19 @@ fn build_app(
         mcp_config,
     );
 
-    // Layers run outside-in in the reverse order they are added: Host/Origin first, then auth.
-    let mut protected = Router::new()
+    // Host/Origin first, then the bearer token: one middleware (`auth::guard`), not two layers.
+    let routes = Router::new()
         .route_service(&config.mcp_path, mcp)
         .fallback(not_found);
-    if authentication == Authentication::Required {
-        protected = protected.layer(middleware::from_fn_with_state(
+    let protected = match authentication {
+        Authentication::Required => {
+            routes.layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        }
+        Authentication::Off => routes.layer(middleware::from_fn_with_state(
             state.clone(),
-            auth::authenticate,
-        ));
-    }
-    let protected = protected.layer(middleware::from_fn_with_state(
-        state.clone(),
-        hosts::check_host_and_origin,
-    ));
+            hosts::check_host_and_origin,
+        )),
+    };
 
     let mut public = Router::new()
         .route("/health", get(health))
@@ -153,7 +152,12 @@ fn build_app(
     if let Some(dev_auth) = dev_auth {
         app = app.merge(dev_auth);
     }
-    app.layer(middleware::from_fn(log_request))
+    // The log level is fixed when logging starts (before this is built, in `run`): without the
+    // request line, the layer would only cost a service clone and a boxed future per request.
+    if request_log_enabled() {
+        app = app.layer(middleware::from_fn(log_request));
+    }
+    app
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
