@@ -248,8 +248,11 @@ def run_row(row, token, bad_token, duration, log_dir):
 
 def timed_script(script, env, *args):
     """Runs bench/check-token.sh or bench/call.sh and returns the median in ms it prints."""
-    out = subprocess.run(["bash", os.path.join(ROOT, "bench", script), *args], capture_output=True,
-                         text=True, env=dict(os.environ, **env), cwd=ROOT, timeout=300)
+    try:
+        out = subprocess.run(["bash", os.path.join(ROOT, "bench", script), *args], capture_output=True,
+                             text=True, env=dict(os.environ, **env), cwd=ROOT, timeout=120)
+    except subprocess.TimeoutExpired:
+        return {"status": "FAILED: timed out after 120 s"}
     text = out.stdout + out.stderr
     match = re.search(r"([0-9.]+) ms median|median ([0-9.]+) ms", text)
     if out.returncode != 0 or not match:
@@ -316,7 +319,8 @@ def main():
     skipped = {"status": "skipped"}
     extras = {
         "binary_bytes": os.path.getsize(args.bin) if os.path.exists(args.bin) else None,
-        "check_token": skipped if args.skip_extras else timed_script("check-token.sh", {}, "200"),
+        "check_token": skipped if args.skip_extras else timed_script(
+            "check-token.sh", {"SCALEKIT_MCP_BIN": args.bin}, "200"),
         "call": skipped if args.skip_extras else timed_script(
             "call.sh", {"RUNS": "30", "SCALEKIT_MCP_BIN": args.bin}),
     }
