@@ -3,6 +3,7 @@
 # token, release build. Target: median under 5 ms.
 #
 #   bench/check-token.sh [RUNS]        (default 500 runs)
+#   SCALEKIT_MCP_BIN=path bench/check-token.sh    (an already built binary; no cargo build)
 #
 # Uses hyperfine when installed (apt-get install hyperfine), else (or with BENCH_LOOP=1) a loop
 # timed with date +%s%N.
@@ -13,9 +14,9 @@ runs="${1:-500}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 
-cargo build --release --quiet
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
-bin="$target_dir/release/scalekit-mcp"
+bin="${SCALEKIT_MCP_BIN:-$target_dir/release/scalekit-mcp}"
+[[ -n ${SCALEKIT_MCP_BIN:-} ]] || cargo build --release --quiet
 
 b64url() { openssl base64 -A | tr '+/' '-_' | tr -d '='; }
 now="$(date +%s)"

@@ -26,9 +26,20 @@ fn session_not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
 }
 
-/// The validated subject, left on the response for the request log line.
+/// The validated caller, left on the response for the request log line (only when that line is
+/// written: see [`super::request_log_enabled`]).
 #[derive(Clone)]
-pub struct LoggedSubject(pub Option<String>);
+pub struct LoggedSubject(pub Arc<Caller>);
+
+/// The guard in front of the MCP endpoint: the Host/Origin checks
+/// ([`super::hosts::refusal`]), then [`authenticate`]. One middleware rather than two layers, as
+/// each layer costs a service clone and a boxed future on every request.
+pub async fn guard(state: State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    if let Some(refusal) = super::hosts::refusal(&state, &request) {
+        return refusal;
+    }
+    authenticate(state, request, next).await
+}
 
 pub async fn authenticate(
     State(state): State<Arc<AppState>>,
@@ -52,7 +63,7 @@ pub async fn authenticate(
                 return session_not_found();
             }
             let closing = request.method() == Method::DELETE;
-            let subject = LoggedSubject(caller.sub.clone());
+            let subject = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
             request.extensions_mut().insert(caller.clone());
             let mut response = next.run(request).await;
             if let Some(owners) = &state.sessions {
@@ -70,7 +81,9 @@ pub async fn authenticate(
                     Some(_) => {}
                 }
             }
-            response.extensions_mut().insert(subject);
+            if let Some(subject) = subject {
+                response.extensions_mut().insert(subject);
+            }
             response
         }
         Err(failure) => refusal_response(state.challenge.refuse(&failure)),

@@ -71,6 +71,25 @@ pub fn app(
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router {
+    build_app(config, keys, dev_auth, shutdown, Authentication::Required)
+}
+
+/// Whether the MCP routes sit behind the bearer-token middleware. Only
+/// [`run_without_auth_for_benchmarks`] says `Off`: no flag, setting or environment variable of
+/// the `scalekit-mcp` binary reaches it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Authentication {
+    Required,
+    Off,
+}
+
+fn build_app(
+    config: &ServeConfig,
+    keys: Arc<JwksCache>,
+    dev_auth: Option<Router>,
+    shutdown: CancellationToken,
+    authentication: Authentication,
+) -> Router {
     let state = Arc::new(AppState {
         policy: config.policy.clone(),
         keys,
@@ -90,7 +109,7 @@ pub fn app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_legacy_session_mode(!config.stateless)
         .with_json_response(config.stateless)
-        // Host and Origin are checked by `hosts::check_host_and_origin`, with the public URL's
+        // Host and Origin are checked by `hosts::refusal` (in `auth::guard`), with the public URL's
         // host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
@@ -105,18 +124,19 @@ pub fn app(
         mcp_config,
     );
 
-    // Layers run outside-in in the reverse order they are added: Host/Origin first, then auth.
-    let protected = Router::new()
+    // Host/Origin first, then the bearer token: one middleware (`auth::guard`), not two layers.
+    let routes = Router::new()
         .route_service(&config.mcp_path, mcp)
-        .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .layer(middleware::from_fn_with_state(
+        .fallback(not_found);
+    let protected = match authentication {
+        Authentication::Required => {
+            routes.layer(middleware::from_fn_with_state(state.clone(), auth::guard))
+        }
+        Authentication::Off => routes.layer(middleware::from_fn_with_state(
             state.clone(),
             hosts::check_host_and_origin,
-        ));
+        )),
+    };
 
     let mut public = Router::new()
         .route("/health", get(health))
@@ -143,12 +163,19 @@ pub fn app(
         max_header_bytes: config.max_header_bytes,
         max_body_bytes: config.max_body_bytes,
     };
-    app.layer(TimeoutLayer::with_status_code(
-        StatusCode::REQUEST_TIMEOUT,
-        config.request_timeout,
-    ))
-    .layer(middleware::from_fn_with_state(sizes, limits::check_sizes))
-    .layer(middleware::from_fn(log_request))
+    let app = app
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(middleware::from_fn_with_state(sizes, limits::check_sizes));
+    // The log level is fixed when logging starts (before this is built, in `run`): without the
+    // request line, the layer would only cost a service clone and a boxed future per request.
+    if request_log_enabled() {
+        app.layer(middleware::from_fn(log_request))
+    } else {
+        app
+    }
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
@@ -224,10 +251,16 @@ async fn not_found() -> Response {
         .into_response()
 }
 
+/// Whether [`log_request`] writes its line: the auth middleware asks too, so that it does no
+/// work for the line when the level is off (one callsite, so both always agree).
+pub(crate) fn request_log_enabled() -> bool {
+    tracing::enabled!(tracing::Level::INFO)
+}
+
 /// One line per request: method, path (never the query string, which could hold a token), status,
 /// latency and the authenticated subject.
 async fn log_request(request: Request, next: Next) -> Response {
-    if !tracing::enabled!(tracing::Level::INFO) {
+    if !request_log_enabled() {
         return next.run(request).await;
     }
     let started = Instant::now();
@@ -237,7 +270,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let subject = response
         .extensions()
         .get::<LoggedSubject>()
-        .and_then(|subject| subject.0.as_deref())
+        .and_then(|subject| subject.0.sub.as_deref())
         .unwrap_or("-");
     tracing::info!(
         %method,
@@ -253,6 +286,19 @@ async fn log_request(request: Request, next: Next) -> Response {
 /// Runs the HTTP server until SIGINT / SIGTERM, then lets in-flight requests finish within the
 /// configured bound.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    run_with(config, Authentication::Required).await
+}
+
+/// [`run`] with the bearer-token middleware left out, and nothing else changed: the benchmark's
+/// "auth off" row (`examples/bench_no_auth.rs`), which measures what authentication costs.
+/// The `scalekit-mcp` binary never calls it.
+#[doc(hidden)]
+pub async fn run_without_auth_for_benchmarks(config: ServeConfig) -> anyhow::Result<()> {
+    tracing::warn!("benchmark build: MCP requests are NOT authenticated");
+    run_with(config, Authentication::Off).await
+}
+
+async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow::Result<()> {
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
@@ -286,11 +332,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         audiences = %config.policy.audiences.join(", "),
         "scalekit-mcp listening"
     );
-    let app = app(
+    let app = build_app(
         &config,
         keys,
         dev_auth.as_ref().map(DevAuth::router),
         shutdown.clone(),
+        authentication,
     );
     let listener = limits::LimitedListener::new(listener, config.max_connections);
     let server = axum::serve(listener, app).with_graceful_shutdown({

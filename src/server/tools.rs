@@ -23,10 +23,11 @@ pub struct GreetArgs {
     pub name: String,
 }
 
-/// The tool set; one instance per MCP session.
+/// The tool set; one instance per MCP session (with `--stateless`, per request), so cloning it
+/// must be cheap: the router is built once and shared.
 #[derive(Clone)]
 pub struct ScalekitTools {
-    tool_router: ToolRouter<Self>,
+    tool_router: Arc<ToolRouter<Self>>,
 }
 
 impl Default for ScalekitTools {
@@ -39,7 +40,7 @@ impl Default for ScalekitTools {
 impl ScalekitTools {
     pub fn new() -> Self {
         Self {
-            tool_router: Self::tool_router(),
+            tool_router: Arc::new(Self::tool_router()),
         }
     }
 

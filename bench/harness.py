@@ -1,0 +1,491 @@
+"""The measuring half of bench/run (which builds and installs first). Standard library only.
+
+Starts every row on a free loopback port, checks that it answers the greeting and refuses a bad
+token (a row that does not is reported as failed and not measured), drives it with wrk at each
+concurrency, samples its RSS from /proc, and writes results.md, results.json and throughput.svg.
+
+    python3 bench/harness.py --out DIR --bin BIN --no-auth BIN --ceiling BIN \
+        --venv DIR --node-dir DIR [--duration SECONDS] [--rows a,b,...]
+"""
+
+import argparse
+import base64
+import datetime
+import http.client
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIXTURES = os.path.join(ROOT, "tests", "fixtures")
+AUDIENCE = "res_bench"
+GREETING = "Hi bench, welcome to Scalekit!"
+CONCURRENCY = [1, 16, 64]
+PROTOCOL = "2025-06-18"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def mint(issuer, key, kid="key-a", lifetime=3600):
+    """An RS256 JWT signed with a fixture key by openssl."""
+    now = int(time.time())
+    header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
+    payload = b64url(json.dumps({
+        "iss": issuer, "aud": [AUDIENCE], "sub": "usr_bench", "client_id": "bench",
+        "scope": "mcp:tools", "iat": now, "exp": now + lifetime,
+    }).encode())
+    signing_input = f"{header}.{payload}".encode()
+    signature = subprocess.run(
+        ["openssl", "dgst", "-sha256", "-sign", os.path.join(FIXTURES, key), "-binary"],
+        input=signing_input, capture_output=True, check=True).stdout
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
+def rss_kib(pid):
+    """VmRSS and VmHWM of a process, in KiB (None when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            status = f.read()
+    except OSError:
+        return None, None
+    values = {}
+    for name in ("VmRSS", "VmHWM"):
+        match = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
+        values[name] = int(match.group(1)) if match else None
+    return values["VmRSS"], values["VmHWM"]
+
+
+def post(port, body, token, session=None, path="/"):
+    """One MCP POST; returns (status, headers, text)."""
+    headers = {
+        "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": PROTOCOL,
+    }
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    if session:
+        headers["Mcp-Session-Id"] = session
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, json.dumps(body), headers)
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+def initialize(port, token):
+    """Opens a stateful MCP session; returns its id (None for a server without sessions)."""
+    status, headers, text = post(port, {
+        "jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                   "clientInfo": {"name": "bench", "version": "1"}}}, token)
+    if status != 200:
+        raise RuntimeError(f"initialize answered {status}: {text[:200]}")
+    session = {k.lower(): v for k, v in headers.items()}.get("mcp-session-id")
+    status, _, text = post(port, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                           token, session)
+    if status not in (200, 202):
+        raise RuntimeError(f"notifications/initialized answered {status}: {text[:200]}")
+    return session
+
+
+def greet(port, token, session):
+    return post(port, {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                       "params": {"name": "greet_user", "arguments": {"name": "bench"}}},
+                token, session)
+
+
+def wait_ready(port, path, deadline_s=30.0):
+    """Polls GET path until 200; returns the seconds it took (from now)."""
+    start = time.monotonic()
+    while time.monotonic() - start < deadline_s:
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", path)
+            if conn.getresponse().status == 200:
+                return time.monotonic() - start
+        except OSError:
+            pass
+        finally:
+            conn.close()
+        time.sleep(0.002)
+    raise RuntimeError(f"not ready on {path} after {deadline_s:.0f} s")
+
+
+class Sampler(threading.Thread):
+    """Samples a process's RSS every 100 ms while running."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stop_event = pid, 0, threading.Event()
+
+    def run(self):
+        while not self.stop_event.is_set():
+            rss, _ = rss_kib(self.pid)
+            if rss:
+                self.peak = max(self.peak, rss)
+            time.sleep(0.1)
+
+    def stop(self):
+        self.stop_event.set()
+        self.join()
+        return self.peak
+
+
+def wrk(port, token, session, concurrency, duration):
+    env = dict(os.environ, BENCH_TOKEN=token, BENCH_SESSION=session or "")
+    threads = 1 if concurrency == 1 else 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",
+         "-s", os.path.join(ROOT, "bench", "wrk", "tools_call.lua"), f"http://127.0.0.1:{port}/"],
+        env=env, capture_output=True, text=True, timeout=duration + 60)
+    line = next((l for l in out.stdout.splitlines() if l.startswith("BENCH_RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"wrk failed: {out.stdout[-400:]} {out.stderr[-400:]}")
+    result = json.loads(line[len("BENCH_RESULT "):])
+    result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    return result
+
+
+def rows(args, sk_url, jwks_url):
+    """name, label, command, env, readiness path, stateful?, refuses bad tokens?"""
+    ours = lambda binary, *extra: [  # noqa: E731
+        binary, *(["serve"] if binary == args.bin else []), "--port", "{port}",
+        "--sk-env-url", sk_url, "--audience", AUDIENCE, "--public-url", "http://127.0.0.1:{port}",
+        "--log-level", "warn", *extra]
+    venv_python = os.path.join(args.venv, "bin", "python")
+    seed_env = {"SK_ENV_URL": sk_url, "SK_CLIENT_ID": "skc_bench", "SK_CLIENT_SECRET": "bench",
+                "EXPECTED_AUDIENCE": AUDIENCE, "PORT": "{port}"}
+    seed = os.path.join(ROOT, "bench", "peers", "seed_server.py")
+    return [
+        ("a", "scalekit-mcp serve --stateless", ours(args.bin, "--stateless"), {}, "/ready", False, True),
+        ("b", "scalekit-mcp serve (stateful)", ours(args.bin), {}, "/ready", True, True),
+        ("c", "serve --stateless, auth off (bench_no_auth)", ours(args.no_auth, "--stateless"), {},
+         "/ready", False, False),
+        ("d", "seed: FastAPI + FastMCP + Scalekit SDK, as shipped (stateful)", [venv_python, seed],
+         seed_env, "/health", True, True),
+        ("d2", "seed, stateless (FastMCP stateless_http + json_response)", [venv_python, seed],
+         dict(seed_env, SEED_STATELESS="1"), "/health", False, True),
+        ("e", "TypeScript SDK, requireBearerAuth + jose JWKS, stateless",
+         ["node", os.path.join(args.node_dir, "ts_server.mjs")],
+         {"PORT": "{port}", "JWKS_URL": jwks_url, "ISSUER": sk_url, "AUDIENCE": AUDIENCE},
+         "/health", False, True),
+        ("f", "ceiling: bare axum route, fixed JSON (no auth, no MCP)", [args.ceiling, "{port}"], {},
+         "/ready", False, False),
+    ]
+
+
+def run_row(row, token, bad_token, duration, log_dir):
+    name, label, command, extra_env, ready_path, stateful, has_auth = row
+    port = free_port()
+    command = [part.replace("{port}", str(port)) for part in command]
+    env = dict(os.environ, **{k: v.replace("{port}", str(port)) for k, v in extra_env.items()})
+    env.pop("RUST_LOG", None)
+    result = {"row": name, "label": label, "stateful": stateful, "auth": has_auth}
+    log = open(os.path.join(log_dir, f"{name}.log"), "w")
+    started = time.monotonic()
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                               cwd=tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    try:
+        wait_ready(port, ready_path)
+        result["startup_ms"] = (time.monotonic() - started) * 1000
+        # The checks: the greeting with a valid token, a 401 for a bad one. Failing rows are not measured.
+        session = initialize(port, token) if stateful else None
+        status, _, text = greet(port, token, session)
+        if status != 200 or GREETING not in text:
+            raise RuntimeError(f"tools/call answered {status}: {text[:300]}")
+        if has_auth:
+            status, _, text = greet(port, bad_token, session)
+            if status != 401:
+                raise RuntimeError(f"a token with a bad signature got {status}, not 401: {text[:200]}")
+            result["refuses_bad_token"] = True
+        time.sleep(0.5)
+        result["rss_idle_kib"], _ = rss_kib(process.pid)
+        result["runs"] = {}
+        sampler = Sampler(process.pid)
+        sampler.start()
+        for concurrency in CONCURRENCY:
+            wrk(port, token, session, concurrency, 1)  # warm-up
+            run = wrk(port, token, session, concurrency, duration)
+            result["runs"][str(concurrency)] = run
+            print(f"  {name} c={concurrency:<3} {run['rps']:>10.0f} req/s  p50 {run['p50_us'] / 1000:.2f} ms"
+                  f"  p99 {run['p99_us'] / 1000:.2f} ms  bad {run['bad']}", flush=True)
+        result["rss_load_kib"] = sampler.stop()
+        _, result["rss_peak_kib"] = rss_kib(process.pid)
+        bad = sum(run["bad"] + run["socket_errors"] for run in result["runs"].values())
+        result["status"] = "ok" if bad == 0 else f"ok, but {bad} bad responses or socket errors under load"
+    except Exception as error:  # a failed row is reported, never benchmarked
+        result["status"] = f"FAILED: {error}"
+        result.pop("runs", None)
+        print(f"  {name} FAILED: {error} (log: {log.name})", flush=True)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+    return result
+
+
+def timed_script(script, env, *args):
+    """Runs bench/check-token.sh or bench/call.sh and returns the median in ms it prints."""
+    try:
+        out = subprocess.run(["bash", os.path.join(ROOT, "bench", script), *args], capture_output=True,
+                             text=True, env=dict(os.environ, **env), cwd=ROOT, timeout=120)
+    except subprocess.TimeoutExpired:
+        return {"status": "FAILED: timed out after 120 s"}
+    text = out.stdout + out.stderr
+    match = re.search(r"([0-9.]+) ms median|median ([0-9.]+) ms", text)
+    if out.returncode != 0 or not match:
+        return {"status": f"FAILED: {text[-300:]}"}
+    return {"status": "ok", "median_ms": float(match.group(1) or match.group(2))}
+
+
+def load():
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def fmt_rps(run):
+    return f"{run['rps']:,.0f}" if run else "—"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--bin", required=True)
+    parser.add_argument("--no-auth", required=True)
+    parser.add_argument("--ceiling", required=True)
+    parser.add_argument("--venv", required=True)
+    parser.add_argument("--node-dir", required=True)
+    parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rows", default="a,b,c,d,d2,e,f")
+    parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    log_dir = tempfile.mkdtemp(prefix="bench-logs-")
+
+    machine = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "nproc": os.cpu_count(),
+        "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                     if l.startswith("model name")), platform.machine()),
+        "kernel": platform.release(),
+        "uptime_before": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip(),
+        "rustc_processes_before": len(subprocess.run(["pgrep", "-x", "rustc"], capture_output=True,
+                                                     text=True).stdout.split()),
+        "wrk_duration_s": args.duration,
+    }
+    print(f"machine: {machine['nproc']} cores, load {load()}, "
+          f"{machine['rustc_processes_before']} rustc processes running", flush=True)
+
+    sk_port = free_port()
+    sk_url = f"http://127.0.0.1:{sk_port}"
+    standin = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers", "standin.py"),
+                                str(sk_port), os.path.join(FIXTURES, "jwks-a.json")])
+    results = []
+    try:
+        wait_ready(sk_port, "/keys")
+        token = mint(sk_url, "rsa-a.pem")
+        bad_token = mint(sk_url, "rsa-b.pem")  # names key-a, signed with key b: a bad signature
+        wanted = set(args.rows.split(","))
+        for row in rows(args, sk_url, f"{sk_url}/keys"):
+            if row[0] in wanted:
+                print(f"row {row[0]}: {row[1]}", flush=True)
+                results.append(run_row(row, token, bad_token, args.duration, log_dir))
+    finally:
+        standin.terminate()
+        standin.wait()
+
+    skipped = {"status": "skipped"}
+    extras = {
+        "binary_bytes": os.path.getsize(args.bin) if os.path.exists(args.bin) else None,
+        "check_token": skipped if args.skip_extras else timed_script(
+            "check-token.sh", {"SCALEKIT_MCP_BIN": args.bin}, "200"),
+        "call": skipped if args.skip_extras else timed_script(
+            "call.sh", {"RUNS": "30", "SCALEKIT_MCP_BIN": args.bin}),
+    }
+    machine["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    report = {"machine": machine, "rows": results, "extras": extras}
+    report["ratios"] = ratios(results)
+    report["targets"] = targets(results, extras)
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump(report, f, indent=2)
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(markdown(report))
+    with open(os.path.join(args.out, "throughput.svg"), "w") as f:
+        f.write(svg(results))
+    print(markdown(report))
+    print(f"written: {args.out}/results.md, results.json, throughput.svg (server logs in {log_dir})")
+
+
+def by_row(results):
+    return {r["row"]: r for r in results if "runs" in r}
+
+
+def ratios(results):
+    rows = by_row(results)
+    pairs = [
+        ("ours stateless / seed as shipped", "a", "d"),
+        ("ours stateful / seed as shipped", "b", "d"),
+        ("ours stateless / seed stateless", "a", "d2"),
+        ("ours stateless / TypeScript SDK", "a", "e"),
+        ("ours stateless / ceiling", "a", "f"),
+        ("auth on / auth off (stateless)", "a", "c"),
+    ]
+    out = []
+    for label, ours, peer in pairs:
+        values = {}
+        for c in CONCURRENCY:
+            if ours in rows and peer in rows:
+                values[str(c)] = rows[ours]["runs"][str(c)]["rps"] / rows[peer]["runs"][str(c)]["rps"]
+        out.append({"label": label, "ours": ours, "peer": peer, "by_concurrency": values})
+    return out
+
+
+def targets(results, extras):
+    rows = by_row(results)
+    a, c, d, f = (rows.get(k) for k in ("a", "c", "d", "f"))
+    rps = lambda row, conc=64: row["runs"][str(conc)]["rps"] if row else None  # noqa: E731
+    checks = []
+
+    def check(name, goal, value, ok, unit=""):
+        checks.append({"target": name, "goal": goal,
+                       "measured": None if value is None else f"{value}{unit}",
+                       "met": None if value is None else bool(ok)})
+
+    if a and f:
+        share = max(rps(a, conc) / rps(f, conc) for conc in CONCURRENCY)
+        check("stateless throughput vs ceiling (best concurrency)", "≥ 50 %", f"{share:.0%}", share >= 0.5)
+    if a and d:
+        times = max(rps(a, conc) for conc in CONCURRENCY) / max(rps(d, conc) for conc in CONCURRENCY)
+        check("stateless throughput vs seed as shipped (best of each)", "≥ 100×", f"{times:.0f}×", times >= 100)
+    if a and c:
+        overhead = 1 - rps(a) / rps(c)
+        check("auth overhead at c=64 (1 − on/off)", "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
+    if a:
+        p99 = a["runs"]["64"]["p99_us"] / 1000
+        check("p99 at c=64, stateless", "≤ 5 ms", f"{p99:.2f}", p99 <= 5, " ms")
+        check("idle RSS", "≤ 15 MB", f"{a['rss_idle_kib'] / 1024:.1f}", a["rss_idle_kib"] <= 15 * 1024, " MiB")
+        check("RSS under load", "≤ 40 MB", f"{a['rss_load_kib'] / 1024:.1f}", a["rss_load_kib"] <= 40 * 1024,
+              " MiB")
+        check("startup to ready (local JWKS)", "≤ 100 ms", f"{a['startup_ms']:.0f}", a["startup_ms"] <= 100,
+              " ms")
+    if extras["binary_bytes"]:
+        size = extras["binary_bytes"] / 1024 / 1024
+        check("release binary", "≤ 20 MB", f"{size:.1f}", size <= 20, " MiB")
+    return checks
+
+
+def markdown(report):
+    m = report["machine"]
+    lines = [
+        f"Measured {m['date']} on {m['nproc']} cores ({m['cpu']}, Linux {m['kernel']}), "
+        f"wrk {m['wrk_duration_s']} s per cell, client and server on the same machine.",
+        "",
+        f"Machine load: before `{m['uptime_before']}`; after `{m['uptime_after']}`; "
+        f"{m['rustc_processes_before']} rustc processes were running at the start. "
+        "Other builds share these 2 cores, so absolute numbers are low and noisy; "
+        "the ratios, taken within this one run, are the figures to read.",
+        "",
+        "| row | req/s c=1 | req/s c=16 | req/s c=64 | p50 / p99 c=64 | RSS idle | RSS load | ready in | status |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in report["rows"]:
+        runs = r.get("runs", {})
+        c64 = runs.get("64")
+        lat = f"{c64['p50_us'] / 1000:.2f} / {c64['p99_us'] / 1000:.2f} ms" if c64 else "—"
+        mib = lambda k: f"{r[k] / 1024:.1f} MiB" if r.get(k) else "—"  # noqa: E731
+        ready = f"{r['startup_ms']:.0f} ms" if "startup_ms" in r else "—"
+        lines.append(f"| ({r['row']}) {r['label']} | {fmt_rps(runs.get('1'))} | {fmt_rps(runs.get('16'))} | "
+                     f"{fmt_rps(c64)} | {lat} | {mib('rss_idle_kib')} | {mib('rss_load_kib')} | {ready} | "
+                     f"{r['status']} |")
+    lines += ["", "| ratio (same run) | c=1 | c=16 | c=64 |", "|---|---:|---:|---:|"]
+    for ratio in report["ratios"]:
+        values = ratio["by_concurrency"]
+        cell = lambda c: f"{values[c]:.2f}×" if c in values else "—"  # noqa: E731
+        lines.append(f"| {ratio['label']} | {cell('1')} | {cell('16')} | {cell('64')} |")
+    e = report["extras"]
+    fmt = lambda x: f"{x['median_ms']:.1f} ms median" if x.get("median_ms") is not None else x["status"]  # noqa: E731
+    lines += ["", f"`check-token --jwks` wall time: {fmt(e['check_token'])}; "
+                  f"`call greet_user` wall time against a local `serve`: {fmt(e['call'])}; "
+                  f"release binary: {(e['binary_bytes'] or 0) / 1024 / 1024:.1f} MiB.",
+              "", "| target | goal | measured | met |", "|---|---|---|---|"]
+    for t in report["targets"]:
+        met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
+        lines.append(f"| {t['target']} | {t['goal']} | {t['measured'] or '—'} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def svg(results):
+    """Throughput against concurrency, log-scale y, one line per row; written by hand."""
+    width, height, left, right, top, bottom = 760, 420, 70, 330, 30, 50
+    plot_w, plot_h = width - left - right, height - top - bottom
+    measured = [r for r in results if "runs" in r]
+    values = [run["rps"] for r in measured for run in r["runs"].values() if run["rps"] > 0]
+    import math
+    lo = 10 ** math.floor(math.log10(min(values))) if values else 1
+    hi = 10 ** math.ceil(math.log10(max(values))) if values else 10
+    y = lambda v: top + plot_h - (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo)) * plot_h  # noqa: E731
+    x = lambda i: left + i * plot_w / (len(CONCURRENCY) - 1)  # noqa: E731
+    colors = ["#d62728", "#ff7f0e", "#9467bd", "#2ca02c", "#17becf", "#1f77b4", "#7f7f7f"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'font-family="sans-serif" font-size="12">',
+           f'<rect width="{width}" height="{height}" fill="white"/>',
+           f'<text x="{left}" y="18" font-size="14">Authenticated tools/call greet_user: requests/s '
+           f'(log scale) by concurrency</text>']
+    decade = lo
+    while decade <= hi:
+        out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y(decade):.1f}" y2="{y(decade):.1f}" '
+                   f'stroke="#ddd"/><text x="{left - 6}" y="{y(decade) + 4:.1f}" text-anchor="end">'
+                   f'{decade:,.0f}</text>')
+        decade *= 10
+    for i, c in enumerate(CONCURRENCY):
+        out.append(f'<text x="{x(i):.1f}" y="{top + plot_h + 20}" text-anchor="middle">c={c}</text>')
+    out.append(f'<text x="{left + plot_w / 2:.1f}" y="{height - 10}" text-anchor="middle">'
+               'concurrent connections (wrk)</text>')
+    for n, r in enumerate(measured):
+        color = colors[n % len(colors)]
+        points = " ".join(f"{x(i):.1f},{y(r['runs'][str(c)]['rps']):.1f}"
+                          for i, c in enumerate(CONCURRENCY) if r["runs"][str(c)]["rps"] > 0)
+        out.append(f'<polyline points="{points}" fill="none" stroke="{color}" stroke-width="2"/>')
+        for point in points.split():
+            px, py = point.split(",")
+            out.append(f'<circle cx="{px}" cy="{py}" r="3" fill="{color}"/>')
+        ly = top + 10 + n * 20
+        label = f"({r['row']}) {r['label']}"
+        label = label if len(label) <= 52 else label[:51] + "…"
+        out.append(f'<line x1="{left + plot_w + 15}" x2="{left + plot_w + 35}" y1="{ly}" y2="{ly}" '
+                   f'stroke="{color}" stroke-width="2"/><text x="{left + plot_w + 40}" y="{ly + 4}" '
+                   f'font-size="10">{escape(label)}</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def escape(text):
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+if __name__ == "__main__":
+    if not shutil.which("wrk"):
+        sys.exit("bench: wrk is not installed (bench/run installs it)")
+    main()
