@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-600}"
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(token www_authenticate check_token_input)
+[ ${#targets[@]} -eq 0 ] && targets=(token www_authenticate check_token_input call_arguments)
 for target in "${targets[@]}"; do
   echo "== $target for ${seconds}s"
   cargo +nightly fuzz run --sanitizer none --release "$target" -- \

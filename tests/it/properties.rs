@@ -1,6 +1,6 @@
 //! Property tests of the parsers the fuzz targets (`fuzz/`) exercise, on stable and in the default
 //! `cargo test`: token decoding and validation, the `Authorization` header, the challenge both
-//! ways (ours built, rmcp's parser reading it), and check-token's input handling. Case counts are
+//! ways (ours built, rmcp's parser reading it), check-token's input handling and `call`'s arguments. Case counts are
 //! modest so the suite stays fast; the fuzzers run the same properties for longer.
 
 use std::sync::LazyLock;
@@ -13,6 +13,7 @@ use rmcp::transport::auth::WWWAuthenticateParams;
 use scalekit_mcp::auth::challenge::{AuthFailure, ChallengeParams};
 use scalekit_mcp::auth::keys::KeySet;
 use scalekit_mcp::auth::validate::{Mode, Rejection, TokenPolicy, evaluate, validate};
+use scalekit_mcp::client::arguments::{Pair, build, parse_pair};
 use scalekit_mcp::client::home::canonical_server_url;
 use scalekit_mcp::commands::check_token::strip_bearer;
 use scalekit_mcp::server::auth::bearer_token;
@@ -142,6 +143,28 @@ proptest! {
         prop_assert_eq!(stripped.trim(), stripped);
         if let Ok(url) = canonical_server_url(&text) {
             prop_assert_eq!(canonical_server_url(&url).ok(), Some(url));
+        }
+    }
+
+    /// `call`'s arguments (the `call_arguments` fuzz target's properties): parsing and building
+    /// never panic; an accepted `key=value` for a string property keeps its text exactly; every
+    /// required argument is present.
+    #[test]
+    fn call_arguments(lines in prop::collection::vec(prop_oneof![
+        ".*",
+        "(zip|n|ok|tags|x)(:)?=.{0,12}",
+    ], 0..6)) {
+        let schema = json!({"type": "object", "required": ["zip"], "properties": {
+            "zip": {"type": "string"}, "n": {"type": "integer"}, "ok": {"type": "boolean"},
+            "tags": {"type": "array", "items": {"type": "string"}}}});
+        let schema = schema.as_object().unwrap();
+        let pairs: Vec<Pair> = lines.iter().filter_map(|line| parse_pair(line).ok()).collect();
+        if let Ok(arguments) = build("tool", schema, serde_json::Map::new(), &pairs) {
+            prop_assert!(arguments.contains_key("zip"));
+            let last_zip = pairs.iter().rev().find(|pair| pair.key() == "zip");
+            if let Some(Pair::Text(_, text)) = last_zip {
+                prop_assert_eq!(arguments.get("zip"), Some(&json!(text)));
+            }
         }
     }
 }
