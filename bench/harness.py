@@ -193,7 +193,15 @@ def rows(args, sk_url, jwks_url):
     ]
 
 
-def run_row(row, token, bad_token, duration, log_dir):
+def best_of(rounds, measure):
+    """The fastest of `rounds` wrk runs: on a shared machine, slower runs measure the neighbours."""
+    runs = [measure() for _ in range(rounds)]
+    best = max(runs, key=lambda run: run["rps"])
+    best["rounds_rps"] = [round(run["rps"]) for run in runs]
+    return best
+
+
+def run_row(row, token, bad_token, duration, rounds, log_dir):
     name, label, command, extra_env, ready_path, stateful, has_auth = row
     port = free_port()
     command = [part.replace("{port}", str(port)) for part in command]
@@ -224,7 +232,7 @@ def run_row(row, token, bad_token, duration, log_dir):
         sampler.start()
         for concurrency in CONCURRENCY:
             wrk(port, token, session, concurrency, 1)  # warm-up
-            run = wrk(port, token, session, concurrency, duration)
+            run = best_of(rounds, lambda: wrk(port, token, session, concurrency, duration))
             result["runs"][str(concurrency)] = run
             print(f"  {name} c={concurrency:<3} {run['rps']:>10.0f} req/s  p50 {run['p50_us'] / 1000:.2f} ms"
                   f"  p99 {run['p99_us'] / 1000:.2f} ms  bad {run['bad']}", flush=True)
@@ -278,6 +286,7 @@ def main():
     parser.add_argument("--venv", required=True)
     parser.add_argument("--node-dir", required=True)
     parser.add_argument("--duration", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
     parser.add_argument("--rows", default="a,b,c,d,d2,e,f")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     args = parser.parse_args()
@@ -294,6 +303,7 @@ def main():
         "rustc_processes_before": len(subprocess.run(["pgrep", "-x", "rustc"], capture_output=True,
                                                      text=True).stdout.split()),
         "wrk_duration_s": args.duration,
+        "rounds": args.rounds,
     }
     print(f"machine: {machine['nproc']} cores, load {load()}, "
           f"{machine['rustc_processes_before']} rustc processes running", flush=True)
@@ -311,7 +321,7 @@ def main():
         for row in rows(args, sk_url, f"{sk_url}/keys"):
             if row[0] in wanted:
                 print(f"row {row[0]}: {row[1]}", flush=True)
-                results.append(run_row(row, token, bad_token, args.duration, log_dir))
+                results.append(run_row(row, token, bad_token, args.duration, args.rounds, log_dir))
     finally:
         standin.terminate()
         standin.wait()
@@ -374,8 +384,8 @@ def targets(results, extras):
                        "met": None if value is None else bool(ok)})
 
     if a and f:
-        share = max(rps(a, conc) / rps(f, conc) for conc in CONCURRENCY)
-        check("stateless throughput vs ceiling (best concurrency)", "≥ 50 %", f"{share:.0%}", share >= 0.5)
+        share = max(rps(a, conc) for conc in CONCURRENCY) / max(rps(f, conc) for conc in CONCURRENCY)
+        check("stateless throughput vs ceiling (best of each)", "≥ 50 %", f"{share:.0%}", share >= 0.5)
     if a and d:
         times = max(rps(a, conc) for conc in CONCURRENCY) / max(rps(d, conc) for conc in CONCURRENCY)
         check("stateless throughput vs seed as shipped (best of each)", "≥ 100×", f"{times:.0f}×", times >= 100)
@@ -400,12 +410,14 @@ def markdown(report):
     m = report["machine"]
     lines = [
         f"Measured {m['date']} on {m['nproc']} cores ({m['cpu']}, Linux {m['kernel']}), "
-        f"wrk {m['wrk_duration_s']} s per cell, client and server on the same machine.",
+        f"wrk {m['wrk_duration_s']} s per run, the fastest of {m.get('rounds', 1)} runs per cell, "
+        "client and server on the same machine (wrk takes part of the CPU every row is measured with).",
         "",
         f"Machine load: before `{m['uptime_before']}`; after `{m['uptime_after']}`; "
         f"{m['rustc_processes_before']} rustc processes were running at the start. "
-        "Other builds share these 2 cores, so absolute numbers are low and noisy; "
-        "the ratios, taken within this one run, are the figures to read.",
+        + ("Other work shared the cores, so absolute numbers are low and noisy; "
+           if m["rustc_processes_before"] else "")
+        + "the ratios, taken within this one run, are the figures to read.",
         "",
         "| row | req/s c=1 | req/s c=16 | req/s c=64 | p50 / p99 c=64 | RSS idle | RSS load | ready in | status |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",
