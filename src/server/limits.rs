@@ -65,19 +65,21 @@ pub async fn check_sizes(
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.trim().parse::<u64>().ok());
     if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request_too_large",
-            format!(
-                "the request body is larger than {} bytes",
-                limits.max_body_bytes
-            ),
-        );
+        return body_too_large(limits.max_body_bytes);
     }
     next.run(request).await
 }
 
-fn refuse(status: StatusCode, error: &str, description: String) -> Response {
+/// The 413 for a body over `--max-body-bytes`, declared or counted while read.
+pub(crate) fn body_too_large(max_body_bytes: usize) -> Response {
+    refuse(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+        format!("the request body is larger than {max_body_bytes} bytes"),
+    )
+}
+
+pub(crate) fn refuse(status: StatusCode, error: &str, description: String) -> Response {
     let mut response = (
         status,
         axum::Json(json!({ "error": error, "error_description": description })),

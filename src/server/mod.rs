@@ -10,6 +10,7 @@
 
 pub mod auth;
 pub mod dev_auth;
+pub mod direct;
 pub mod hosts;
 pub mod limits;
 pub mod sessions;
@@ -113,11 +114,12 @@ fn build_app(
         // host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
+    // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
+    // which matters with --stateless where every request is a session.
+    let tools = ScalekitTools::new();
     let mcp = StreamableHttpService::new(
-        // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
-        // which matters with --stateless where every request is a session.
         {
-            let tools = ScalekitTools::new();
+            let tools = tools.clone();
             move || Ok(tools.clone())
         },
         Arc::new(LocalSessionManager::default()),
@@ -125,9 +127,19 @@ fn build_app(
     );
 
     // Host/Origin first, then the bearer token: one middleware (`auth::guard`), not two layers.
-    let routes = Router::new()
-        .route_service(&config.mcp_path, mcp)
-        .fallback(not_found);
+    // With --stateless, plain tool calls are then answered without rmcp's per-request service
+    // (`direct`); everything else reaches rmcp.
+    let mcp_route = Router::new().route_service(&config.mcp_path, mcp);
+    let mcp_route = if config.stateless {
+        let direct = Arc::new(direct::DirectPath::new(tools, config.max_body_bytes));
+        mcp_route.layer(middleware::from_fn_with_state(
+            direct,
+            direct::answer_or_pass,
+        ))
+    } else {
+        mcp_route
+    };
+    let routes = mcp_route.fallback(not_found);
     let protected = match authentication {
         Authentication::Required => {
             routes.layer(middleware::from_fn_with_state(state.clone(), auth::guard))

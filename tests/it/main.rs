@@ -6,6 +6,7 @@ mod call;
 mod check_token;
 mod completions;
 mod dev_auth;
+mod direct_path;
 mod hygiene;
 mod login;
 mod properties;

@@ -1,0 +1,293 @@
+//! The `--stateless` hot path: plain `tools/call` and `tools/list` requests answered without
+//! rmcp's per-request service.
+//!
+//! rmcp serves every stateless request by starting a whole MCP service for it: a service task,
+//! a handler task, channels and cancellation tokens, then a JSON round trip through them. Under
+//! load that was about 40 % of the server's CPU (perf, `bench/run`), more than authentication,
+//! parsing and HTTP together. This module answers the common requests by calling the same
+//! [`ServerHandler`] dispatch (`Service::handle_request`) directly, in the request's own task,
+//! with the request context rmcp would build.
+//!
+//! It takes only requests whose answer cannot differ from rmcp's, and hands everything else to
+//! rmcp untouched (the body it read is passed on):
+//! - `POST` with `Content-Type: application/json` and an `Accept` listing both
+//!   `application/json` and `text/event-stream` (no parameters, no `q=` weights);
+//! - no `MCP-Protocol-Version`, or a version rmcp knows that is older than `2026-07-28` (newer
+//!   versions carry per-request metadata and standard headers that rmcp validates);
+//! - a single JSON-RPC request for `tools/call` or `tools/list` without a protocol version in
+//!   its `_meta`.
+//!
+//! What a handler sees here differs in two ways, neither of which this server's tools use: the
+//! context's peer is one shared, idle peer (a handler cannot send notifications or requests to
+//! the client: nothing does, and such a request would not get here in JSON mode anyway), and
+//! `context.protocol_version()` is `None`, which rmcp's dispatch treats like the pre-2026
+//! versions this path admits. `tests/it/serve_router.rs` sends the same requests through this path
+//! and through rmcp and asserts byte-identical answers.
+
+use std::sync::{Arc, OnceLock};
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientRequest, GetExtensions, GetMeta, JsonRpcRequest, ProtocolVersion,
+    ServerJsonRpcMessage,
+};
+use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
+
+use super::tools::ScalekitTools;
+
+/// The newest protocol version this path serves; from this one on, requests carry their own
+/// metadata and headers that only rmcp checks.
+const FIRST_PER_REQUEST_VERSION: &str = "2026-07-28";
+
+/// What the direct path needs: the tools, the largest body to read, and the idle peer.
+pub struct DirectPath {
+    tools: ScalekitTools,
+    max_body_bytes: usize,
+    /// Started on first use, inside the runtime: rmcp spawns its service task then.
+    idle: OnceLock<RunningService<RoleServer, ScalekitTools>>,
+}
+
+impl DirectPath {
+    pub fn new(tools: ScalekitTools, max_body_bytes: usize) -> Self {
+        Self {
+            tools,
+            max_body_bytes,
+            idle: OnceLock::new(),
+        }
+    }
+
+    /// A peer for request contexts. rmcp only hands out peers of running services, so this is
+    /// the peer of one service whose transport never delivers a message and drops what it is
+    /// given.
+    fn peer(&self) -> Peer<RoleServer> {
+        self.idle
+            .get_or_init(|| {
+                let transport = (
+                    futures::sink::drain(),
+                    futures::stream::pending::<rmcp::service::RxJsonRpcMessage<RoleServer>>(),
+                );
+                rmcp::service::serve_directly(self.tools.clone(), transport, None)
+            })
+            .peer()
+            .clone()
+    }
+}
+
+/// Middleware on the MCP route (stateless mode only): answers what it can, passes the rest on.
+pub async fn answer_or_pass(
+    State(direct): State<Arc<DirectPath>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::POST || !plain_headers(request.headers()) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match read_body(body, direct.max_body_bytes).await {
+        Ok(bytes) => bytes,
+        Err(refusal) => return refusal,
+    };
+    match direct_request(&bytes) {
+        Some(request) => answer(&direct, request, parts).await,
+        None => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
+    }
+}
+
+/// The whole body, at most `max_bytes` of it. A body streamed without a length is only counted
+/// here (a declared length was checked by `limits::check_sizes`), and gets the same 413.
+async fn read_body(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut collected = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| {
+            super::limits::refuse(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("the request body could not be read: {error}"),
+            )
+        })?;
+        if chunk.len() > max_bytes.saturating_sub(collected.len()) {
+            return Err(super::limits::body_too_large(max_bytes));
+        }
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected.freeze())
+}
+
+/// Whether this path answers a POST with these headers and body (the rest goes to rmcp). For
+/// tests, which check that the requests they compare really take each path.
+pub fn answers(headers: &HeaderMap, body: &[u8]) -> bool {
+    plain_headers(headers) && direct_request(body).is_some()
+}
+
+/// The headers rmcp accepts without further checks, for the protocol versions this path serves.
+fn plain_headers(headers: &HeaderMap) -> bool {
+    let content_type_json = single_value(headers, &header::CONTENT_TYPE)
+        .is_some_and(|value| value.eq_ignore_ascii_case("application/json"));
+    let accepts_both = single_value(headers, &header::ACCEPT).is_some_and(|accept| {
+        let mut json = false;
+        let mut sse = false;
+        for media_type in accept.split(',').map(str::trim) {
+            json |= media_type.eq_ignore_ascii_case("application/json");
+            sse |= media_type.eq_ignore_ascii_case("text/event-stream");
+            if media_type.contains(';') {
+                return false;
+            }
+        }
+        json && sse
+    });
+    let version_served = match headers.get_all("mcp-protocol-version").iter().count() {
+        0 => true,
+        1 => single_value(headers, "mcp-protocol-version").is_some_and(|version| {
+            version < FIRST_PER_REQUEST_VERSION
+                && ProtocolVersion::KNOWN_VERSIONS
+                    .iter()
+                    .any(|known| known.as_str() == version)
+        }),
+        _ => false,
+    };
+    content_type_json && accepts_both && version_served
+}
+
+/// The value of a header that appears exactly once, as text.
+fn single_value(headers: &HeaderMap, name: impl header::AsHeaderName + Copy) -> Option<&str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    value.to_str().ok()
+}
+
+/// The body as a request this path answers, or `None` for everything rmcp should see. Parsed as
+/// rmcp parses it (the same message classification and shape checks), then narrowed.
+fn direct_request(body: &[u8]) -> Option<JsonRpcRequest<ClientRequest>> {
+    let ClientJsonRpcMessage::Request(request) = serde_json::from_slice(body).ok()? else {
+        return None;
+    };
+    let served = matches!(
+        request.request,
+        ClientRequest::CallToolRequest(_) | ClientRequest::ListToolsRequest(_)
+    );
+    (served && request.request.get_meta().protocol_version().is_none()).then_some(request)
+}
+
+/// Runs the handler the way rmcp's service loop does (request `_meta` and extensions moved into
+/// the context, the HTTP request parts among the extensions) and writes rmcp's JSON answer.
+async fn answer(
+    direct: &DirectPath,
+    request: JsonRpcRequest<ClientRequest>,
+    parts: http::request::Parts,
+) -> Response {
+    let JsonRpcRequest {
+        id, mut request, ..
+    } = request;
+    let mut context = RequestContext::new(id.clone(), direct.peer());
+    context.meta = std::mem::take(request.get_meta_mut());
+    context.extensions = std::mem::take(request.extensions_mut());
+    context.extensions.insert(parts);
+    let message = match direct.tools.handle_request(request, context).await {
+        Ok(result) => ServerJsonRpcMessage::response(result, id),
+        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+    };
+    json_response(&message)
+}
+
+fn json_response(message: &ServerJsonRpcMessage) -> Response {
+    match serde_json::to_vec(message) {
+        Ok(body) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            Bytes::from(body),
+        )
+            .into_response(),
+        Err(error) => {
+            tracing::error!(%error, "serializing a tool's answer");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rmcp::model::RequestId;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    const PLAIN: [(&str, &str); 3] = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+
+    #[test]
+    fn takes_plain_headers_only() {
+        assert!(plain_headers(&headers(&PLAIN)));
+        assert!(plain_headers(&headers(&PLAIN[..2])));
+        for (name, value) in [
+            ("mcp-protocol-version", "2026-07-28"),
+            ("mcp-protocol-version", "2099-01-01"),
+            ("mcp-protocol-version", "2025-13-45"),
+            ("accept", "application/json"),
+            ("accept", "application/json, text/event-stream;q=0"),
+            ("content-type", "application/json; charset=utf-8"),
+            ("content-type", "text/plain"),
+        ] {
+            let mut map = headers(&PLAIN);
+            map.insert(name, HeaderValue::from_static(value));
+            assert!(!plain_headers(&map), "{name}: {value}");
+        }
+        let mut twice = headers(&PLAIN);
+        twice.append(
+            "mcp-protocol-version",
+            HeaderValue::from_static("2025-06-18"),
+        );
+        assert!(!plain_headers(&twice));
+    }
+
+    #[test]
+    fn takes_tool_requests_only() {
+        let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"greet_user","arguments":{"name":"a"}}}"#;
+        assert!(direct_request(call).is_some());
+        assert!(direct_request(br#"{"jsonrpc":"2.0","id":"x","method":"tools/list"}"#).is_some());
+        for other in [
+            &br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{}}"#[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#,
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+            br#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#,
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#,
+            br#"{"jsonrpc":"1.0","id":1,"method":"tools/list"}"#,
+            b"not json",
+        ] {
+            assert!(
+                direct_request(other).is_none(),
+                "{}",
+                String::from_utf8_lossy(other)
+            );
+        }
+    }
+
+    #[test]
+    fn keeps_request_ids_as_sent() {
+        let request = direct_request(br#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#);
+        assert_eq!(request.unwrap().id, RequestId::String("abc".into()));
+    }
+}

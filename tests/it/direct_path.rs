@@ -1,0 +1,157 @@
+//! The `--stateless` direct path (`server::direct`) against rmcp: the same requests, sent once so
+//! that the direct path answers them and once so that rmcp does, must get byte-identical answers.
+//! A request goes to rmcp when its `Accept` header carries a parameter (`;q=1`), which rmcp
+//! accepts and the direct path leaves alone; `direct::answers` confirms which path each took.
+
+use axum::body::Body;
+use scalekit_mcp::server::direct;
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+const BOTH: &str = "application/json, text/event-stream";
+const BOTH_WITH_WEIGHT: &str = "application/json, text/event-stream;q=1";
+
+fn request(token: &str, accept: &str, version: Option<&str>, body: &Value) -> http::Request<Body> {
+    let mut builder = http::Request::post("/")
+        .header("host", "localhost:3002")
+        .header("accept", accept)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"));
+    if let Some(version) = version {
+        builder = builder.header("mcp-protocol-version", version);
+    }
+    builder.body(Body::from(body.to_string())).unwrap()
+}
+
+fn requests() -> Vec<Value> {
+    let call = |id: Value, params: Value| json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params});
+    vec![
+        call(
+            json!(1),
+            json!({"name": "greet_user", "arguments": {"name": "Saif"}}),
+        ),
+        call(
+            json!("a-string-id"),
+            json!({"name": "greet_user", "arguments": {"name": "é 😀 \"q\""}}),
+        ),
+        call(json!(2), json!({"name": "greet_user", "arguments": {}})),
+        call(json!(3), json!({"name": "greet_user"})),
+        call(
+            json!(4),
+            json!({"name": "greet_user", "arguments": {"name": 5}}),
+        ),
+        call(
+            json!(5),
+            json!({"name": "greet_user", "arguments": {"name": "x", "extra": true}}),
+        ),
+        call(json!(6), json!({"name": "no_such_tool", "arguments": {}})),
+        call(json!(7), json!({"name": "whoami", "arguments": {}})),
+        call(
+            json!(8),
+            json!({"name": "greet_user", "arguments": {"name": "p"},
+                              "_meta": {"progressToken": "tok-1"}}),
+        ),
+        call(
+            json!(9007199254740993_u64),
+            json!({"name": "greet_user", "arguments": {"name": "big id"}}),
+        ),
+        json!({"jsonrpc": "2.0", "id": 10, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 11, "method": "tools/list", "params": {}}),
+        json!({"jsonrpc": "2.0", "id": 12, "method": "tools/list", "params": {"cursor": "nope"}}),
+    ]
+}
+
+#[tokio::test]
+async fn the_direct_path_answers_exactly_as_rmcp_does() {
+    let app = app(BASE_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    let mut compared = 0;
+    for version in [
+        None,
+        Some("2024-11-05"),
+        Some("2025-03-26"),
+        Some("2025-06-18"),
+        Some("2025-11-25"),
+    ] {
+        for body in requests() {
+            let direct_request = request(&token, BOTH, version, &body);
+            let rmcp_request = request(&token, BOTH_WITH_WEIGHT, version, &body);
+            let bytes = body.to_string().into_bytes();
+            assert!(direct::answers(direct_request.headers(), &bytes), "{body}");
+            assert!(!direct::answers(rmcp_request.headers(), &bytes), "{body}");
+
+            let direct = send(&app, direct_request).await;
+            let rmcp = send(&app, rmcp_request).await;
+            let context = format!("version {version:?}, request {body}");
+            assert_eq!(direct.status, rmcp.status, "{context}");
+            assert_eq!(
+                direct.header("content-type"),
+                rmcp.header("content-type"),
+                "{context}"
+            );
+            assert_eq!(direct.body, rmcp.body, "{context}");
+            assert_eq!(direct.status, 200, "{context}: {}", direct.body);
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 5 * requests().len());
+}
+
+#[tokio::test]
+async fn the_direct_path_answers_the_greeting_and_tool_errors() {
+    let app = app(BASE_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    let bodies = requests();
+    let greeting = send(&app, request(&token, BOTH, Some("2025-06-18"), &bodies[0])).await;
+    assert_eq!(tool_text(&greeting.rpc()), "Hi Saif, welcome to Scalekit!");
+    assert_eq!(greeting.rpc()["id"], 1);
+    let unknown = send(&app, request(&token, BOTH, Some("2025-06-18"), &bodies[6])).await;
+    assert_eq!(unknown.rpc()["id"], 6);
+    assert!(unknown.rpc()["error"]["code"].is_i64(), "{}", unknown.body);
+    let listed = send(&app, request(&token, BOTH, None, &bodies[10])).await;
+    let listed = listed.rpc();
+    let names: Vec<&str> = listed["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|tool| tool["name"].as_str())
+        .collect();
+    assert_eq!(names, ["greet_user", "whoami"]);
+}
+
+#[tokio::test]
+async fn requests_the_direct_path_leaves_alone_still_get_rmcps_answers() {
+    let app = app(BASE_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    // initialize, a notification, a newer protocol version, and a body that is not JSON.
+    let init = send(&app, request(&token, BOTH, None, &initialize())).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    assert_eq!(init.rpc()["result"]["serverInfo"]["name"], "scalekit-mcp");
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        send(&app, request(&token, BOTH, None, &note)).await.status,
+        202
+    );
+    let unknown_version = send(
+        &app,
+        request(&token, BOTH, Some("1999-01-01"), &call_greet("x")),
+    )
+    .await;
+    assert_eq!(unknown_version.status, 400, "{}", unknown_version.body);
+    let garbage = http::Request::post("/")
+        .header("host", "localhost:3002")
+        .header("accept", BOTH)
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::from("{not json"))
+        .unwrap();
+    let garbage = send(&app, garbage).await;
+    // rmcp's own answer to a body that is not JSON, unchanged by the direct path.
+    assert_eq!(garbage.status, 415, "{}", garbage.body);
+    assert!(
+        garbage.body.starts_with("fail to deserialize request body"),
+        "{}",
+        garbage.body
+    );
+}
