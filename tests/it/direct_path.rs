@@ -98,6 +98,50 @@ async fn the_direct_path_answers_exactly_as_rmcp_does() {
     assert_eq!(compared, 5 * requests().len());
 }
 
+/// Bodies at the edge of what the direct path takes: whichever path answers, the answer must be
+/// rmcp's.
+fn edge_cases() -> Vec<Value> {
+    vec![
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": null}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": null}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"arguments": {}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "arguments": null}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "arguments": []}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "arguments": {"name": "m"}, "_meta": null}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "arguments": {"name": "m"}, "_meta": {"io.modelcontextprotocol/protocolVersion": "2025-06-18"}}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "result": {}}),
+        json!({"jsonrpc": "2.0", "id": null, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 1.5, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": -1, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "Tools/List"}),
+        json!({"jsonrpc": 2, "id": 1, "method": "tools/list"}),
+        json!({"id": 1, "method": "tools/list"}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": 5}}),
+    ]
+}
+
+#[tokio::test]
+async fn edge_cases_get_rmcps_answer_whichever_path_takes_them() {
+    let app = app(BASE_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    for body in edge_cases() {
+        let direct = send(&app, request(&token, BOTH, Some("2025-06-18"), &body)).await;
+        let rmcp = send(
+            &app,
+            request(&token, BOTH_WITH_WEIGHT, Some("2025-06-18"), &body),
+        )
+        .await;
+        assert_eq!(direct.status, rmcp.status, "{body}");
+        assert_eq!(
+            direct.header("content-type"),
+            rmcp.header("content-type"),
+            "{body}"
+        );
+        assert_eq!(direct.body, rmcp.body, "{body}");
+    }
+}
+
 #[tokio::test]
 async fn the_direct_path_answers_the_greeting_and_tool_errors() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
