@@ -1,5 +1,6 @@
 //! Logging set-up: always to stderr (stdout belongs to command output and to the stdio MCP
-//! transport), text or JSON, filtered by RUST_LOG, else the seed's LOG_LEVEL, else `info`.
+//! transport), text or JSON, filtered by RUST_LOG, else the seed's LOG_LEVEL, else `info` (with
+//! rmcp's own lines at `warn`).
 //!
 //! Nothing in this crate logs a token, a client secret or an Authorization header; the request log
 //! line records the path without its query string for the same reason.
@@ -18,8 +19,11 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|value| !value.trim().is_empty())
-        .or_else(|| level.map(python_level_to_filter))
-        .unwrap_or_else(|| default_level.to_owned());
+        .unwrap_or_else(|| {
+            quiet_dependencies(
+                &level.map_or_else(|| default_level.to_owned(), python_level_to_filter),
+            )
+        });
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -30,6 +34,17 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// At `info`, rmcp would log each MCP session's start and end (with `--stateless`, every request
+/// that reaches it): lines about the library, not the server. They stay available through
+/// `RUST_LOG` or a `debug` level.
+fn quiet_dependencies(level: &str) -> String {
+    if level == "info" {
+        "info,rmcp=warn".to_owned()
+    } else {
+        level.to_owned()
+    }
 }
 
 /// Maps Python / uvicorn level names to tracing's (`WARNING` → `warn`, `CRITICAL` → `error`).
@@ -65,5 +80,12 @@ mod tests {
         assert_eq!(super::python_level_to_filter("WARNING"), "warn");
         assert_eq!(super::python_level_to_filter("INFO"), "info");
         assert_eq!(super::python_level_to_filter("critical"), "error");
+    }
+
+    #[test]
+    fn rmcp_is_quiet_at_info_only() {
+        assert_eq!(super::quiet_dependencies("info"), "info,rmcp=warn");
+        assert_eq!(super::quiet_dependencies("debug"), "debug");
+        assert_eq!(super::quiet_dependencies("warn"), "warn");
     }
 }
