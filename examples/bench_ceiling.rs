@@ -1,6 +1,7 @@
 //! Benchmark only: the ceiling row of `bench/run`. A bare axum route that answers every POST with
 //! the same fixed JSON-RPC greeting, with no authentication and no MCP: what one HTTP JSON
-//! endpoint can do on this machine with the same runtime, HTTP stack and TCP_NODELAY as `serve`.
+//! endpoint can do on this machine with the same runtime, HTTP stack, allocator and TCP_NODELAY as
+//! `serve`.
 //!
 //!     cargo run --release --example bench_ceiling -- PORT
 
@@ -11,8 +12,14 @@ use http::header;
 
 const GREETING: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"Hi bench, welcome to Scalekit!"}],"isError":false}}"#;
 
-#[tokio::main]
-async fn main() -> std::io::Result<()> {
+fn main() -> std::io::Result<()> {
+    // The product's allocator and memory setting (scalekit_mcp::allocator): the ceiling gets
+    // every advantage `serve` has.
+    scalekit_mcp::allocator::disable_huge_pages();
+    tokio::runtime::Runtime::new()?.block_on(serve())
+}
+
+async fn serve() -> std::io::Result<()> {
     let port: u16 = std::env::args()
         .nth(1)
         .and_then(|port| port.parse().ok())

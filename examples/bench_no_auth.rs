@@ -21,6 +21,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    scalekit_mcp::allocator::disable_huge_pages();
     let cli = Cli::parse();
     logging::init(cli.serve.log_format, cli.serve.log_level.as_deref(), "info");
     let result = ServeConfig::from_args(&cli.serve)

@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin shell over this library so that integration tests can
 //! build the HTTP router in-process (`server::router`) as well as run the binary.
 
+pub mod allocator;
 pub mod auth;
 pub mod cli;
 pub mod client;

@@ -10,6 +10,7 @@ use scalekit_mcp::commands;
 use scalekit_mcp::error::exit_code_for;
 
 fn main() -> ExitCode {
+    scalekit_mcp::allocator::disable_huge_pages();
     // `.env` in the working directory, as the seed's python-dotenv does; real environment
     // variables win, and flags win over both (clap reads the environment).
     let _ = dotenvy::dotenv();
