@@ -415,9 +415,11 @@ def markdown(report):
         "",
         f"Machine load: before `{m['uptime_before']}`; after `{m['uptime_after']}`; "
         f"{m['rustc_processes_before']} rustc processes were running at the start. "
-        + ("Other work shared the cores, so absolute numbers are low and noisy; "
-           if m["rustc_processes_before"] else "")
-        + "the ratios, taken within this one run, are the figures to read.",
+        + ("Other work shared the cores, so absolute numbers are low and noisy: "
+           "the ratios, taken within this one run, are the figures to read."
+           if m["rustc_processes_before"] else
+           "Nothing else was building; the ratios, taken within this one run, are still the figures "
+           "to read."),
         "",
         "| row | req/s c=1 | req/s c=16 | req/s c=64 | p50 / p99 c=64 | RSS idle | RSS load | ready in | status |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---|",

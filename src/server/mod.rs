@@ -3,6 +3,7 @@
 //! ```text
 //! request ─ log line ─ size limits (431/413) ─ timeout (408) ─┬─ CORS ─┬─ /health, /ready, /.well-known/oauth-protected-resource[/path]   public
 //!                                                             │        └─ Host/Origin check ─ bearer auth ─ MCP Streamable HTTP (tools)
+//!                                                             │             (--stateless: plain tool calls answered by `direct`, the rest by rmcp)
 //!                                                             └─ (--dev) /dev-auth/…, its well-known metadata: public, own CORS (dev_auth)
 //! ```
 //! [`router`] / [`app`] build the whole application without a socket, so tests drive it in-process.
