@@ -390,6 +390,17 @@ fn initialize_failure(
     if let Some(challenge) = error.auth_challenge() {
         return Failure::Refused(Refusal::from_challenge(challenge));
     }
+    if let Some(answer) = unchallenged_refusal(&error) {
+        return Failure::Other(exit(
+            Exit::Auth,
+            format!(
+                "{} refused the request without a WWW-Authenticate challenge ({answer}): check \
+                 the token, or run scalekit-mcp login {}",
+                target.describe(),
+                target.describe()
+            ),
+        ));
+    }
     // The transport's own error says what happened (connection refused, DNS, TLS, HTTP status);
     // rmcp's wrapper around it only names its internal types.
     let cause = match &error {
@@ -413,6 +424,26 @@ fn initialize_failure(
             stderr_note(stderr)
         ),
     ))
+}
+
+/// A 401 or 403 that came without a `WWW-Authenticate` challenge (a proxy, or a server that does
+/// not follow RFC 6750): rmcp reports it as an unexpected answer, `HTTP 401 Unauthorized: <body>`,
+/// but it is still a refusal of the credentials, so it exits 3 (not 4: retrying will not help).
+fn unchallenged_refusal(error: &ClientInitializeError) -> Option<String> {
+    let ClientInitializeError::TransportError { error, .. } = error else {
+        return None;
+    };
+    match error
+        .error
+        .downcast_ref::<StreamableHttpError<reqwest::Error>>()
+    {
+        Some(StreamableHttpError::UnexpectedServerResponse(answer))
+            if answer.starts_with("HTTP 401") || answer.starts_with("HTTP 403") =>
+        {
+            Some(answer.trim().to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// Sorts an operation's error: refusals (retried or explained), errors that already carry an

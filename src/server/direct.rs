@@ -5,8 +5,8 @@
 //! a handler task, channels and cancellation tokens, then a JSON round trip through them. Under
 //! load that was about 40 % of the server's CPU (perf, `bench/run`), more than authentication,
 //! parsing and HTTP together. This module answers the common requests by calling the same
-//! [`ServerHandler`] dispatch (`Service::handle_request`) directly, in the request's own task,
-//! with the request context rmcp would build.
+//! [`rmcp::ServerHandler`] dispatch (`Service::handle_request`) directly, in the request's own
+//! task, with the request context rmcp would build.
 //!
 //! It takes only requests whose answer cannot differ from rmcp's, and hands everything else to
 //! rmcp untouched (the body it read is passed on):
@@ -21,8 +21,8 @@
 //! context's peer is one shared, idle peer (a handler cannot send notifications or requests to
 //! the client: nothing does, and such a request would not get here in JSON mode anyway), and
 //! `context.protocol_version()` is `None`, which rmcp's dispatch treats like the pre-2026
-//! versions this path admits. `tests/it/serve_router.rs` sends the same requests through this path
-//! and through rmcp and asserts byte-identical answers.
+//! versions this path admits. `tests/it/direct_path.rs` sends the same requests through this
+//! path and through rmcp and asserts byte-identical answers.
 
 use std::borrow::Cow;
 use std::sync::{Arc, OnceLock};

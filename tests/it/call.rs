@@ -695,6 +695,37 @@ async fn a_401_with_a_stored_login_refreshes_once_and_retries() {
 }
 
 #[test]
+fn a_401_without_a_challenge_still_exits_3() {
+    let fake = FakeMcp::start();
+    {
+        let mut state = fake.state();
+        state.required_token = Some("right-token".into());
+        state.unchallenged = true;
+    }
+    let mut client = Client::new();
+    client.secrets.push("wrong-token".into());
+    let url = fake.url();
+    let run = client.run(
+        &["call", "echo", "zip=1", "--server", &url],
+        &[("SCALEKIT_MCP_TOKEN", "wrong-token")],
+    );
+    assert_exit(&run, 3);
+    assert!(
+        run.stderr.contains(&format!(
+            "{url} refused the request without a WWW-Authenticate challenge (HTTP 401 Unauthorized: no entry)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!("scalekit-mcp login {url}")),
+        "{}",
+        run.stderr
+    );
+    assert!(fake.state().calls.is_empty(), "the tool did not run");
+}
+
+#[test]
 fn a_403_from_a_scripted_server_names_the_scope() {
     let fake = FakeMcp::start();
     {

@@ -559,6 +559,8 @@ pub struct FakeMcp {
 pub struct FakeState {
     /// When set, MCP requests need `Authorization: Bearer <this>`.
     pub required_token: Option<String>,
+    /// When set, a wrong token gets a bare 401, without a `WWW-Authenticate` challenge.
+    pub unchallenged: bool,
     /// When set, a valid token still gets 403 insufficient_scope for this scope.
     pub forbidden_scope: Option<String>,
     pub delay: Duration,
@@ -681,16 +683,20 @@ async fn fake_mcp(
         .get("authorization")
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned);
-    let (required, forbidden, delay) = {
+    let (required, forbidden, delay, unchallenged) = {
         let mut state = state.lock().unwrap();
         state.authorizations.push(authorization.clone());
         (
             state.required_token.clone(),
             state.forbidden_scope.clone(),
             state.delay,
+            state.unchallenged,
         )
     };
     if let Some(required) = required {
+        if authorization.as_deref() != Some(&format!("Bearer {required}")) && unchallenged {
+            return (http::StatusCode::UNAUTHORIZED, "no entry").into_response();
+        }
         if authorization.as_deref() != Some(&format!("Bearer {required}")) {
             let challenge = match authorization {
                 None => "Bearer realm=\"fake\"".to_owned(),
