@@ -254,7 +254,7 @@ fn json_response(message: &ServerJsonRpcMessage) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rmcp::model::RequestId;
+    use rmcp::model::{ClientJsonRpcMessage, RequestId};
 
     fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -326,5 +326,72 @@ mod tests {
     fn keeps_request_ids_as_sent() {
         let request = direct_request(br#"{"jsonrpc":"2.0","id":"abc","method":"tools/list"}"#);
         assert_eq!(request.unwrap().id, RequestId::String("abc".into()));
+    }
+
+    /// Members a JSON-RPC body may be assembled from, valid and not: repeated keys, wrong types,
+    /// response members, per-request versions.
+    const MEMBERS: &[&str] = &[
+        r#""jsonrpc":"2.0""#,
+        r#""jsonrpc":2"#,
+        r#""id":7"#,
+        r#""id":"s""#,
+        r#""id":null"#,
+        r#""id":1.5"#,
+        r#""method":"tools/call""#,
+        r#""method":"tools/list""#,
+        r#""method":"ping""#,
+        r#""params":{"name":"greet_user","arguments":{"name":"a"}}"#,
+        r#""params":{"name":"greet_user","arguments":{"name":"a"},"_meta":{"progressToken":1}}"#,
+        r#""params":{"name":"x","_meta":{"io.modelcontextprotocol/protocolVersion":"2025-06-18"}}"#,
+        r#""params":null"#,
+        r#""params":{}"#,
+        r#""params":[]"#,
+        r#""params":{"cursor":"c"}"#,
+        r#""result":{}"#,
+        r#""error":{"code":1,"message":"m"}"#,
+        r#""x-extension":1"#,
+    ];
+
+    /// A `jsonrpc`, an `id` and a `method` member, then up to three more of any kind, in any order.
+    fn body() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::strategy::Strategy;
+        (
+            0..2usize,
+            2..6usize,
+            6..9usize,
+            proptest::collection::vec(0..MEMBERS.len(), 0..4),
+        )
+            .prop_map(|(jsonrpc, id, method, more)| {
+                let mut picks = vec![jsonrpc, id, method];
+                picks.extend(more);
+                picks
+            })
+            .prop_shuffle()
+            .prop_map(|picks| {
+                let members: Vec<&str> = picks.iter().map(|pick| MEMBERS[*pick]).collect();
+                format!("{{{}}}", members.join(","))
+            })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever the direct path takes, rmcp reads as the same request: same id, method,
+        /// params and `_meta`.
+        #[test]
+        fn takes_only_what_rmcp_reads_the_same_way(body in body()) {
+            if let Some(direct) = direct_request(body.as_bytes()) {
+                let rmcp: ClientJsonRpcMessage = serde_json::from_str(&body)
+                    .unwrap_or_else(|error| panic!("rmcp refuses {body}: {error}"));
+                let ClientJsonRpcMessage::Request(rmcp) = rmcp else {
+                    panic!("rmcp does not read {body} as a request");
+                };
+                proptest::prop_assert_eq!(
+                    serde_json::to_value(&direct).unwrap(),
+                    serde_json::to_value(&rmcp).unwrap(),
+                    "{}", body
+                );
+            }
+        }
     }
 }
