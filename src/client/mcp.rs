@@ -437,10 +437,15 @@ fn unchallenged_refusal(error: &ClientInitializeError) -> Option<String> {
         .error
         .downcast_ref::<StreamableHttpError<reqwest::Error>>()
     {
+        // The status line only: the body is the server's, and a careless one may echo the
+        // request's Authorization header back.
         Some(StreamableHttpError::UnexpectedServerResponse(answer))
             if answer.starts_with("HTTP 401") || answer.starts_with("HTTP 403") =>
         {
-            Some(answer.trim().to_owned())
+            let status = answer
+                .split_once(':')
+                .map_or(answer.as_ref(), |(status, _)| status);
+            Some(status.trim().to_owned())
         }
         _ => None,
     }

@@ -147,15 +147,15 @@ fn plain_headers(headers: &HeaderMap) -> bool {
         }
         json && sse
     });
-    let version_served = match headers.get_all("mcp-protocol-version").iter().count() {
-        0 => true,
-        1 => single_value(headers, "mcp-protocol-version").is_some_and(|version| {
+    let version_served = match single_value(headers, "mcp-protocol-version") {
+        Some(version) => {
             version < FIRST_PER_REQUEST_VERSION
                 && ProtocolVersion::KNOWN_VERSIONS
                     .iter()
                     .any(|known| known.as_str() == version)
-        }),
-        _ => false,
+        }
+        // Absent is served; repeated or not text is rmcp's to refuse.
+        None => !headers.contains_key("mcp-protocol-version"),
     };
     content_type_json && accepts_both && version_served
 }

@@ -559,7 +559,8 @@ pub struct FakeMcp {
 pub struct FakeState {
     /// When set, MCP requests need `Authorization: Bearer <this>`.
     pub required_token: Option<String>,
-    /// When set, a wrong token gets a bare 401, without a `WWW-Authenticate` challenge.
+    /// When set, a wrong token gets a bare 401, without a `WWW-Authenticate` challenge, whose
+    /// body echoes the Authorization header.
     pub unchallenged: bool,
     /// When set, a valid token still gets 403 insufficient_scope for this scope.
     pub forbidden_scope: Option<String>,
@@ -695,7 +696,9 @@ async fn fake_mcp(
     };
     if let Some(required) = required {
         if authorization.as_deref() != Some(&format!("Bearer {required}")) && unchallenged {
-            return (http::StatusCode::UNAUTHORIZED, "no entry").into_response();
+            // Careless on purpose: the body echoes the credentials it refused.
+            let echo = format!("no entry for {}", authorization.as_deref().unwrap_or("-"));
+            return (http::StatusCode::UNAUTHORIZED, echo).into_response();
         }
         if authorization.as_deref() != Some(&format!("Bearer {required}")) {
             let challenge = match authorization {
