@@ -25,18 +25,23 @@
 //! path and through rmcp and asserts byte-identical answers.
 
 use std::borrow::Cow;
+use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rmcp::model::{
     CallToolRequest, ClientRequest, GetExtensions, GetMeta, JsonRpcRequest, ListToolsRequest,
     ProtocolVersion, ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
+use rmcp::transport::streamable_http_server::{
+    StreamableHttpService, session::local::LocalSessionManager,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -46,23 +51,54 @@ use super::tools::ScalekitTools;
 /// metadata and headers that only rmcp checks.
 const FIRST_PER_REQUEST_VERSION: &str = "2026-07-28";
 
-/// What the direct path needs: the tools, the largest body to read, and the idle peer.
-pub struct DirectPath {
+/// The rmcp service behind the MCP route.
+pub type RmcpService = StreamableHttpService<ScalekitTools, LocalSessionManager>;
+
+/// The MCP route's service with `--stateless`: answers what it can, hands the rest to rmcp.
+///
+/// A route service rather than a middleware around rmcp's: axum clones a route's service for
+/// each request, and this clone is one reference count, where rmcp's service (configuration,
+/// session manager, factory) cost a few allocations to clone and drop on every request.
+#[derive(Clone)]
+pub struct DirectOrRmcp(Arc<DirectPath>);
+
+/// What the direct path needs: the tools, the largest body to read, the idle peer, and rmcp for
+/// everything else.
+struct DirectPath {
     tools: ScalekitTools,
     max_body_bytes: usize,
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
     idle: OnceLock<RunningService<RoleServer, ScalekitTools>>,
+    rmcp: RmcpService,
 }
 
-impl DirectPath {
-    pub fn new(tools: ScalekitTools, max_body_bytes: usize) -> Self {
-        Self {
+impl DirectOrRmcp {
+    pub fn new(tools: ScalekitTools, max_body_bytes: usize, rmcp: RmcpService) -> Self {
+        Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
             idle: OnceLock::new(),
-        }
+            rmcp,
+        }))
+    }
+}
+
+impl tower::Service<Request> for DirectOrRmcp {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
+    fn call(&mut self, request: Request) -> Self::Future {
+        let direct = self.0.clone();
+        Box::pin(async move { Ok(direct.answer_or_pass(request).await) })
+    }
+}
+
+impl DirectPath {
     /// A peer for request contexts. rmcp only hands out peers of running services, so this is
     /// the peer of one service whose transport never delivers a message and drops what it is
     /// given.
@@ -78,28 +114,48 @@ impl DirectPath {
             .peer()
             .clone()
     }
-}
 
-/// Middleware on the MCP route (stateless mode only): answers what it can, passes the rest on.
-pub async fn answer_or_pass(
-    State(direct): State<Arc<DirectPath>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if request.method() != Method::POST || !plain_headers(request.headers()) {
-        return next.run(request).await;
-    }
-    let (parts, body) = request.into_parts();
-    let bytes = match read_body(body, direct.max_body_bytes).await {
-        Ok(bytes) => bytes,
-        Err(refusal) => return refusal,
-    };
-    match direct_request(&bytes) {
-        Some(request) => answer(&direct, request, parts).await,
-        None => {
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
+    async fn answer_or_pass(&self, request: Request) -> Response {
+        if request.method() != Method::POST || !plain_headers(request.headers()) {
+            return self.pass(request).await;
         }
+        let (parts, body) = request.into_parts();
+        let bytes = match read_body(body, self.max_body_bytes).await {
+            Ok(bytes) => bytes,
+            Err(refusal) => return refusal,
+        };
+        match direct_request(&bytes) {
+            Some(request) => self.answer(request, parts).await,
+            None => {
+                self.pass(Request::from_parts(parts, Body::from(bytes)))
+                    .await
+            }
+        }
+    }
+
+    async fn pass(&self, request: Request) -> Response {
+        self.rmcp.handle(request).await.map(Body::new)
+    }
+
+    /// Runs the handler the way rmcp's service loop does (request `_meta` and extensions moved into
+    /// the context, the HTTP request parts among the extensions) and writes rmcp's JSON answer.
+    async fn answer(
+        &self,
+        request: JsonRpcRequest<ClientRequest>,
+        parts: http::request::Parts,
+    ) -> Response {
+        let JsonRpcRequest {
+            id, mut request, ..
+        } = request;
+        let mut context = RequestContext::new(id.clone(), self.peer());
+        context.meta = std::mem::take(request.get_meta_mut());
+        context.extensions = std::mem::take(request.extensions_mut());
+        context.extensions.insert(parts);
+        let message = match self.tools.handle_request(request, context).await {
+            Ok(result) => ServerJsonRpcMessage::response(result, id),
+            Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+        };
+        json_response(&message)
     }
 }
 
@@ -210,27 +266,6 @@ struct Envelope<'a> {
     method: Cow<'a, str>,
     #[serde(rename = "params", default)]
     _params: Option<IgnoredAny>,
-}
-
-/// Runs the handler the way rmcp's service loop does (request `_meta` and extensions moved into
-/// the context, the HTTP request parts among the extensions) and writes rmcp's JSON answer.
-async fn answer(
-    direct: &DirectPath,
-    request: JsonRpcRequest<ClientRequest>,
-    parts: http::request::Parts,
-) -> Response {
-    let JsonRpcRequest {
-        id, mut request, ..
-    } = request;
-    let mut context = RequestContext::new(id.clone(), direct.peer());
-    context.meta = std::mem::take(request.get_meta_mut());
-    context.extensions = std::mem::take(request.extensions_mut());
-    context.extensions.insert(parts);
-    let message = match direct.tools.handle_request(request, context).await {
-        Ok(result) => ServerJsonRpcMessage::response(result, id),
-        Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
-    };
-    json_response(&message)
 }
 
 fn json_response(message: &ServerJsonRpcMessage) -> Response {

@@ -16,6 +16,7 @@ pub mod hosts;
 pub mod limits;
 pub mod sessions;
 pub mod stdio;
+pub mod timer_floor;
 pub mod tools;
 
 use std::sync::Arc;
@@ -118,7 +119,7 @@ fn build_app(
     // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
     // which matters with --stateless where every request is a session.
     let tools = ScalekitTools::new();
-    let mcp = StreamableHttpService::new(
+    let rmcp: direct::RmcpService = StreamableHttpService::new(
         {
             let tools = tools.clone();
             move || Ok(tools.clone())
@@ -130,15 +131,11 @@ fn build_app(
     // Host/Origin first, then the bearer token: one middleware (`auth::guard`), not two layers.
     // With --stateless, plain tool calls are then answered without rmcp's per-request service
     // (`direct`); everything else reaches rmcp.
-    let mcp_route = Router::new().route_service(&config.mcp_path, mcp);
     let mcp_route = if config.stateless {
-        let direct = Arc::new(direct::DirectPath::new(tools, config.max_body_bytes));
-        mcp_route.layer(middleware::from_fn_with_state(
-            direct,
-            direct::answer_or_pass,
-        ))
+        let mcp = direct::DirectOrRmcp::new(tools, config.max_body_bytes, rmcp);
+        Router::new().route_service(&config.mcp_path, mcp)
     } else {
-        mcp_route
+        Router::new().route_service(&config.mcp_path, rmcp)
     };
     let routes = mcp_route.fallback(not_found);
     let protected = match authentication {
@@ -328,6 +325,11 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
     let keys = Arc::new(JwksCache::new(fetcher, config.cache));
     let shutdown = CancellationToken::new();
     tokio::spawn(keys.clone().maintain(shutdown.child_token()));
+    // Before the first request: see `timer_floor` for why the request timeout needs it.
+    tokio::spawn(timer_floor::hold(
+        config.request_timeout,
+        shutdown.child_token(),
+    ));
 
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
