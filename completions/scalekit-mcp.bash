@@ -409,7 +409,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__serve)
-            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --sk-env-url --issuer --audience --jwks-url --protected-resource-metadata --resource-metadata-url --resource --authorization-server --scopes-supported --required-scope --algorithms --leeway --jwks-ttl --jwks-cooldown --allowed-host --cors-origin --max-body-bytes --max-header-bytes --request-timeout --max-connections --shutdown-timeout --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --log-level --log-format --help --version"
+            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --sk-env-url --issuer --audience --jwks-url --protected-resource-metadata --resource-metadata-url --resource --authorization-server --scopes-supported --required-scope --algorithms --leeway --jwks-ttl --jwks-cooldown --allowed-host --cors-origin --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --log-level --log-format --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -508,6 +508,10 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --request-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -58,6 +58,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --max-body-bytes 'Largest accepted request body, in bytes'
             cand --max-header-bytes 'Largest accepted request header section, in bytes (431 beyond). Access tokens are refused beyond 16 KiB anyway'
             cand --request-timeout 'Time allowed to answer a request (408 beyond). Counts until the response starts, so Server-Sent Events streams are never cut'
+            cand --idle-timeout 'Time a connection may wait for its next request head (from the moment it opened or its last response ended) before it is closed: idle and slow connections free their slot'
             cand --max-connections 'Connections held open at once; beyond it a new connection gets 503 with Retry-After'
             cand --shutdown-timeout 'How long in-flight requests get to finish after SIGINT / SIGTERM'
             cand --dev-key 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start'

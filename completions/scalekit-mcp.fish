@@ -61,6 +61,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest accepted request body, in bytes' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-header-bytes -d 'Largest accepted request header section, in bytes (431 beyond). Access tokens are refused beyond 16 KiB anyway' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l request-timeout -d 'Time allowed to answer a request (408 beyond). Counts until the response starts, so Server-Sent Events streams are never cut' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l idle-timeout -d 'Time a connection may wait for its next request head (from the moment it opened or its last response ended) before it is closed: idle and slow connections free their slot' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-connections -d 'Connections held open at once; beyond it a new connection gets 503 with Retry-After' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'How long in-flight requests get to finish after SIGINT / SIGTERM' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start' -r -F

@@ -110,6 +110,8 @@ pub struct ServeConfig {
     pub max_header_bytes: usize,
     /// Time allowed to produce a response head (408 beyond).
     pub request_timeout: std::time::Duration,
+    /// Time a connection may wait for its next request head before it is closed.
+    pub idle_timeout: std::time::Duration,
     /// Connections held open at once (503 beyond).
     pub max_connections: usize,
     pub shutdown_timeout: std::time::Duration,
@@ -297,6 +299,9 @@ impl ServeConfig {
         if args.request_timeout.0.is_zero() {
             problems.add("--request-timeout (SCALEKIT_MCP_REQUEST_TIMEOUT) must be longer than 0s");
         }
+        if args.idle_timeout.0.is_zero() {
+            problems.add("--idle-timeout (SCALEKIT_MCP_IDLE_TIMEOUT) must be longer than 0s");
+        }
         if args.max_connections == 0 {
             problems.add("--max-connections (SCALEKIT_MCP_MAX_CONNECTIONS) must be at least 1");
         }
@@ -326,6 +331,7 @@ impl ServeConfig {
             max_body_bytes: args.max_body_bytes,
             max_header_bytes: args.max_header_bytes,
             request_timeout: args.request_timeout.0,
+            idle_timeout: args.idle_timeout.0,
             max_connections: args.max_connections,
             shutdown_timeout: args.shutdown_timeout.0,
             warnings,

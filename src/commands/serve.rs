@@ -210,6 +210,16 @@ pub struct ServeArgs {
     )]
     pub request_timeout: Duration,
 
+    /// Time a connection may wait for its next request head (from the moment it opened or its
+    /// last response ended) before it is closed: idle and slow connections free their slot.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION"
+    )]
+    pub idle_timeout: Duration,
+
     /// Connections held open at once; beyond it a new connection gets 503 with Retry-After.
     #[arg(
         long,

@@ -7,9 +7,11 @@
 //!                                                             └─ (--dev) /dev-auth/…, its well-known metadata: public, own CORS (dev_auth)
 //! ```
 //! [`router`] / [`app`] build the whole application without a socket, so tests drive it in-process.
-//! The connection limit (503) sits below all of this, in the listener ([`limits::LimitedListener`]).
+//! Below all of this: the connection limit (503) in the listener ([`limits::LimitedListener`]) and
+//! the idle timeout in the connection loop ([`connections`]).
 
 pub mod auth;
+pub mod connections;
 pub mod dev_auth;
 pub mod direct;
 pub mod hosts;
@@ -327,7 +329,7 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
     tokio::spawn(keys.clone().maintain(shutdown.child_token()));
     // Before the first request: see `timer_floor` for why the request timeout needs it.
     tokio::spawn(timer_floor::hold(
-        config.request_timeout,
+        config.request_timeout.min(config.idle_timeout),
         shutdown.child_token(),
     ));
 
@@ -355,7 +357,7 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
         authentication,
     );
     let listener = limits::LimitedListener::new(listener, config.max_connections);
-    let server = axum::serve(listener, app).with_graceful_shutdown({
+    tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             shutdown_signal().await;
@@ -363,9 +365,9 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
             shutdown.cancel();
         }
     });
-    let mut server = std::pin::pin!(server.into_future());
+    let server = connections::serve(listener, app, config.idle_timeout, shutdown.clone());
     tokio::select! {
-        result = &mut server => result.context("serving HTTP")?,
+        () = server => {}
         () = async {
             shutdown.cancelled().await;
             tokio::time::sleep(config.shutdown_timeout).await;

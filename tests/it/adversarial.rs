@@ -956,6 +956,73 @@ fn the_binary_answers_limits_and_keeps_serving() {
     assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
 }
 
+/// Reads until the server closes the connection; `None` if it is still open after 30 s.
+fn read_until_closed(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut response = Vec::new();
+    match stream.read_to_end(&mut response) {
+        Ok(_) => Some(String::from_utf8_lossy(&response).into_owned()),
+        Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => {
+            Some(String::from_utf8_lossy(&response).into_owned())
+        }
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn idle_and_stalled_connections_are_closed_and_free_their_slots() {
+    use std::io::Write;
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = Server::start(&[
+        "--sk-env-url",
+        &jwks.url(),
+        "--audience",
+        AUDIENCE,
+        "--stateless",
+        "--max-connections",
+        "3",
+        "--idle-timeout",
+        "1s",
+    ]);
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    // Every slot taken: one connection sends nothing, one stops halfway through a request head,
+    // one is kept alive after its request.
+    let mut silent = connect();
+    let mut stalled = connect();
+    stalled
+        .write_all(b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Ty")
+        .unwrap();
+    let mut kept_alive = connect();
+    kept_alive
+        .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+
+    assert_eq!(
+        read_until_closed(&mut silent).as_deref(),
+        Some(""),
+        "a silent connection stayed open"
+    );
+    assert_eq!(
+        read_until_closed(&mut stalled).as_deref(),
+        Some(""),
+        "a stalled request head kept its connection open"
+    );
+    let answered =
+        read_until_closed(&mut kept_alive).expect("an idle keep-alive connection stayed open");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+
+    // Their slots are free again.
+    server.wait_until(|| {
+        server
+            .get_blocking("/health")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_jwks_slower_than_the_client_timeout_is_abandoned_and_cached_keys_serve() {
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));

@@ -69,11 +69,22 @@ fn metadata_without_required_fields_is_refused_at_startup() {
 #[test]
 fn symmetric_algorithms_and_bad_values_are_refused() {
     let stderr = startup_error(
-        &["--algorithms", "HS256", "--leeway", "30"],
+        &[
+            "--algorithms",
+            "HS256",
+            "--leeway",
+            "30",
+            "--idle-timeout",
+            "0s",
+        ],
         &[("SK_ENV_URL", ISSUER)],
     );
     assert!(
         stderr.contains("symmetric (HMAC) and never allowed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--idle-timeout (SCALEKIT_MCP_IDLE_TIMEOUT) must be longer than 0s"),
         "{stderr}"
     );
     let dir = tempfile::tempdir().unwrap();
@@ -376,6 +387,17 @@ async fn no_token_or_secret_reaches_the_logs_even_at_trace() {
 fn sigterm_shuts_down_cleanly() {
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
     let mut server = start_against(&jwks, &[]);
+    // An idle keep-alive connection is closed at shutdown; it does not hold the server open
+    // until the shutdown timeout.
+    let mut idle = std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    std::io::Write::write_all(
+        &mut idle,
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = [0u8; 12];
+    std::io::Read::read_exact(&mut idle, &mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200");
     let status = std::process::Command::new("kill")
         .args(["-TERM", &server.child.id().to_string()])
         .status()
@@ -394,6 +416,11 @@ fn sigterm_shuts_down_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(server.stderr().contains("shutting down"));
+    assert!(
+        !server.stderr().contains("did not finish"),
+        "{}",
+        server.stderr()
+    );
 }
 
 #[test]
