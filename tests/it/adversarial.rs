@@ -902,18 +902,36 @@ fn raw_exchange(port: u16, request: &[u8]) -> String {
     String::from_utf8_lossy(&response).into_owned()
 }
 
-#[test]
-fn the_binary_answers_limits_and_keeps_serving() {
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let server = Server::start(&[
+/// The real binary, stateless, with three connection slots (and `extra` flags).
+fn three_slot_server(jwks: &JwksServer, extra: &[&str]) -> Server {
+    let url = jwks.url();
+    let mut args = vec![
         "--sk-env-url",
-        &jwks.url(),
+        &url,
         "--audience",
         AUDIENCE,
         "--stateless",
         "--max-connections",
         "3",
-    ]);
+    ];
+    args.extend_from_slice(extra);
+    Server::start(&args)
+}
+
+/// Waits until a new connection is served again, and checks nothing panicked meanwhile.
+fn serves_again(server: &Server) {
+    server.wait_until(|| {
+        server
+            .get_blocking("/health")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+}
+
+#[test]
+fn the_binary_answers_limits_and_keeps_serving() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let server = three_slot_server(&jwks, &[]);
     // A megabyte of headers: hyper's buffer limit answers (431) before our code sees it.
     let huge = format!(
         "POST / HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\r\n",
@@ -948,12 +966,7 @@ fn the_binary_answers_limits_and_keeps_serving() {
     });
     assert!(response.contains("retry-after: 1"), "{response}");
     drop(held);
-    server.wait_until(|| {
-        server
-            .get_blocking("/health")
-            .is_some_and(|(status, _)| status == 200)
-    });
-    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+    serves_again(&server);
 }
 
 /// Reads until the server closes the connection; `None` if it is still open after 30 s.
@@ -976,17 +989,7 @@ fn read_until_closed(stream: &mut std::net::TcpStream) -> Option<String> {
 fn idle_and_stalled_connections_are_closed_and_free_their_slots() {
     use std::io::Write;
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let server = Server::start(&[
-        "--sk-env-url",
-        &jwks.url(),
-        "--audience",
-        AUDIENCE,
-        "--stateless",
-        "--max-connections",
-        "3",
-        "--idle-timeout",
-        "1s",
-    ]);
+    let server = three_slot_server(&jwks, &["--idle-timeout", "1s"]);
     let connect = || std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     // Every slot taken: one connection sends nothing, one stops halfway through a request head,
     // one is kept alive after its request.
@@ -1015,12 +1018,7 @@ fn idle_and_stalled_connections_are_closed_and_free_their_slots() {
     assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
 
     // Their slots are free again.
-    server.wait_until(|| {
-        server
-            .get_blocking("/health")
-            .is_some_and(|(status, _)| status == 200)
-    });
-    assert!(!server.stderr().contains("panicked"), "{}", server.stderr());
+    serves_again(&server);
 }
 
 #[tokio::test(flavor = "multi_thread")]
