@@ -8,12 +8,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::convert::Infallible;
+use std::task::{Context, Poll};
 
-use super::AppState;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tower::Service;
+
+use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
 use crate::auth::validate::{Caller, Rejection, validate};
@@ -31,23 +35,77 @@ fn session_not_found() -> Response {
 #[derive(Clone)]
 pub struct LoggedSubject(pub Arc<Caller>);
 
-/// The guard in front of the MCP endpoint: the Host/Origin checks
-/// ([`super::hosts::refusal`]), then [`authenticate`]. One middleware rather than two layers, as
-/// each layer costs a service clone and a boxed future on every request.
-pub async fn guard(state: State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    if let Some(refusal) = super::hosts::refusal(&state, &request) {
-        return refusal;
-    }
-    authenticate(state, request, next).await
+/// The guard in front of the MCP endpoint and every other path that is not public: the
+/// Host/Origin checks ([`super::hosts::refusal`]), then [`authenticate`].
+///
+/// A service around the protected router as a whole rather than an axum middleware on each of
+/// its routes: a middleware boxes the service below it and clones it, with everything below it,
+/// on every request; this costs one boxed future and a reference count.
+#[derive(Clone)]
+pub struct Guarded<S> {
+    state: Arc<AppState>,
+    authentication: Authentication,
+    inner: S,
 }
 
-pub async fn authenticate(
-    State(state): State<Arc<AppState>>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+impl<S> Guarded<S> {
+    pub(super) fn new(state: Arc<AppState>, authentication: Authentication, inner: S) -> Self {
+        Self {
+            state,
+            authentication,
+            inner,
+        }
+    }
+}
+
+impl<S> Service<Request> for Guarded<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        // Serve with the service that was polled ready; leave a fresh clone for the next call.
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let state = self.state.clone();
+        let authentication = self.authentication;
+        Box::pin(async move {
+            if let Some(refusal) = super::hosts::refusal(&state, &request) {
+                return Ok(refusal);
+            }
+            Ok(match authentication {
+                Authentication::Required => authenticate(&state, request, ready).await,
+                Authentication::Off => pass(ready, request).await,
+            })
+        })
+    }
+}
+
+async fn pass<S>(mut inner: S, request: Request) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let Ok(response) = inner.call(request).await;
+    response
+}
+
+/// Lets the request through to `inner` with its caller in the extensions, or answers with the
+/// challenge. In stateful mode, also binds each new session to its caller and refuses another
+/// caller's session.
+async fn authenticate<S>(state: &AppState, mut request: Request, inner: S) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
     let caller = match bearer_token(request.headers()) {
-        Ok(token) => check_token(&state, token).await,
+        Ok(token) => check_token(state, token).await,
         Err(failure) => Err(failure),
     };
     match caller {
@@ -65,7 +123,7 @@ pub async fn authenticate(
             let closing = request.method() == Method::DELETE;
             let subject = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
             request.extensions_mut().insert(caller.clone());
-            let mut response = next.run(request).await;
+            let mut response = pass(inner, request).await;
             if let Some(owners) = &state.sessions {
                 match &session {
                     None => {

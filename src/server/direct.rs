@@ -160,7 +160,7 @@ impl DirectPath {
 }
 
 /// The whole body, at most `max_bytes` of it. A body streamed without a length is only counted
-/// here (a declared length was checked by `limits::check_sizes`), and gets the same 413.
+/// here (a declared length was checked by `limits::SizeChecked`), and gets the same 413.
 async fn read_body(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();

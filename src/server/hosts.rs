@@ -7,29 +7,15 @@
 //! more. Public routes (`/health`, `/ready`, metadata) are not checked: load balancers probe them
 //! by IP.
 
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{StatusCode, header};
 use serde_json::json;
 
 use super::AppState;
 
-pub async fn check_host_and_origin(
-    State(state): State<Arc<AppState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match refusal(&state, &request) {
-        None => next.run(request).await,
-        Some(refusal) => refusal,
-    }
-}
-
-/// The checks of [`check_host_and_origin`]: the 403 to answer, if any. For a middleware that
-/// runs more after them (the bearer-token guard does, saving a layer on every MCP request).
+/// The 403 to answer for this request's `Host` or `Origin`, if any. Checked by the guard in front
+/// of the MCP endpoint ([`super::auth::Guarded`]) before the bearer token.
 pub fn refusal(state: &AppState, request: &Request) -> Option<Response> {
     let allowed = &state.allowed_hosts;
     if request

@@ -16,19 +16,22 @@
 //! The timeout covers producing the response head only: a Server-Sent Events stream (a GET
 //! stream, or a stateful POST answered as SSE) has its head sent at once and is never cut.
 
+use std::convert::Infallible;
+use std::future::{self, Ready};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use futures::future::Either;
 use http::{HeaderValue, StatusCode, header};
 use serde_json::json;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::{Layer, Service};
 
 /// Sizes checked per request.
 #[derive(Debug, Clone, Copy)]
@@ -37,37 +40,74 @@ pub struct SizeLimits {
     pub max_body_bytes: usize,
 }
 
-/// Refuses a request whose header section or declared body is over the limit.
-pub async fn check_sizes(
-    State(limits): State<SizeLimits>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let header_bytes: usize = request
-        .headers()
-        .iter()
-        // "name: value\r\n"
-        .map(|(name, value)| name.as_str().len() + value.len() + 4)
-        .sum();
-    if header_bytes > limits.max_header_bytes {
-        return refuse(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "request_header_fields_too_large",
-            format!(
-                "the request headers are larger than {} bytes",
-                limits.max_header_bytes
-            ),
-        );
+impl SizeLimits {
+    /// The refusal for a request whose header section or declared body is over the limit.
+    fn refusal(&self, request: &Request) -> Option<Response> {
+        let header_bytes: usize = request
+            .headers()
+            .iter()
+            // "name: value\r\n"
+            .map(|(name, value)| name.as_str().len() + value.len() + 4)
+            .sum();
+        if header_bytes > self.max_header_bytes {
+            return Some(refuse(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "request_header_fields_too_large",
+                format!(
+                    "the request headers are larger than {} bytes",
+                    self.max_header_bytes
+                ),
+            ));
+        }
+        let declared = request
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok());
+        declared
+            .is_some_and(|length| length > self.max_body_bytes as u64)
+            .then(|| body_too_large(self.max_body_bytes))
     }
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim().parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limits.max_body_bytes as u64) {
-        return body_too_large(limits.max_body_bytes);
+}
+
+/// The size checks as a tower layer, applied around the whole router (see `server::build_app`
+/// for why not with `Router::layer`).
+impl<S> Layer<S> for SizeLimits {
+    type Service = SizeChecked<S>;
+
+    fn layer(&self, inner: S) -> SizeChecked<S> {
+        SizeChecked {
+            limits: *self,
+            inner,
+        }
     }
-    next.run(request).await
+}
+
+/// `inner`, behind the size checks: an oversized request is answered here and never reaches it.
+#[derive(Clone)]
+pub struct SizeChecked<S> {
+    limits: SizeLimits,
+    inner: S,
+}
+
+impl<S> Service<Request> for SizeChecked<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<Ready<Result<Response, Infallible>>, S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.limits.refusal(&request) {
+            Some(refusal) => Either::Left(future::ready(Ok(refusal))),
+            None => Either::Right(self.inner.call(request)),
+        }
+    }
 }
 
 /// The 413 for a body over `--max-body-bytes`, declared or counted while read.

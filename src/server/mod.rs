@@ -36,6 +36,7 @@ use rmcp::transport::streamable_http_server::{
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
+use tower::{Layer, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -114,7 +115,7 @@ fn build_app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_legacy_session_mode(!config.stateless)
         .with_json_response(config.stateless)
-        // Host and Origin are checked by `hosts::refusal` (in `auth::guard`), with the public URL's
+        // Host and Origin are checked by `hosts::refusal` (in `auth::Guarded`), with the public URL's
         // host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
@@ -130,26 +131,17 @@ fn build_app(
         mcp_config,
     );
 
-    // Host/Origin first, then the bearer token: one middleware (`auth::guard`), not two layers.
-    // With --stateless, plain tool calls are then answered without rmcp's per-request service
-    // (`direct`); everything else reaches rmcp.
+    // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
+    // public). With --stateless, plain tool calls are then answered without rmcp's per-request
+    // service (`direct`); everything else reaches rmcp.
     let mcp_route = if config.stateless {
         let mcp = direct::DirectOrRmcp::new(tools, config.max_body_bytes, rmcp);
         Router::new().route_service(&config.mcp_path, mcp)
     } else {
         Router::new().route_service(&config.mcp_path, rmcp)
     };
-    let routes = mcp_route.fallback(not_found);
-    let protected = match authentication {
-        Authentication::Required => {
-            routes.layer(middleware::from_fn_with_state(state.clone(), auth::guard))
-        }
-        Authentication::Off => routes.layer(middleware::from_fn_with_state(
-            state.clone(),
-            hosts::check_host_and_origin,
-        )),
-    };
-
+    let protected = mcp_route.fallback(not_found);
+    let guarded = auth::Guarded::new(state.clone(), authentication, protected);
     let mut public = Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -162,25 +154,28 @@ fn build_app(
         public = public.route(&path, get(metadata));
     }
 
-    let mut app = public
-        .merge(protected)
-        .with_state(state.clone())
-        .layer(cors_layer(&config.cors_origins));
-    // Merged after the CORS layer: the authorization server answers its own preflights.
+    // The layers that apply to every route wrap the router as a whole, as one service, instead
+    // of through `Router::layer`: that wraps each route in its own boxed service, and a boxed
+    // route is cloned, with everything below it, on each request it serves. Layered route by
+    // route, every request paid for a dozen such clones.
+    let routes = public.fallback_service(guarded).with_state(state);
+    let mut app = Router::new().fallback_service(cors_layer(&config.cors_origins).layer(routes));
+    // Merged outside the CORS layer: the authorization server answers its own preflights.
     if let Some(dev_auth) = dev_auth {
         app = app.merge(dev_auth);
     }
     // Outside-in: the log line sees every answer, including the limits' refusals.
-    let sizes = limits::SizeLimits {
-        max_header_bytes: config.max_header_bytes,
-        max_body_bytes: config.max_body_bytes,
-    };
-    let app = app
+    let limited = ServiceBuilder::new()
+        .layer(limits::SizeLimits {
+            max_header_bytes: config.max_header_bytes,
+            max_body_bytes: config.max_body_bytes,
+        })
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             config.request_timeout,
         ))
-        .layer(middleware::from_fn_with_state(sizes, limits::check_sizes));
+        .service(app);
+    let app = Router::new().fallback_service(limited);
     // The log level is fixed when logging starts (before this is built, in `run`): without the
     // request line, the layer would only cost a service clone and a boxed future per request.
     if request_log_enabled() {
