@@ -155,7 +155,9 @@ class Sampler(threading.Thread):
 # response, no longer preempt the server under test. With client and server on the same two cores,
 # those preemptions (a quarter of requests) cost the server more the longer it works per request:
 # measured here, `serve --stateless` did ~25 % more req/s with it and the ceiling the same.
-LOW_WAKEUP_PRIORITY = ["chrt", "--batch", "0"] if shutil.which("chrt") else []
+# BENCH_WRK_BATCH=0 measures the other way, for comparison.
+LOW_WAKEUP_PRIORITY = (["chrt", "--batch", "0"]
+                       if shutil.which("chrt") and os.environ.get("BENCH_WRK_BATCH", "1") != "0" else [])
 
 
 def wrk(port, token, session, concurrency, duration):
@@ -462,7 +464,7 @@ def markdown(report):
         "(the rows take turns, so each row's runs are spread over the same minutes), "
         "client and server on the same machine (wrk takes part of the CPU every row is measured with; "
         + ("it runs under SCHED_BATCH, so its wakeups do not preempt the server)." if LOW_WAKEUP_PRIORITY
-           else "chrt was missing, so its wakeups preempt the server)."),
+           else "at normal priority, so its wakeups preempt the server)."),
         "",
         f"Machine load: before `{m['uptime_before']}`; after `{m['uptime_after']}`; "
         f"{m['rustc_processes_before']} rustc processes were running at the start. "
