@@ -165,7 +165,10 @@ fn build_app(
         app = app.merge(dev_auth);
     }
     // Outside-in: the log line sees every answer, including the limits' refusals.
-    let limited = ServiceBuilder::new()
+    // The log level is fixed when logging starts (before this is built, in `run`): without the
+    // request line, the layer would only cost a service clone and a boxed future per request.
+    let outer = ServiceBuilder::new()
+        .option_layer(request_log_enabled().then(|| middleware::from_fn(log_request)))
         .layer(limits::SizeLimits {
             max_header_bytes: config.max_header_bytes,
             max_body_bytes: config.max_body_bytes,
@@ -175,14 +178,7 @@ fn build_app(
             config.request_timeout,
         ))
         .service(app);
-    let app = Router::new().fallback_service(limited);
-    // The log level is fixed when logging starts (before this is built, in `run`): without the
-    // request line, the layer would only cost a service clone and a boxed future per request.
-    if request_log_enabled() {
-        app.layer(middleware::from_fn(log_request))
-    } else {
-        app
-    }
+    Router::new().fallback_service(outer)
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
