@@ -305,6 +305,19 @@ class Row:
         return self.result
 
 
+def settle(rows, quiet=0.02, window=0.2, limit=5.0):
+    """Waits until every row's server is idle (under `quiet` of a core over `window` seconds). A
+    slow peer still works through the requests in flight when wrk stops, for up to a second; the
+    next row must not be measured against that."""
+    pids = [row.process.pid for row in rows if row.process.poll() is None]
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(window)
+        if sum(cpu_seconds(pid) for pid in pids) - before <= quiet * window:
+            return
+
+
 def measure_interleaved(rows, token, duration, rounds):
     """Every round measures every row at each concurrency, the rows taking turns (starting one
     further each round). On a shared machine whose speed drifts by tens of percent within minutes,
@@ -315,6 +328,7 @@ def measure_interleaved(rows, token, duration, rounds):
             turn = round_index % len(rows)
             for row in rows[turn:] + rows[:turn]:
                 if row.ok:
+                    settle(rows)
                     row.measure(token, concurrency, duration, warm_up=round_index == 0)
 
 
