@@ -89,6 +89,8 @@ where
     }
 }
 
+/// Hands the request to the routes below, which `Guarded::poll_ready` made ready (and which
+/// cannot fail: their errors are `Infallible`).
 async fn pass<S>(mut inner: S, request: Request) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
