@@ -235,7 +235,9 @@ class Row:
         return "status" not in self.result
 
     def fail(self, error):
-        """A failed row is reported, never benchmarked."""
+        """A failed row is reported, never benchmarked; its server is stopped at once, so that it
+        cannot disturb the rows still measured."""
+        self.process.terminate()
         self.result["status"] = f"FAILED: {error}"
         self.result.pop("runs", None)
         print(f"  {self.name} FAILED: {error} (log: {self.log.name})", flush=True)

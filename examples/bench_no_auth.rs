@@ -1,4 +1,4 @@
-//! Benchmark only: `scalekit-mcp serve` (HTTP) with the bearer-token middleware left out and
+//! Benchmark only: `scalekit-mcp serve` (HTTP) with the bearer-token check left out and
 //! everything else as in the product: same flags, router, layers and tools. `bench/run` compares
 //! it with `serve` to measure what authentication costs per request.
 //!

@@ -80,7 +80,7 @@ pub fn app(
     build_app(config, keys, dev_auth, shutdown, Authentication::Required)
 }
 
-/// Whether the MCP routes sit behind the bearer-token middleware. Only
+/// Whether the MCP routes sit behind the bearer-token check ([`auth::Guarded`]). Only
 /// [`run_without_auth_for_benchmarks`] says `Off`: no flag, setting or environment variable of
 /// the `scalekit-mcp` binary reaches it.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -164,9 +164,9 @@ fn build_app(
     if let Some(dev_auth) = dev_auth {
         app = app.merge(dev_auth);
     }
-    // Outside-in: the log line sees every answer, including the limits' refusals.
-    // The log level is fixed when logging starts (before this is built, in `run`): without the
-    // request line, the layer would only cost a service clone and a boxed future per request.
+    // Outside-in: the log line sees every answer, including the limits' refusals. The log level
+    // is fixed when logging starts (before this is built, in `run`), so without the request line
+    // the layer is left out rather than run and skipped on every request.
     let outer = ServiceBuilder::new()
         .option_layer(request_log_enabled().then(|| middleware::from_fn(log_request)))
         .layer(limits::SizeLimits {
@@ -178,6 +178,7 @@ fn build_app(
             config.request_timeout,
         ))
         .service(app);
+    // A `Router` again for the callers (the connection loop, tests): one route, cloned cheaply.
     Router::new().fallback_service(outer)
 }
 
