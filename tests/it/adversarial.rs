@@ -951,18 +951,23 @@ fn the_binary_answers_limits_and_keeps_serving() {
     assert!(response.starts_with("HTTP/1.1 431"), "{response:.200}");
 
     // Hold every connection slot with idle keep-alive connections: the next one is shed.
-    let held: Vec<std::net::TcpStream> = (0..3)
-        .map(|_| std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap())
-        .collect();
-    // The server accepts the held connections asynchronously (and the earlier ones close
-    // asynchronously): poll until the next connection is shed, generously for a busy machine.
+    let connect = || std::net::TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    let mut held: Vec<std::net::TcpStream> = (0..3).map(|_| connect()).collect();
+    // The server accepts the held connections asynchronously, and the two above close
+    // asynchronously: a held connection can be shed while they still hold their slots, leaving a
+    // slot free later. So poll, generously for a busy machine, and whenever a probe finds a free
+    // slot, hold one more connection, until the probe itself is shed.
     let mut response = String::new();
     server.wait_until(|| {
         response = raw_exchange(
             server.port,
             b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
         );
-        response.starts_with("HTTP/1.1 503")
+        if response.starts_with("HTTP/1.1 503") {
+            return true;
+        }
+        held.push(connect());
+        false
     });
     assert!(response.contains("retry-after: 1"), "{response}");
     drop(held);
