@@ -35,15 +35,17 @@ use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use rmcp::model::{
-    CallToolRequest, ClientRequest, GetExtensions, GetMeta, JsonRpcRequest, ListToolsRequest,
-    ProtocolVersion, ServerJsonRpcMessage,
+    CallToolRequest, CallToolRequestParams, ClientRequest, GetExtensions, GetMeta, JsonRpcRequest,
+    JsonRpcVersion2_0, ListToolsRequest, PaginatedRequestParams, ProtocolVersion, RequestId,
+    ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
 use rmcp::transport::streamable_http_server::{
     StreamableHttpService, session::local::LocalSessionManager,
 };
 use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use super::tools::ScalekitTools;
 
@@ -133,8 +135,10 @@ impl DirectPath {
         }
     }
 
+    /// rmcp's answer. Its future is boxed: it is several times the size of the direct path's,
+    /// and held inline it would make every request's future that large (and copied that often).
     async fn pass(&self, request: Request) -> Response {
-        self.rmcp.handle(request).await.map(Body::new)
+        Box::pin(self.rmcp.handle(request)).await.map(Body::new)
     }
 
     /// Runs the handler the way rmcp's service loop does (request `_meta` and extensions moved into
@@ -229,12 +233,54 @@ fn single_value(headers: &HeaderMap, name: impl header::AsHeaderName + Copy) -> 
 /// The body as a request this path answers, or `None` for everything rmcp should see.
 ///
 /// rmcp parses a body as any JSON-RPC message, then as any client request, trying each of its
-/// request types in turn; that was a tenth of the server's CPU. Here the envelope is read first
-/// (exactly the request keys, each once; anything else is rmcp's to judge), then the body is
-/// parsed straight into rmcp's type for that one method.
+/// request types in turn, and each of those goes through two layers of `#[serde(flatten)]`,
+/// which buffer the whole request as generic values before reading it: a fifth of the server's
+/// CPU. Here the envelope is read once (exactly the request keys, each once; anything else is
+/// rmcp's to judge) and the params straight into the method's params type. Params with `_meta`
+/// are rare; they are parsed the way rmcp does, which moves `_meta` into the request's
+/// extensions, and passed on to rmcp when `_meta` names a protocol version.
 fn direct_request(body: &[u8]) -> Option<JsonRpcRequest<ClientRequest>> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
     let request = match envelope.method.as_ref() {
+        "tools/call" => {
+            let params: CallToolRequestParams = parse_object(envelope.params?)?;
+            if params.meta.is_some() {
+                return request_with_meta(body, envelope.method.as_ref());
+            }
+            ClientRequest::CallToolRequest(CallToolRequest::new(params))
+        }
+        "tools/list" => {
+            let params: Option<PaginatedRequestParams> = match envelope.params {
+                Some(params) => Some(parse_object(params)?),
+                None => None,
+            };
+            if params.as_ref().is_some_and(|params| params.meta.is_some()) {
+                return request_with_meta(body, envelope.method.as_ref());
+            }
+            ClientRequest::ListToolsRequest(ListToolsRequest {
+                params,
+                ..Default::default()
+            })
+        }
+        _ => return None,
+    };
+    Some(JsonRpcRequest::new(envelope.id, request))
+}
+
+/// Params that are a JSON object. serde would also read a struct from an array of its fields in
+/// order, which rmcp's flattened params refuse.
+fn parse_object<T: DeserializeOwned>(params: &RawValue) -> Option<T> {
+    let json = params.get();
+    if !json.starts_with('{') {
+        return None;
+    }
+    serde_json::from_str(json).ok()
+}
+
+/// A request whose params carry `_meta`, parsed with rmcp's own types, or `None` when its
+/// `_meta` names a protocol version (rmcp checks those).
+fn request_with_meta(body: &[u8], method: &str) -> Option<JsonRpcRequest<ClientRequest>> {
+    let request = match method {
         "tools/call" => {
             let call: JsonRpcRequest<CallToolRequest> = serde_json::from_slice(body).ok()?;
             JsonRpcRequest::new(call.id, ClientRequest::CallToolRequest(call.request))
@@ -254,18 +300,18 @@ fn direct_request(body: &[u8]) -> Option<JsonRpcRequest<ClientRequest>> {
 }
 
 /// The keys of a JSON-RPC request and nothing else: a body with a `result` or `error` too, a
-/// repeated key or an extension member is left to rmcp.
+/// repeated key or an extension member is left to rmcp. The params are kept as raw JSON until
+/// the method says what type they are.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Envelope<'a> {
     #[serde(rename = "jsonrpc")]
-    _jsonrpc: IgnoredAny,
-    #[serde(rename = "id")]
-    _id: IgnoredAny,
+    _jsonrpc: JsonRpcVersion2_0,
+    id: RequestId,
     #[serde(borrow)]
     method: Cow<'a, str>,
-    #[serde(rename = "params", default)]
-    _params: Option<IgnoredAny>,
+    #[serde(borrow, default)]
+    params: Option<&'a RawValue>,
 }
 
 fn json_response(message: &ServerJsonRpcMessage) -> Response {

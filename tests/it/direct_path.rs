@@ -12,7 +12,7 @@ use crate::util::*;
 const BOTH: &str = "application/json, text/event-stream";
 const BOTH_WITH_WEIGHT: &str = "application/json, text/event-stream;q=1";
 
-fn request(token: &str, accept: &str, version: Option<&str>, body: &Value) -> http::Request<Body> {
+fn request(token: &str, accept: &str, version: Option<&str>, body: &str) -> http::Request<Body> {
     let mut builder = http::Request::post("/")
         .header("host", "localhost:3002")
         .header("accept", accept)
@@ -21,7 +21,7 @@ fn request(token: &str, accept: &str, version: Option<&str>, body: &Value) -> ht
     if let Some(version) = version {
         builder = builder.header("mcp-protocol-version", version);
     }
-    builder.body(Body::from(body.to_string())).unwrap()
+    builder.body(Body::from(body.to_owned())).unwrap()
 }
 
 fn requests() -> Vec<Value> {
@@ -75,8 +75,8 @@ async fn the_direct_path_answers_exactly_as_rmcp_does() {
         Some("2025-11-25"),
     ] {
         for body in requests() {
-            let direct_request = request(&token, BOTH, version, &body);
-            let rmcp_request = request(&token, BOTH_WITH_WEIGHT, version, &body);
+            let direct_request = request(&token, BOTH, version, &body.to_string());
+            let rmcp_request = request(&token, BOTH_WITH_WEIGHT, version, &body.to_string());
             let bytes = body.to_string().into_bytes();
             assert!(direct::answers(direct_request.headers(), &bytes), "{body}");
             assert!(!direct::answers(rmcp_request.headers(), &bytes), "{body}");
@@ -112,6 +112,9 @@ fn edge_cases() -> Vec<Value> {
         json!({"jsonrpc": 2, "id": 1, "method": "tools/list"}),
         json!({"id": 1, "method": "tools/list"}),
         json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"cursor": 5}}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": [null, "c"]}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": [null, "greet_user", {"name": "m"}]}),
+        json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "_meta": "x"}}),
     ]
 }
 
@@ -119,14 +122,23 @@ fn edge_cases() -> Vec<Value> {
 async fn edge_cases_get_rmcps_answer_whichever_path_takes_them() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
     let token = mint(&good_claims());
-    for body in edge_cases() {
-        let direct = send(&app, request(&token, BOTH, Some("2025-06-18"), &body)).await;
+    let repeated_keys = [
+        r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "name": "whoami"}}"#,
+        r#"{"jsonrpc": "2.0", "id": "s", "method": "tools/call", "params": {"name": "greet_user"}, "id": 2}"#,
+        r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}, "params": {"cursor": "c"}}"#,
+    ];
+    let bodies = edge_cases()
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>();
+    for body in bodies.iter().map(String::as_str).chain(repeated_keys) {
+        let direct = send(&app, request(&token, BOTH, Some("2025-06-18"), body)).await;
         let rmcp = send(
             &app,
-            request(&token, BOTH_WITH_WEIGHT, Some("2025-06-18"), &body),
+            request(&token, BOTH_WITH_WEIGHT, Some("2025-06-18"), body),
         )
         .await;
-        assert_same_answer(&direct, &rmcp, &body.to_string());
+        assert_same_answer(&direct, &rmcp, body);
     }
 }
 
@@ -146,13 +158,21 @@ async fn the_direct_path_answers_the_greeting_and_tool_errors() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
     let token = mint(&good_claims());
     let bodies = requests();
-    let greeting = send(&app, request(&token, BOTH, Some("2025-06-18"), &bodies[0])).await;
+    let greeting = send(
+        &app,
+        request(&token, BOTH, Some("2025-06-18"), &bodies[0].to_string()),
+    )
+    .await;
     assert_eq!(tool_text(&greeting.rpc()), "Hi Saif, welcome to Scalekit!");
     assert_eq!(greeting.rpc()["id"], 1);
-    let unknown = send(&app, request(&token, BOTH, Some("2025-06-18"), &bodies[6])).await;
+    let unknown = send(
+        &app,
+        request(&token, BOTH, Some("2025-06-18"), &bodies[6].to_string()),
+    )
+    .await;
     assert_eq!(unknown.rpc()["id"], 6);
     assert!(unknown.rpc()["error"]["code"].is_i64(), "{}", unknown.body);
-    let listed = send(&app, request(&token, BOTH, None, &bodies[10])).await;
+    let listed = send(&app, request(&token, BOTH, None, &bodies[10].to_string())).await;
     let listed = listed.rpc();
     let names: Vec<&str> = listed["result"]["tools"]
         .as_array()
@@ -168,23 +188,28 @@ async fn requests_the_direct_path_leaves_alone_still_get_rmcps_answers() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
     let token = mint(&good_claims());
     // initialize, a notification, a newer protocol version, and a body that is not JSON.
-    let init = send(&app, request(&token, BOTH, None, &initialize())).await;
+    let init = send(&app, request(&token, BOTH, None, &initialize().to_string())).await;
     assert_eq!(init.status, 200, "{}", init.body);
     assert_eq!(init.rpc()["result"]["serverInfo"]["name"], "scalekit-mcp");
     let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
     assert_eq!(
-        send(&app, request(&token, BOTH, None, &note)).await.status,
+        send(&app, request(&token, BOTH, None, &note.to_string()))
+            .await
+            .status,
         202
     );
     let unknown_version = send(
         &app,
-        request(&token, BOTH, Some("1999-01-01"), &call_greet("x")),
+        request(
+            &token,
+            BOTH,
+            Some("1999-01-01"),
+            &call_greet("x").to_string(),
+        ),
     )
     .await;
     assert_eq!(unknown_version.status, 400, "{}", unknown_version.body);
-    let mut garbage = request(&token, BOTH, None, &json!(null));
-    *garbage.body_mut() = Body::from("{not json");
-    let garbage = send(&app, garbage).await;
+    let garbage = send(&app, request(&token, BOTH, None, "{not json")).await;
     // rmcp's own answer to a body that is not JSON, unchanged by the direct path.
     assert_eq!(garbage.status, 415, "{}", garbage.body);
     assert!(
