@@ -56,11 +56,11 @@ const FIRST_PER_REQUEST_VERSION: &str = "2026-07-28";
 /// The rmcp service behind the MCP route.
 pub type RmcpService = StreamableHttpService<ScalekitTools, LocalSessionManager>;
 
-/// The MCP route's service with `--stateless`: answers what it can, hands the rest to rmcp.
+/// The MCP endpoint's service with `--stateless`: answers what it can, hands the rest to rmcp.
 ///
-/// A route service rather than a middleware around rmcp's: axum clones a route's service for
-/// each request, and this clone is one reference count, where rmcp's service (configuration,
-/// session manager, factory) cost a few allocations to clone and drop on every request.
+/// The guard in front clones its inner service for each request; this clone is one reference
+/// count, where rmcp's service (configuration, session manager, factory) costs a few allocations
+/// to clone and drop.
 #[derive(Clone)]
 pub struct DirectOrRmcp(Arc<DirectPath>);
 

@@ -16,6 +16,7 @@ pub mod dev_auth;
 pub mod direct;
 pub mod hosts;
 pub mod limits;
+pub mod mcp_path;
 pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;
@@ -26,6 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +38,8 @@ use rmcp::transport::streamable_http_server::{
 };
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, ServiceBuilder};
+use tower::util::Either;
+use tower::{ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
@@ -47,6 +50,7 @@ use crate::auth::verdicts::VerdictCache;
 use crate::config::{ServeConfig, well_known_url};
 use auth::LoggedSubject;
 use dev_auth::DevAuth;
+use mcp_path::McpPath;
 use tools::ScalekitTools;
 
 /// What the middleware and handlers share.
@@ -132,15 +136,20 @@ fn build_app(
     );
 
     // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
-    // public). With --stateless, plain tool calls are then answered without rmcp's per-request
-    // service (`direct`); everything else reaches rmcp.
-    let mcp_route = if config.stateless {
-        let mcp = direct::DirectOrRmcp::new(tools, config.max_body_bytes, rmcp);
-        Router::new().route_service(&config.mcp_path, mcp)
+    // public), then the MCP endpoint or 404. With --stateless, plain tool calls are answered
+    // without rmcp's per-request service (`direct`); everything else reaches rmcp.
+    let mcp = if config.stateless {
+        Either::Left(direct::DirectOrRmcp::new(
+            tools,
+            config.max_body_bytes,
+            rmcp,
+        ))
     } else {
-        Router::new().route_service(&config.mcp_path, rmcp)
+        Either::Right(ServiceExt::<Request>::map_response(rmcp, |response| {
+            response.map(Body::new)
+        }))
     };
-    let protected = mcp_route.fallback(not_found);
+    let protected = McpPath::new(&config.mcp_path, mcp);
     let guarded = auth::Guarded::new(state.clone(), authentication, protected);
     let mut public = Router::new()
         .route("/health", get(health))
@@ -159,11 +168,16 @@ fn build_app(
     // route is cloned, with everything below it, on each request it serves. Layered route by
     // route, every request paid for a dozen such clones.
     let routes = public.fallback_service(guarded).with_state(state);
-    let mut app = Router::new().fallback_service(cors_layer(&config.cors_origins).layer(routes));
+    let cors = ServiceBuilder::new()
+        .map_response(vary_on_cors_headers)
+        .layer(cors_layer(&config.cors_origins))
+        .service(routes);
     // Merged outside the CORS layer: the authorization server answers its own preflights.
-    if let Some(dev_auth) = dev_auth {
-        app = app.merge(dev_auth);
-    }
+    // Without it, CORS is served directly, not through one more router.
+    let app = match dev_auth {
+        Some(dev_auth) => Either::Left(Router::new().fallback_service(cors).merge(dev_auth)),
+        None => Either::Right(cors),
+    };
     // Outside-in: the log line sees every answer, including the limits' refusals. The log level
     // is fixed when logging starts (before this is built, in `run`), so without the request line
     // the layer is left out rather than run and skipped on every request.
@@ -184,13 +198,19 @@ fn build_app(
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
 /// the challenge and session id readable by scripts. Preflights are answered here, before auth.
+///
+/// The origins are a shared list behind a predicate rather than tower-http's own list, and its
+/// `Vary` header is left to [`vary_on_cors_headers`]: tower-http copies its list and builds the
+/// `Vary` value again for every request.
 fn cors_layer(origins: &[String]) -> CorsLayer {
-    let origins: Vec<HeaderValue> = origins
+    let origins: Arc<[HeaderValue]> = origins
         .iter()
         .filter_map(|origin| HeaderValue::from_str(origin).ok())
         .collect();
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origins.contains(origin)
+        }))
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
         .allow_headers([
             header::AUTHORIZATION,
@@ -204,6 +224,20 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
             header::HeaderName::from_static("mcp-session-id"),
         ])
         .max_age(Duration::from_secs(3600))
+        .vary([])
+}
+
+/// The `Vary` header tower-http's CORS layer would add (its default list), on every response
+/// that passed through it: whether a response carries CORS headers depends on these request
+/// headers, so caches must key on them.
+fn vary_on_cors_headers(mut response: Response) -> Response {
+    response.headers_mut().append(
+        header::VARY,
+        HeaderValue::from_static(
+            "origin, access-control-request-method, access-control-request-headers",
+        ),
+    );
+    response
 }
 
 /// Liveness: the process answers. Exactly the seed's body, which its tests assert.
@@ -243,14 +277,6 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
             ),
         ],
         state.metadata.clone(),
-    )
-        .into_response()
-}
-
-async fn not_found() -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({ "error": "not_found", "error_description": "no such endpoint" })),
     )
         .into_response()
 }

@@ -363,6 +363,49 @@ async fn metadata_is_generated_and_path_suffixed_for_a_non_root_mcp_path() {
     ));
 }
 
+/// `--mcp-path` serves MCP at exactly that path, stateless or not; with a token, any other path
+/// (a trailing slash, the root) is a JSON 404.
+#[tokio::test]
+async fn a_non_root_mcp_path_is_served_there_only() {
+    let token = mint(&good_claims());
+    for mode in [&["--stateless"][..], &[]] {
+        let args = [
+            &[
+                "--sk-env-url",
+                ISSUER,
+                "--audience",
+                AUDIENCE,
+                "--mcp-path",
+                "/mcp",
+            ][..],
+            mode,
+        ]
+        .concat();
+        let app = app(&args, keys("jwks-a.json"));
+        let at = |path: &str| {
+            let body = if mode.is_empty() {
+                initialize()
+            } else {
+                call_greet("x")
+            };
+            http::Request::post(path)
+                .header("host", "localhost")
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .header("accept", "application/json, text/event-stream")
+                .body(Body::from(body.to_string()))
+                .unwrap()
+        };
+        let served = send(&app, at("/mcp")).await;
+        assert_eq!(served.status, 200, "{mode:?}: {}", served.body);
+        for path in ["/", "/mcp/", "/MCP", "/mcp/x"] {
+            let missing = send(&app, at(path)).await;
+            assert_eq!(missing.status, 404, "{mode:?} {path}");
+            assert_eq!(missing.json()["error"], "not_found", "{mode:?} {path}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn unknown_paths_need_a_token_too() {
     let app = app_default();
@@ -478,6 +521,56 @@ async fn cors_preflight_is_answered_without_a_token() {
         .unwrap()
         .to_ascii_lowercase();
     assert!(exposed.contains("www-authenticate"), "{exposed}");
+}
+
+/// Whether a response carries CORS headers depends on the request's Origin and preflight headers,
+/// so every response says so in `Vary`, with or without an Origin; an origin not on the list gets
+/// no `Access-Control-Allow-Origin`.
+#[tokio::test]
+async fn cors_answers_vary_everywhere_and_allows_only_listed_origins() {
+    let app = app(
+        &[BASE_ARGS, &["--cors-origin", "https://app.example.com"]].concat(),
+        keys("jwks-all.json"),
+    );
+    let preflight = |origin: &str| {
+        http::Request::options("/")
+            .header("host", "localhost")
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .body(Body::empty())
+            .unwrap()
+    };
+    let listed = send(&app, preflight("https://app.example.com")).await;
+    let unlisted = send(&app, preflight("https://app.example.com.evil.test")).await;
+    let health = send(
+        &app,
+        http::Request::get("/health").body(Body::empty()).unwrap(),
+    )
+    .await;
+    let refused = post(&app, None, &call_greet("x")).await;
+    assert_eq!(
+        listed.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(unlisted.header("access-control-allow-origin"), None);
+    for (name, reply) in [
+        ("listed", &listed),
+        ("unlisted", &unlisted),
+        ("health", &health),
+        ("refused", &refused),
+    ] {
+        let vary: Vec<&str> = reply
+            .headers
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            vary,
+            ["origin, access-control-request-method, access-control-request-headers"],
+            "{name}"
+        );
+    }
 }
 
 #[tokio::test]
