@@ -12,6 +12,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -80,6 +81,10 @@ pub struct JwksCache {
     fetcher: Box<dyn KeyFetcher>,
     settings: CacheSettings,
     keys: RwLock<Option<Arc<KeySet>>>,
+    /// Bumped, under the `keys` write lock, each time a key set is put in place; 0 while none
+    /// has loaded. Lets the verdict cache tell whether a token was verified with the current
+    /// keys from one atomic load, without taking the lock or a reference on every request.
+    generation: AtomicU64,
     state: Mutex<FetchState>,
     /// Serialises fetches, so concurrent unknown-kid requests share one fetch.
     fetch_gate: tokio::sync::Mutex<()>,
@@ -91,6 +96,7 @@ impl JwksCache {
             fetcher,
             settings,
             keys: RwLock::new(None),
+            generation: AtomicU64::new(0),
             state: Mutex::new(FetchState::default()),
             fetch_gate: tokio::sync::Mutex::new(()),
         }
@@ -100,11 +106,18 @@ impl JwksCache {
     /// server's own key and for tests.
     pub fn fixed(keys: KeySet) -> Self {
         let cache = Self::new(Box::new(NoFetch), CacheSettings::default());
-        *cache
+        cache.replace_keys(keys);
+        cache
+    }
+
+    /// Puts `keys` in place as a new generation.
+    fn replace_keys(&self, keys: KeySet) {
+        let mut current = self
             .keys
             .write()
-            .unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(keys));
-        cache
+            .unwrap_or_else(|poison| poison.into_inner());
+        *current = Some(Arc::new(keys));
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The current keys, or `None` while none have ever loaded.
@@ -113,6 +126,22 @@ impl JwksCache {
             .read()
             .unwrap_or_else(|poison| poison.into_inner())
             .clone()
+    }
+
+    /// The current keys with their generation (see [`JwksCache::generation`]), read together.
+    pub fn current_with_generation(&self) -> Option<(Arc<KeySet>, u64)> {
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let generation = self.generation.load(Ordering::Acquire);
+        keys.clone().map(|keys| (keys, generation))
+    }
+
+    /// Which key set is current: a new number each time keys are replaced, 0 while none has
+    /// loaded.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// `Ok(number of keys)` when keys are loaded, else the reason they are not.
@@ -174,10 +203,7 @@ impl JwksCache {
                 let count = fetched.keys.len();
                 state.last_error = None;
                 state.ttl = fetched.max_age.map(|age| age.clamp(MIN_TTL, MAX_TTL));
-                *self
-                    .keys
-                    .write()
-                    .unwrap_or_else(|poison| poison.into_inner()) = Some(Arc::new(fetched.keys));
+                self.replace_keys(fetched.keys);
                 tracing::debug!(keys = count, "loaded signing keys");
                 Ok(count)
             }
@@ -433,14 +459,33 @@ mod tests {
         assert!(cache.current().is_none());
         assert_eq!(cache.refresh().await, Err("connection refused".into()));
         assert_eq!(cache.readiness(), Err("connection refused".into()));
+        assert_eq!(cache.generation(), 0, "no keys, no generation");
         assert_eq!(cache.refresh().await, Ok(1));
         assert_eq!(cache.readiness(), Ok(1));
+        assert_eq!(cache.generation(), 1);
         assert!(cache.refresh().await.is_err());
         assert!(cache.refresh().await.is_err(), "malformed JWKS is an error");
         assert!(
             cache.current().unwrap().find("key-a").is_some(),
             "last good keys kept"
         );
+        assert_eq!(cache.generation(), 1, "failed fetches keep the generation");
+    }
+
+    #[tokio::test]
+    async fn every_new_key_set_is_a_new_generation() {
+        let cache = cache(vec![Ok(JWKS_A), Ok(JWKS_A)]);
+        cache.refresh().await.unwrap();
+        let (first, generation) = cache.current_with_generation().unwrap();
+        cache.refresh().await.unwrap();
+        let (second, next) = cache.current_with_generation().unwrap();
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(
+            (generation, next),
+            (1, 2),
+            "the same keys fetched again still count"
+        );
+        assert_eq!(cache.generation(), 2);
     }
 
     #[tokio::test]

@@ -3,8 +3,8 @@
 //!
 //! Only successes are cached, keyed by the SHA-256 of the token (the token itself is never kept).
 //! A cached verdict is used only while the token is unexpired (with the same leeway as the full
-//! check) and only with the very key set that verified it: when the JWKS is replaced (rotation,
-//! a removed key), every verdict is checked again. The map is bounded: when full, expired
+//! check) and only with the very key set that verified it, named by the JWKS cache's generation:
+//! when the JWKS is replaced (rotation, a removed key), every verdict is checked again. The map is bounded: when full, expired
 //! entries go first, then everything.
 
 use std::collections::HashMap;
@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::digest;
 
-use super::keys::KeySet;
 use super::validate::Caller;
 
 /// Entries kept at most.
@@ -21,9 +20,10 @@ const CAPACITY: usize = 10_000;
 struct Verdict {
     caller: Arc<Caller>,
     expires_at: i64,
-    /// The key set that verified the token; held so the pointer comparison cannot be fooled by
-    /// a new set allocated at the same address.
-    keys: Arc<KeySet>,
+    /// The generation of the key set that verified the token ([`JwksCache::generation`]).
+    ///
+    /// [`JwksCache::generation`]: super::jwks::JwksCache::generation
+    key_generation: u64,
 }
 
 #[derive(Default)]
@@ -39,11 +39,12 @@ fn key(token: &str) -> [u8; 32] {
 
 impl VerdictCache {
     /// The caller of an already accepted `token`, if it is still unexpired at `now` (allowing
-    /// `leeway` seconds, as validation does) and `keys` is the set that verified it.
+    /// `leeway` seconds, as validation does) and was verified with the key set of
+    /// `key_generation`.
     pub fn get(
         &self,
         token: &str,
-        keys: &Arc<KeySet>,
+        key_generation: u64,
         now: i64,
         leeway: i64,
     ) -> Option<Arc<Caller>> {
@@ -53,16 +54,18 @@ impl VerdictCache {
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
         let verdict = entries.get(&key)?;
-        if now > verdict.expires_at.saturating_add(leeway) || !Arc::ptr_eq(&verdict.keys, keys) {
+        if now > verdict.expires_at.saturating_add(leeway)
+            || verdict.key_generation != key_generation
+        {
             entries.remove(&key);
             return None;
         }
         Some(verdict.caller.clone())
     }
 
-    /// Remembers that `token` was accepted with `keys`. Tokens without `exp` are not cached
-    /// (validation refuses them anyway).
-    pub fn insert(&self, token: &str, caller: Arc<Caller>, keys: Arc<KeySet>, now: i64) {
+    /// Remembers that `token` was accepted with the key set of `key_generation`. Tokens without
+    /// `exp` are not cached (validation refuses them anyway).
+    pub fn insert(&self, token: &str, caller: Arc<Caller>, key_generation: u64, now: i64) {
         let Some(expires_at) = caller.expires_at else {
             return;
         };
@@ -81,7 +84,7 @@ impl VerdictCache {
             Verdict {
                 caller,
                 expires_at,
-                keys,
+                key_generation,
             },
         );
     }
@@ -112,33 +115,33 @@ mod tests {
     #[test]
     fn hits_until_expiry_plus_leeway() {
         let cache = VerdictCache::default();
-        let keys = Arc::new(KeySet::default());
-        cache.insert("token", caller(1_000), keys.clone(), 900);
+        cache.insert("token", caller(1_000), 1, 900);
         assert_eq!(
-            cache.get("token", &keys, 1_000, 30).unwrap().sub.as_deref(),
+            cache.get("token", 1, 1_000, 30).unwrap().sub.as_deref(),
             Some("usr_1")
         );
-        assert!(cache.get("token", &keys, 1_030, 30).is_some());
-        assert!(cache.get("token", &keys, 1_031, 30).is_none(), "expired");
+        assert!(cache.get("token", 1, 1_030, 30).is_some());
+        assert!(cache.get("token", 1, 1_031, 30).is_none(), "expired");
         assert!(cache.is_empty(), "expired entries are dropped");
-        assert!(cache.get("other", &keys, 900, 30).is_none());
+        assert!(cache.get("other", 1, 900, 30).is_none());
     }
 
     #[test]
     fn a_new_key_set_invalidates_verdicts() {
         let cache = VerdictCache::default();
-        let old = Arc::new(KeySet::default());
-        cache.insert("token", caller(1_000), old.clone(), 900);
-        let rotated = Arc::new(KeySet::default());
-        assert!(cache.get("token", &rotated, 900, 30).is_none());
+        cache.insert("token", caller(1_000), 1, 900);
+        assert!(cache.get("token", 2, 900, 30).is_none());
+        assert!(
+            cache.get("token", 1, 900, 30).is_none(),
+            "the stale verdict was dropped"
+        );
     }
 
     #[test]
     fn stays_bounded() {
         let cache = VerdictCache::default();
-        let keys = Arc::new(KeySet::default());
         for i in 0..CAPACITY + 10 {
-            cache.insert(&format!("token-{i}"), caller(1_000), keys.clone(), 900);
+            cache.insert(&format!("token-{i}"), caller(1_000), 1, 900);
         }
         assert!(cache.len() <= CAPACITY);
     }

@@ -124,9 +124,15 @@ where
             }
             let closing = request.method() == Method::DELETE;
             let subject = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
-            request.extensions_mut().insert(caller.clone());
+            // Kept past the request only where sessions are bound to their caller: every clone
+            // of the one cached caller touches a reference count shared by all worker threads.
+            let session_owner = state
+                .sessions
+                .as_ref()
+                .map(|owners| (owners, caller.clone()));
+            request.extensions_mut().insert(caller);
             let mut response = pass(inner, request).await;
-            if let Some(owners) = &state.sessions {
+            if let Some((owners, caller)) = session_owner {
                 match &session {
                     None => {
                         if let Some(opened) = response
@@ -152,23 +158,35 @@ where
 
 /// Validates `token` against the current keys, refetching the key set once (within the cooldown)
 /// when the token names a key it does not hold: that is how a signing-key rotation is picked up.
-/// An accepted token is remembered, so its signature is checked once, not on every request.
+/// An accepted token is remembered, so its signature is checked once, not on every request; a
+/// remembered token costs a hash, one atomic load and one map lookup.
 async fn check_token(state: &AppState, token: &str) -> Result<Arc<Caller>, AuthFailure> {
-    let mut keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
     let now = time::now();
     let leeway = i64::try_from(state.policy.leeway).unwrap_or(i64::MAX);
-    if let Some(caller) = state.verdicts.get(token, &keys, now, leeway) {
+    if let Some(caller) = state
+        .verdicts
+        .get(token, state.keys.generation(), now, leeway)
+    {
         return Ok(caller);
     }
+    let (mut keys, mut generation) = state
+        .keys
+        .current_with_generation()
+        .ok_or(AuthFailure::KeysUnavailable)?;
     let mut verdict = validate(token, &state.policy, &keys, now);
     if matches!(verdict, Err(Rejection::UnknownKey(_)))
         && state.keys.refresh_for_unknown_kid().await
     {
-        keys = state.keys.current().ok_or(AuthFailure::KeysUnavailable)?;
+        (keys, generation) = state
+            .keys
+            .current_with_generation()
+            .ok_or(AuthFailure::KeysUnavailable)?;
         verdict = validate(token, &state.policy, &keys, now);
     }
     let caller = Arc::new(verdict.map_err(AuthFailure::Rejected)?);
-    state.verdicts.insert(token, caller.clone(), keys, now);
+    state
+        .verdicts
+        .insert(token, caller.clone(), generation, now);
     Ok(caller)
 }
 
