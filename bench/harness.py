@@ -2,11 +2,12 @@
 
 Starts every row on a free loopback port, checks that it answers the greeting and refuses a bad
 token (a row that does not is reported as failed and not measured), then drives the rows with wrk
-at each concurrency, taking turns round by round (see `measure_interleaved`), samples their RSS
-from /proc, and writes results.md, results.json and throughput.svg.
+at each concurrency, taking turns round by round (see `measure_interleaved`), measures the auth
+overhead from paired runs of rows (a) and (c) (see `measure_auth_pairs`), samples RSS from /proc,
+and writes results.md, results.json and throughput.svg.
 
     python3 bench/harness.py --out DIR --bin BIN --no-auth BIN --ceiling BIN \
-        --venv DIR --node-dir DIR [--duration SECONDS] [--rows a,b,...]
+        --venv DIR --node-dir DIR [--duration SECONDS] [--rows a,b,...] [--auth-pairs N]
 """
 
 import argparse
@@ -19,6 +20,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -334,6 +336,37 @@ def measure_interleaved(rows, token, duration, rounds):
                     row.measure(token, concurrency, duration, warm_up=round_index == 0)
 
 
+def measure_auth_pairs(on, off, token, pairs, duration, concurrency=64):
+    """The auth overhead from paired runs: rows (a) and (c) back to back, in ABBA order, `pairs`
+    times; the median of the pairs' ratios. Two runs a few seconds apart see the same machine,
+    and the median ignores the pairs that a burst of outside load split; the best-of-three cells
+    of the main table move by more than the 10 % this measures (see README, Performance)."""
+    def one(row):
+        settle([on, off])
+        before = cpu_seconds(row.process.pid)
+        run = wrk(row.port, token, None, concurrency, duration)
+        cpu_us = (cpu_seconds(row.process.pid) - before) * 1e6 / run["requests"]
+        return {"rps": run["rps"], "cpu_us_per_request": cpu_us}
+    results = []
+    try:
+        for index in range(pairs):
+            order = (on, off) if index % 2 == 0 else (off, on)
+            measured = {row.name: one(row) for row in order}
+            pair = {"on": measured[on.name], "off": measured[off.name]}
+            pair["cpu_overhead"] = pair["on"]["cpu_us_per_request"] / pair["off"]["cpu_us_per_request"] - 1
+            pair["rps_overhead"] = 1 - pair["on"]["rps"] / pair["off"]["rps"]
+            results.append(pair)
+            print(f"  auth pair {index + 1}/{pairs}: CPU/request {pair['cpu_overhead']:+.1%}, "
+                  f"req/s {-pair['rps_overhead']:+.1%}", flush=True)
+    except Exception as error:
+        print(f"  auth pairs stopped: {error}", flush=True)
+    if not results:
+        return None
+    return {"pairs": results, "duration_s": duration, "concurrency": concurrency,
+            "cpu_overhead_median": statistics.median(p["cpu_overhead"] for p in results),
+            "rps_overhead_median": statistics.median(p["rps_overhead"] for p in results)}
+
+
 def timed_script(script, env, *args):
     """Runs bench/check-token.sh or bench/call.sh and returns the median in ms it prints."""
     try:
@@ -369,6 +402,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
     parser.add_argument("--rows", default="a,b,c,d,d2,e,f")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
+    parser.add_argument("--auth-pairs", type=int, default=10,
+                        help="paired runs of rows a and c for the auth overhead (0: none)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log_dir = tempfile.mkdtemp(prefix="bench-logs-")
@@ -393,6 +428,7 @@ def main():
     standin = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers", "standin.py"),
                                 str(sk_port), os.path.join(FIXTURES, "jwks-a.json")])
     started = []
+    auth_pairs = None
     try:
         wait_ready(sk_port, "/keys")
         token = mint(sk_url, "rsa-a.pem")
@@ -404,6 +440,10 @@ def main():
                 started.append(Row(row, log_dir))
                 started[-1].check(token, bad_token)
         measure_interleaved(started, token, args.duration, args.rounds)
+        on, off = (next((row for row in started if row.name == name and row.ok), None) for name in "ac")
+        if on and off and args.auth_pairs:
+            print(f"auth overhead: {args.auth_pairs} paired runs of (a) and (c)", flush=True)
+            auth_pairs = measure_auth_pairs(on, off, token, args.auth_pairs, min(args.duration, 3))
     finally:
         results = [row.finish() for row in started]
         standin.terminate()
@@ -418,9 +458,9 @@ def main():
             "call.sh", {"RUNS": "30", "SCALEKIT_MCP_BIN": args.bin}),
     }
     machine["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    report = {"machine": machine, "rows": results, "extras": extras}
+    report = {"machine": machine, "rows": results, "extras": extras, "auth_pairs": auth_pairs}
     report["ratios"] = ratios(results)
-    report["targets"] = targets(results, extras)
+    report["targets"] = targets(results, extras, auth_pairs)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(args.out, "results.md"), "w") as f:
@@ -461,7 +501,7 @@ def least_cpu(row, concurrency=64):
     return min(values) if values else None
 
 
-def targets(results, extras):
+def targets(results, extras, auth_pairs):
     rows = by_row(results)
     a, c, d, f = (rows.get(k) for k in ("a", "c", "d", "f"))
     rps = lambda row, conc=64: row["runs"][str(conc)]["rps"] if row else None  # noqa: E731
@@ -478,14 +518,14 @@ def targets(results, extras):
     if a and d:
         times = max(rps(a, conc) for conc in CONCURRENCY) / max(rps(d, conc) for conc in CONCURRENCY)
         check("stateless throughput vs seed as shipped (best of each)", "≥ 100×", f"{times:.0f}×", times >= 100)
-    if a and c:
-        overhead = 1 - rps(a) / rps(c)
-        check("auth overhead at c=64 (1 − on/off)", "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
-        on, off = least_cpu(a), least_cpu(c)
-        if on and off:
-            overhead = on / off - 1
-            check("auth overhead at c=64, server CPU per request (on/off − 1)", "≤ 10 %",
-                  f"{overhead:.1%}", overhead <= 0.10)
+    if auth_pairs:
+        pairs = len(auth_pairs["pairs"])
+        overhead = auth_pairs["cpu_overhead_median"]
+        check(f"auth overhead at c=64, server CPU per request (on/off − 1, median of {pairs} pairs)",
+              "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
+        overhead = auth_pairs["rps_overhead_median"]
+        check(f"auth overhead at c=64, throughput (1 − on/off, median of {pairs} pairs)",
+              "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
     if a:
         p99 = a["runs"]["64"]["p99_us"] / 1000
         check("p99 at c=64, stateless", "≤ 5 ms", f"{p99:.2f}", p99 <= 5, " ms")
@@ -540,6 +580,15 @@ def markdown(report):
         values = ratio["by_concurrency"]
         cell = lambda c: f"{values[c]:.2f}×" if c in values else "—"  # noqa: E731
         lines.append(f"| {ratio['label']} | {cell('1')} | {cell('16')} | {cell('64')} |")
+    pairs = report.get("auth_pairs")
+    if pairs:
+        cpu = ", ".join(f"{p['cpu_overhead']:+.0%}" for p in pairs["pairs"])
+        rps = ", ".join(f"{-p['rps_overhead']:+.0%}" for p in pairs["pairs"])
+        lines += ["", f"Auth overhead from {len(pairs['pairs'])} paired runs of (a) and (c) at "
+                      f"c={pairs['concurrency']}, {pairs['duration_s']} s each, in ABBA order: server CPU per "
+                      f"request with auth against without, pair by pair: {cpu} (median "
+                      f"{pairs['cpu_overhead_median']:+.1%}); req/s: {rps} (median "
+                      f"{-pairs['rps_overhead_median']:+.1%})."]
     e = report["extras"]
     fmt = lambda x: f"{x['median_ms']:.1f} ms median" if x.get("median_ms") is not None else x["status"]  # noqa: E731
     lines += ["", f"`check-token --jwks` wall time: {fmt(e['check_token'])}; "
