@@ -122,7 +122,9 @@ fn edge_cases() -> Vec<Value> {
 async fn edge_cases_get_rmcps_answer_whichever_path_takes_them() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
     let token = mint(&good_claims());
-    let repeated_keys = [
+    // Repeated keys and whitespace, which `json!` cannot write.
+    let raw_bodies = [
+        "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":\n\t {\"name\":\"greet_user\",\"arguments\":{\"name\":\"w\"}} }",
         r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "greet_user", "name": "whoami"}}"#,
         r#"{"jsonrpc": "2.0", "id": "s", "method": "tools/call", "params": {"name": "greet_user"}, "id": 2}"#,
         r#"{"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {}, "params": {"cursor": "c"}}"#,
@@ -131,7 +133,12 @@ async fn edge_cases_get_rmcps_answer_whichever_path_takes_them() {
         .iter()
         .map(Value::to_string)
         .collect::<Vec<_>>();
-    for body in bodies.iter().map(String::as_str).chain(repeated_keys) {
+    let spaced = request(&token, BOTH, Some("2025-06-18"), raw_bodies[0]);
+    assert!(
+        direct::answers(spaced.headers(), raw_bodies[0].as_bytes()),
+        "whitespace around the params does not turn the direct path away"
+    );
+    for body in bodies.iter().map(String::as_str).chain(raw_bodies) {
         let direct = send(&app, request(&token, BOTH, Some("2025-06-18"), body)).await;
         let rmcp = send(
             &app,
