@@ -4,8 +4,8 @@
 //! Only successes are cached, keyed by the SHA-256 of the token (the token itself is never kept).
 //! A cached verdict is used only while the token is unexpired (with the same leeway as the full
 //! check) and only with the very key set that verified it, named by the JWKS cache's generation:
-//! when the JWKS is replaced (rotation, a removed key), every verdict is checked again. The map is bounded: when full, expired
-//! entries go first, then everything.
+//! when the JWKS is replaced (rotation, a removed key), every verdict is checked again. The map
+//! is bounded: when full, expired entries go first, then everything.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -235,10 +235,11 @@ fn single_value(headers: &HeaderMap, name: impl header::AsHeaderName + Copy) -> 
 /// rmcp parses a body as any JSON-RPC message, then as any client request, trying each of its
 /// request types in turn, and each of those goes through two layers of `#[serde(flatten)]`,
 /// which buffer the whole request as generic values before reading it (callgrind: about a
-/// seventh of the instructions per request). Here the envelope is read once (exactly the request keys, each once; anything else is
-/// rmcp's to judge) and the params straight into the method's params type. Params with `_meta`
-/// are rare; they are parsed the way rmcp does, which moves `_meta` into the request's
-/// extensions, and passed on to rmcp when `_meta` names a protocol version.
+/// seventh of the instructions per request). Here the envelope is read once (exactly the request
+/// keys, each once; anything else is rmcp's to judge) and the params straight into the method's
+/// params type. Params with `_meta` are rare; they are parsed the way rmcp does, which moves
+/// `_meta` into the request's extensions, and passed on to rmcp when `_meta` names a protocol
+/// version.
 fn direct_request(body: &[u8]) -> Option<JsonRpcRequest<ClientRequest>> {
     let envelope: Envelope<'_> = serde_json::from_slice(body).ok()?;
     let request = match envelope.method.as_ref() {

@@ -56,7 +56,7 @@ where
 
 /// The answer for a path this server does not serve (after authentication: an unauthenticated
 /// caller learns nothing about which paths exist).
-pub fn not_found() -> Response {
+fn not_found() -> Response {
     (
         StatusCode::NOT_FOUND,
         axum::Json(json!({ "error": "not_found", "error_description": "no such endpoint" })),

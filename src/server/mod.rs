@@ -119,8 +119,8 @@ fn build_app(
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_legacy_session_mode(!config.stateless)
         .with_json_response(config.stateless)
-        // Host and Origin are checked by `hosts::refusal` (in `auth::Guarded`), with the public URL's
-        // host included, before authentication.
+        // Host and Origin are checked by `hosts::refusal` (in `auth::Guarded`), with the public
+        // URL's host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
     // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
