@@ -166,7 +166,7 @@ impl axum::serve::Listener for LimitedListener {
                     return (
                         LimitedStream {
                             stream,
-                            _permit: permit,
+                            permit: Some(permit),
                         },
                         addr,
                     );
@@ -190,10 +190,10 @@ impl axum::serve::Listener for LimitedListener {
     }
 }
 
-/// An accepted connection; its slot is freed when it closes.
+/// An accepted connection; its slot is freed when the server starts closing it.
 pub struct LimitedStream {
     stream: TcpStream,
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
 }
 
 impl AsyncRead for LimitedStream {
@@ -220,6 +220,10 @@ impl AsyncWrite for LimitedStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        // Free the slot before the FIN goes out: a client that has read to the end of a
+        // `Connection: close` response may connect again at once and must find the slot free,
+        // not wait for the connection task to be dropped.
+        self.permit = None;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 
@@ -243,5 +247,58 @@ mod tests {
         let text = std::str::from_utf8(super::OVERLOADED).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
+    }
+
+    /// A client that read a `Connection: close` response to its end finds the slot already
+    /// free: the release does not wait for the connection task to be dropped (a race a busy
+    /// machine loses).
+    #[tokio::test]
+    async fn shutting_down_a_connection_frees_its_slot_while_it_is_still_open() {
+        use super::*;
+
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (client, accepted) = tokio::join!(client, listener.accept());
+        let permits = Arc::new(Semaphore::new(1));
+        let mut stream = LimitedStream {
+            stream: accepted.unwrap().0,
+            permit: Some(permits.clone().try_acquire_owned().unwrap()),
+        };
+        assert_eq!(permits.available_permits(), 0);
+        stream.shutdown().await.unwrap();
+        assert_eq!(
+            permits.available_permits(),
+            1,
+            "the slot waits for the drop"
+        );
+        drop((stream, client));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_closed_connection_frees_its_slot_before_the_client_sees_the_end() {
+        use super::*;
+        use tokio::io::AsyncReadExt;
+
+        let inner = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+        let address = inner.local_addr().unwrap();
+        let permits = Arc::new(Semaphore::new(1));
+        let listener = LimitedListener {
+            inner,
+            permits: permits.clone(),
+        };
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        for _ in 0..20 {
+            let mut stream = TcpStream::connect(address).await.unwrap();
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert_eq!(permits.available_permits(), 1, "the slot is still held");
+        }
     }
 }
