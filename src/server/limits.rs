@@ -192,8 +192,10 @@ impl axum::serve::Listener for LimitedListener {
 
 /// An accepted connection; its slot is freed when the server starts closing it.
 pub struct LimitedStream {
-    stream: TcpStream,
+    // Declared first so it is dropped first: on paths that close without a shutdown (a
+    // timeout, a reset), the slot is free before the socket closes too.
     permit: Option<OwnedSemaphorePermit>,
+    stream: TcpStream,
 }
 
 impl AsyncRead for LimitedStream {

@@ -351,6 +351,9 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
         shutdown.child_token(),
     ));
 
+    // Before the port opens: a SIGTERM sent as soon as the server answers must find the handler
+    // in place, or its default action kills the process mid-request.
+    let shutdown_requested = shutdown_signal();
     let listener = tokio::net::TcpListener::bind(config.bind)
         .await
         .with_context(|| {
@@ -378,7 +381,7 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            shutdown_signal().await;
+            shutdown_requested.await;
             tracing::info!("shutting down: finishing in-flight requests");
             shutdown.cancel();
         }
@@ -394,24 +397,36 @@ async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow
     Ok(())
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop). The handlers are installed when
+/// this is called, not when the future is first polled.
+#[cfg(unix)]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    use tokio::signal::unix::{SignalKind, signal};
+    // A handler that cannot be installed leaves that signal's default action, as before.
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        tokio::select! {
+            () = next_signal(interrupt) => {},
+            () = next_signal(terminate) => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+    }
+}
+
+#[cfg(unix)]
+async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
+    match signal {
+        Some(mut signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// Resolves on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
