@@ -1137,7 +1137,8 @@ async fn binary_serves_the_whole_loop_offline() {
     let http = http_client();
     let base = format!("http://localhost:{port}");
     let mut ready = false;
-    for _ in 0..100 {
+    // Up to 30 s: a debug binary generates an RSA key at start on a possibly busy machine.
+    for _ in 0..300 {
         if http
             .get(format!("{base}/ready"))
             .send()

@@ -187,9 +187,12 @@ async fn keys_down_at_start_means_503_then_recovers_without_restart() {
     let reply = http_post(&server.url("/"), Some(&token), &call_greet("x")).await;
     assert_eq!(reply.status, 503);
     assert_eq!(reply.header("retry-after"), Some("5"));
-    let (status, body) = server.get_blocking("/ready").unwrap();
-    assert_eq!(status, 503);
-    assert!(body.contains("HTTP 503"), "{body}");
+    // /ready names the failure once the first fetch has come back (it may still be in flight).
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, body)| status == 503 && body.contains("HTTP 503"))
+    });
     assert_eq!(server.get_blocking("/health").unwrap().0, 200);
 
     jwks.set(200, &fixture_text("jwks-a.json"));

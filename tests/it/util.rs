@@ -409,37 +409,46 @@ impl Server {
         Server::start_in(tempfile::tempdir().unwrap(), args, &[])
     }
 
+    /// Starts `serve` with `env`, on a free port unless `env` sets `PORT`. Another test can take
+    /// a free port between the probe and the server's bind; then it starts again on another.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
-        let port = free_port();
-        let stderr_path = dir.path().join("stderr.log");
-        let stderr = std::fs::File::create(&stderr_path).unwrap();
-        let mut command = binary(dir.path());
-        command.arg("serve");
-        if !env.iter().any(|(name, _)| *name == "PORT") {
-            command.args(["--port", &port.to_string()]);
-        }
-        let port = env
+        let fixed_port = env
             .iter()
             .find(|(name, _)| *name == "PORT")
-            .map_or(port, |(_, value)| value.parse().unwrap());
-        command
-            .args(args)
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(stderr);
-        let child = command.spawn().unwrap();
-        let server = Server {
-            child,
-            port,
-            stderr_path,
-            _dir: dir,
-        };
-        server.wait_until(|| {
-            server
-                .get_blocking("/health")
-                .is_some_and(|(status, _)| status == 200)
-        });
-        server
+            .map(|(_, value)| value.parse::<u16>().unwrap());
+        let stderr_path = dir.path().join("stderr.log");
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let port = fixed_port.unwrap_or_else(free_port);
+            let stderr = std::fs::File::create(&stderr_path).unwrap();
+            let mut command = binary(dir.path());
+            command.arg("serve");
+            if fixed_port.is_none() {
+                command.args(["--port", &port.to_string()]);
+            }
+            command
+                .args(args)
+                .envs(env.iter().copied())
+                .stdout(Stdio::null())
+                .stderr(stderr);
+            let mut child = command.spawn().unwrap();
+            match wait_until_serving(&mut child, port, &stderr_path) {
+                Ok(()) => {
+                    return Server {
+                        child,
+                        port,
+                        stderr_path,
+                        _dir: dir,
+                    };
+                }
+                Err(stderr)
+                    if fixed_port.is_none()
+                        && attempts < 3
+                        && stderr.contains("is another server using the port") => {}
+                Err(stderr) => panic!("serve exited before serving; stderr:\n{stderr}"),
+            }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -452,19 +461,7 @@ impl Server {
 
     /// A GET with a plain TCP client, usable from sync code; `None` when the server is not up.
     pub fn get_blocking(&self, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut response = String::new();
-        stream.read_to_string(&mut response).ok()?;
-        let status = response.split(' ').nth(1)?.parse().ok()?;
-        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-        Some((status, body))
+        get_on_port(self.port, path)
     }
 
     /// Polls `condition` every 50 ms for up to 30 s (generous: CI machines are slow and busy).
@@ -478,6 +475,52 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A GET to 127.0.0.1:`port` with a plain TCP client; `None` when nothing answers in 15 s.
+fn get_on_port(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    Some((status, body))
+}
+
+/// Waits (up to 30 s) until the child has bound its port (it logs that after binding, so a
+/// /health answer cannot come from another test's server on the same port) and serves /health.
+/// `Err(stderr)` when the child exits first.
+fn wait_until_serving(
+    child: &mut Child,
+    port: u16,
+    stderr_path: &std::path::Path,
+) -> Result<(), String> {
+    let started = Instant::now();
+    loop {
+        let stderr = std::fs::read_to_string(stderr_path).unwrap_or_default();
+        if child.try_wait().unwrap().is_some() {
+            return Err(stderr);
+        }
+        if stderr.contains("scalekit-mcp listening")
+            && get_on_port(port, "/health").is_some_and(|(status, _)| status == 200)
+        {
+            return Ok(());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out; server stderr:\n{stderr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
