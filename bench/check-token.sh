@@ -30,7 +30,7 @@ trap 'rm -f "$token_file"' EXIT
 printf '%s.%s.%s' "$header" "$payload" "$signature" > "$token_file"
 
 args=(check-token --jwks tests/fixtures/jwks-a.json --issuer https://acme.scalekit.dev
-      --audience res_1 --require-scope mcp:tools)
+      --audience res_1 --required-scope mcp:tools)
 
 # One checked run first: the benchmark is meaningless if the token does not verify.
 NO_COLOR=1 "$bin" "${args[@]}" "$(cat "$token_file")" > /dev/null

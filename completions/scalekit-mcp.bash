@@ -127,7 +127,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__check__subcmd__token)
-            opts="-h -V --server --jwks --issuer --audience --require-scope --algorithms --leeway --json --sk-env-url --protected-resource-metadata --authorization-server --resource --now --help --version"
+            opts="-h -V --server --jwks --issuer --audience --required-scope --algorithms --leeway --json --sk-env-url --protected-resource-metadata --authorization-server --resource --now --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -149,7 +149,7 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --require-scope)
+                --required-scope)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -138,7 +138,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --jwks 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked'
             cand --issuer 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers'
             cand --audience 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`'
-            cand --require-scope 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim'
+            cand --required-scope 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim'
             cand --algorithms 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed'
             cand --leeway 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve'
             cand --sk-env-url 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata''s `{SK_ENV_URL}/resources/{res_id}`)'

@@ -51,3 +51,52 @@ impl Cli {
         <Self as clap::CommandFactory>::command()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// `check-token` must read serve's settings exactly as `serve` does: every flag the two share
+    /// has the same environment variable, default, separator and aliases (the help wording may
+    /// differ: "accepted" in one, "expected" in the other).
+    #[test]
+    fn check_token_reads_the_settings_it_shares_with_serve_as_serve_does() {
+        let cli = super::Cli::command();
+        let serve = cli.find_subcommand("serve").unwrap();
+        let check_token = cli.find_subcommand("check-token").unwrap();
+        let mut shared = 0;
+        for flag in check_token.get_arguments() {
+            let Some(long) = flag.get_long() else {
+                continue;
+            };
+            let Some(serves) = serve.get_arguments().find(|a| a.get_long() == Some(long)) else {
+                continue;
+            };
+            shared += 1;
+            assert_eq!(
+                flag.get_env(),
+                serves.get_env(),
+                "--{long}: environment variable"
+            );
+            assert_eq!(
+                flag.get_default_values(),
+                serves.get_default_values(),
+                "--{long}: default"
+            );
+            assert_eq!(
+                flag.get_value_delimiter(),
+                serves.get_value_delimiter(),
+                "--{long}: separator"
+            );
+            assert_eq!(
+                flag.get_all_aliases(),
+                serves.get_all_aliases(),
+                "--{long}: aliases"
+            );
+        }
+        // issuer, audience, required-scope, algorithms, leeway, sk-env-url, metadata,
+        // authorization-server, resource.
+        assert_eq!(
+            shared, 9,
+            "the flags the two commands share changed: update this count"
+        );
+    }
+}

@@ -74,8 +74,8 @@ pub struct CheckTokenArgs {
     /// Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp`
     /// or `scopes` claim.
     #[arg(
-        long = "require-scope",
-        alias = "required-scope",
+        long = "required-scope",
+        alias = "require-scope",
         env = "SCALEKIT_MCP_REQUIRED_SCOPES",
         value_delimiter = ',',
         value_name = "SCOPE"

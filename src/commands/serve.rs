@@ -126,6 +126,7 @@ pub struct ServeArgs {
     /// it gets 403 insufficient_scope.
     #[arg(
         long = "required-scope",
+        alias = "require-scope",
         env = "SCALEKIT_MCP_REQUIRED_SCOPES",
         value_delimiter = ',',
         value_name = "SCOPE"
