@@ -251,9 +251,8 @@ mod tests {
         assert!(head.contains(&format!("content-length: {}", body.len())));
     }
 
-    /// A client that read a `Connection: close` response to its end finds the slot already
-    /// free: the release does not wait for the connection task to be dropped (a race a busy
-    /// machine loses).
+    /// The release does not wait for the connection task to be dropped (a race a busy machine
+    /// loses when a client connects again the moment it has read a response to its end).
     #[tokio::test]
     async fn shutting_down_a_connection_frees_its_slot_while_it_is_still_open() {
         use super::*;
@@ -276,6 +275,8 @@ mod tests {
         drop((stream, client));
     }
 
+    /// End to end: hyper shuts a `Connection: close` connection down, so a client that has read
+    /// the response to its end finds the slot free.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_connection_frees_its_slot_before_the_client_sees_the_end() {
         use super::*;
