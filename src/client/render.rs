@@ -87,8 +87,6 @@ fn embedded_resource(resource: Option<&Value>) -> String {
     format!("[resource {uri}, {mime}, {}]", size(bytes))
 }
 
-/// Whether a text block is just the structured content serialised (as rmcp and most SDKs add
-/// for older clients).
 /// Whether `structured` is `{"result": v}` and a text block is `v` (a string) or `v`'s JSON.
 fn wraps_a_text_block(structured: &Value, content: Option<&Vec<Value>>) -> bool {
     let Some(value) = structured
@@ -107,6 +105,8 @@ fn wraps_a_text_block(structured: &Value, content: Option<&Vec<Value>>) -> bool 
     })
 }
 
+/// Whether a text block is just the structured content serialised (as rmcp and most SDKs add
+/// for older clients).
 fn repeats(text: &str, structured: &Value) -> bool {
     serde_json::from_str::<Value>(text).is_ok_and(|parsed| &parsed == structured)
 }

@@ -157,7 +157,9 @@ class Proc:
         found = {}
 
         def check():
-            match = re.search(pattern, self.out_path.read_text(errors="replace"), re.M)
+            # Complete lines only: a line still being written must not match a shorter `$`.
+            text = self.out_path.read_text(errors="replace")
+            match = re.search(pattern, text[: text.rfind("\n") + 1], re.M)
             found["m"] = match
             return match is not None
 
@@ -375,22 +377,28 @@ def browser_login(cli: Cli, server: str, *extra: str, insecure: bool = True):
     """`login --no-browser` (with --insecure-storage unless `insecure` is false); the test reads
     the URL from stderr and plays the browser. Returns (exit code, stdout, stderr, URL, Browser)."""
     storage = ["--insecure-storage"] if insecure else []
-    child = cli.popen("login", server, "--no-browser", *storage, *extra)
-    seen = []
-    url = None
-    for line in child.stderr:
-        seen.append(line)
-        if line.strip().startswith("http"):
-            url = line.strip()
-            break
-    assert url, f"no login URL on stderr: {seen}"
-    rest: list[str] = []
-    reader = threading.Thread(target=lambda: rest.extend(child.stderr), daemon=True)
-    reader.start()
-    browser = Browser(login="interop-user")
-    page = browser.authorize(url)
-    assert page.status == 200 and "Logged in" in page.body, page.body
-    out = child.stdout.read()
-    child.wait(timeout=60)
-    reader.join(timeout=5)
+    child = cli.popen("login", server, "--no-browser", "--timeout", "120s", *storage, *extra)
+    try:
+        seen = []
+        url = None
+        for line in child.stderr:
+            seen.append(line)
+            if line.strip().startswith("http"):
+                url = line.strip()
+                break
+        assert url, f"no login URL on stderr: {seen}"
+        rest: list[str] = []
+        reader = threading.Thread(target=lambda: rest.extend(child.stderr), daemon=True)
+        reader.start()
+        browser = Browser(login="interop-user")
+        page = browser.authorize(url)
+        assert page.status == 200 and "Logged in" in page.body, page.body
+        out = child.stdout.read()
+        child.wait(timeout=60)
+        reader.join(timeout=5)
+    finally:
+        # A failed step must not leave `login` waiting for its browser behind the next test.
+        if child.poll() is None:
+            child.kill()
+            child.wait()
     return child.returncode, out, "".join(seen + rest), url, browser

@@ -25,7 +25,9 @@ from support import (
     tool_text,
 )
 
-ACCESS_TOKEN_TTL = 12  # short, yet room for a slow machine between login and the first call
+# Short, so the test can wait for it to expire, yet room for a slow, busy machine between login
+# and the last call made with it (and under the 60 s `login` refreshes ahead of).
+ACCESS_TOKEN_TTL = 30
 
 
 def oidc_stack(procs, tmp_path, ttl: int = ACCESS_TOKEN_TTL):

@@ -122,16 +122,18 @@ def test_tools_and_call_over_stdio(peer, tmp_path, cli):
     inspector_greets(tmp_path, command, greeting.format("Ada"))
     cli.require("call", "tools")
 
-    listed = cli("tools", "--", *command)
+    # Generous: starting Python and importing FastMCP counts against --timeout, and CI is slow.
+    listed = cli("tools", "--timeout", "120s", "--", *command, timeout=150)
     assert listed.code == 0, listed
     assert "greet_user" in listed.out, listed.out
-    called = cli("call", "greet_user", "name=x", "--", *command)
+    called = cli("call", "greet_user", "name=x", "--timeout", "120s", "--", *command, timeout=150)
     assert called.code == 0, called
     assert_printed(called.out, greeting.format("x"))
 
 
 def test_a_tool_error_from_fastmcp_exits_5(cli):
     cli.require("call")
-    failed = cli("call", "fail_always", "reason=interop", "--", *FASTMCP_STDIO)
+    failed = cli("call", "fail_always", "reason=interop", "--timeout", "120s", "--", *FASTMCP_STDIO,
+                 timeout=150)
     assert failed.code == 5, failed  # DESIGN.md: 5 = the tool reported an error
     assert "failed on purpose: interop" in failed.err, failed
