@@ -5,9 +5,10 @@
 # `ready <bus address>`, and keeps the session alive until stdin closes.
 set -euo pipefail
 IFS= read -r password
-printf '%s' "$password" | gnome-keyring-daemon --unlock --components=secrets >/dev/null
-gnome-keyring-daemon --start --components=secrets >/dev/null
-for _ in $(seq 100); do
+# Bounded, like everything here: a hung daemon fails the case instead of the whole CI run.
+printf '%s' "$password" | timeout 30 gnome-keyring-daemon --unlock --components=secrets >/dev/null
+timeout 30 gnome-keyring-daemon --start --components=secrets >/dev/null
+for _ in $(seq 300); do
   if dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
       org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q true; then
     echo "ready $DBUS_SESSION_BUS_ADDRESS"
