@@ -244,9 +244,11 @@ impl AsyncWrite for LimitedStream {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_overload_answer_declares_its_length() {
-        let text = std::str::from_utf8(super::OVERLOADED).unwrap();
+        let text = std::str::from_utf8(OVERLOADED).unwrap();
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
     }
@@ -255,8 +257,6 @@ mod tests {
     /// loses when a client connects again the moment it has read a response to its end).
     #[tokio::test]
     async fn shutting_down_a_connection_frees_its_slot_while_it_is_still_open() {
-        use super::*;
-
         let listener = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
         let client = TcpStream::connect(listener.local_addr().unwrap());
         let (client, accepted) = tokio::join!(client, listener.accept());
@@ -279,7 +279,6 @@ mod tests {
     /// the response to its end finds the slot free.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_closed_connection_frees_its_slot_before_the_client_sees_the_end() {
-        use super::*;
         use tokio::io::AsyncReadExt;
 
         let inner = TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
