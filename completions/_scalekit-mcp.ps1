@@ -41,7 +41,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--transport', '--transport', [CompletionResultType]::ParameterName, 'Transport to serve')
             [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Address to listen on. Use 0.0.0.0 to accept connections from other machines')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port to listen on (0 picks a free one)')
-            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the metadata''s `resource`, else http://localhost:PORT')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the resource (the metadata''s, or --resource), else http://localhost:PORT')
             [CompletionResult]::new('--mcp-path', '--mcp-path', [CompletionResultType]::ParameterName, 'Path of the MCP endpoint')
             [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL. Tokens issued by it (and by the metadata''s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys')
             [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata''s authorization servers as the accepted issuers')

@@ -37,7 +37,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --transport 'Transport to serve'
             cand --host 'Address to listen on. Use 0.0.0.0 to accept connections from other machines'
             cand --port 'Port to listen on (0 picks a free one)'
-            cand --public-url 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the metadata''s `resource`, else http://localhost:PORT'
+            cand --public-url 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the resource (the metadata''s, or --resource), else http://localhost:PORT'
             cand --mcp-path 'Path of the MCP endpoint'
             cand --sk-env-url 'Scalekit environment URL. Tokens issued by it (and by the metadata''s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys'
             cand --issuer 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata''s authorization servers as the accepted issuers'

@@ -40,7 +40,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l tran
 stdio\t'MCP over stdin/stdout for a local client; no OAuth (per the MCP spec)'"
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l host -d 'Address to listen on. Use 0.0.0.0 to accept connections from other machines' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l port -d 'Port to listen on (0 picks a free one)' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l public-url -d 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the metadata\'s `resource`, else http://localhost:PORT' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l public-url -d 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the resource (the metadata\'s, or --resource), else http://localhost:PORT' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l mcp-path -d 'Path of the MCP endpoint' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l sk-env-url -d 'Scalekit environment URL. Tokens issued by it (and by the metadata\'s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l issuer -d 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata\'s authorization servers as the accepted issuers' -r

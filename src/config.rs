@@ -123,11 +123,19 @@ pub struct ServeConfig {
 
 /// Collects configuration problems so they are all reported at once.
 #[derive(Default)]
-struct Problems(Vec<String>);
+struct Problems {
+    list: Vec<String>,
+    /// A line for a newcomer, after the list.
+    hint: Option<&'static str>,
+}
 
 impl Problems {
     fn add(&mut self, problem: impl Into<String>) {
-        self.0.push(problem.into());
+        self.list.push(problem.into());
+    }
+
+    fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 
     fn into_result(self) -> Result<(), ExitError> {
@@ -135,15 +143,19 @@ impl Problems {
     }
 
     fn into_result_titled(self, title: &str) -> Result<(), ExitError> {
-        if self.0.is_empty() {
+        if self.list.is_empty() {
             return Ok(());
         }
         let list: Vec<String> = self
-            .0
+            .list
             .iter()
             .map(|problem| format!("  - {problem}"))
             .collect();
-        Err(ExitError::usage(format!("{title}:\n{}", list.join("\n"))))
+        let mut message = format!("{title}:\n{}", list.join("\n"));
+        if let Some(hint) = self.hint {
+            message.push_str(&format!("\n{hint}"));
+        }
+        Err(ExitError::usage(message))
     }
 }
 
@@ -190,11 +202,13 @@ impl ServeConfig {
             );
         }
 
-        let public_url = public_url(
-            args,
-            verbatim.as_ref().map(|m| m.resource.as_str()),
-            &mut problems,
-        );
+        // The resource names where clients reach this server, whichever way it is configured; in
+        // --dev mode the public URL stays on loopback, where its authorization server answers.
+        let resource = match &verbatim {
+            Some(metadata) => Some(metadata.resource.as_str()),
+            None => args.resource.as_deref().filter(|_| !args.dev),
+        };
+        let public_url = public_url(args, resource, &mut problems);
         let public_url = match public_url {
             Some(url) => url,
             None => {
@@ -219,6 +233,10 @@ impl ServeConfig {
                 "no accepted token issuer: set SK_ENV_URL (your Scalekit environment URL), or --issuer, \
                  or authorization_servers in PROTECTED_RESOURCE_METADATA",
             );
+            problems.hint = Some(
+                "to try it first without any of these: `scalekit-mcp serve --dev` runs it offline with \
+                 its own authorization server",
+            );
         }
 
         let scopes_supported = match (args.dev, args.scopes_supported.is_empty()) {
@@ -230,6 +248,7 @@ impl ServeConfig {
             None => generated_metadata(args, &public_url, &mcp_path, &issuers, &scopes_supported),
         };
 
+        warnings.extend(resource_path_mismatch(&metadata.resource, &mcp_path));
         let audiences = accepted_audiences(&args.audiences, Some(&metadata.resource));
         for audience in &audiences {
             if audience != &metadata.resource
@@ -604,7 +623,28 @@ fn generated_metadata(
     }
 }
 
-/// The public URL: --public-url, else the origin of an http(s) `resource`, else http://localhost:PORT.
+/// A warning when the resource's URL path is not the MCP endpoint's path. Clients send MCP
+/// requests to the resource, so this is usually a mistake; behind a proxy that rewrites paths it
+/// can be deliberate, so it does not stop the server.
+fn resource_path_mismatch(resource: &str, mcp_path: &str) -> Option<String> {
+    let url = Url::parse(resource).ok()?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return None;
+    }
+    // Compared exactly: the endpoint answers its path as sent, trailing slash included.
+    (url.path() != mcp_path).then(|| {
+        format!(
+            "the resource {resource:?} has the path {:?} but the MCP endpoint is at --mcp-path {mcp_path:?}: \
+             clients send MCP requests to the resource, so unless a proxy rewrites the path, set \
+             --mcp-path (SCALEKIT_MCP_PATH) to {:?}",
+            url.path(),
+            url.path()
+        )
+    })
+}
+
+/// The public URL: --public-url, else the origin of an http(s) `resource` (from the metadata or
+/// --resource), else http://localhost:PORT.
 fn public_url(args: &ServeArgs, resource: Option<&str>, problems: &mut Problems) -> Option<Url> {
     if let Some(raw) = &args.public_url {
         return parse_url(raw, "--public-url", problems);
@@ -664,7 +704,7 @@ fn parse_algorithms(names: &[String], problems: &mut Problems) -> Vec<Algorithm>
             )),
         }
     }
-    if algorithms.is_empty() && problems.0.is_empty() {
+    if algorithms.is_empty() && problems.is_empty() {
         problems.add("--algorithms is empty: allow at least RS256");
     }
     algorithms

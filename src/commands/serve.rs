@@ -39,7 +39,8 @@ pub struct ServeArgs {
     pub port: u16,
 
     /// The URL clients use to reach this server, when it differs from the listen address (behind
-    /// a proxy). Defaults to the origin of the metadata's `resource`, else http://localhost:PORT.
+    /// a proxy). Defaults to the origin of the resource (the metadata's, or --resource), else
+    /// http://localhost:PORT.
     #[arg(long, env = "SCALEKIT_MCP_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 

@@ -36,6 +36,10 @@ fn missing_configuration_lists_what_to_set() {
         stderr.contains("no accepted token issuer: set SK_ENV_URL"),
         "{stderr}"
     );
+    assert!(
+        stderr.contains("`scalekit-mcp serve --dev` runs it offline"),
+        "a newcomer is told how to try it without an authorization server: {stderr}"
+    );
 }
 
 #[test]

@@ -632,3 +632,134 @@ async fn tools_list_describes_both_tools() {
     assert_eq!(greet["inputSchema"]["required"], json!(["name"]));
     assert_eq!(greet["inputSchema"]["properties"]["name"]["type"], "string");
 }
+
+/// The origin (scheme://host[:port]) of an absolute URL.
+fn origin_of(url: &str) -> String {
+    url::Url::parse(url).unwrap().origin().ascii_serialization()
+}
+
+/// A client follows the challenge's `resource_metadata` to the metadata document: both must be on
+/// the resource's own origin, whichever way the resource is configured, and the URL must be
+/// served. A production server must never send clients to localhost.
+#[tokio::test]
+async fn the_challenge_and_the_metadata_agree_on_the_resources_origin() {
+    let verbatim = r#"{"resource":"https://mcp.example.com/mcp","authorization_servers":["https://env.example.scalekit.dev"]}"#;
+    let cases: [(&str, Vec<&str>, &str); 5] = [
+        (
+            "PROTECTED_RESOURCE_METADATA",
+            vec![
+                "--sk-env-url",
+                ISSUER,
+                "--protected-resource-metadata",
+                verbatim,
+                "--mcp-path",
+                "/mcp",
+            ],
+            "https://mcp.example.com",
+        ),
+        (
+            "--resource",
+            vec![
+                "--issuer",
+                ISSUER,
+                "--resource",
+                "https://mcp.example.com/mcp",
+                "--mcp-path",
+                "/mcp",
+            ],
+            "https://mcp.example.com",
+        ),
+        (
+            "--resource at another path than --mcp-path",
+            vec!["--issuer", ISSUER, "--resource", "https://mcp.example.com/"],
+            "https://mcp.example.com",
+        ),
+        (
+            "generated from --public-url",
+            vec![
+                "--issuer",
+                ISSUER,
+                "--public-url",
+                "https://public.example.org",
+                "--mcp-path",
+                "/mcp",
+            ],
+            "https://public.example.org",
+        ),
+        ("--dev", vec!["--dev"], "http://localhost:3002"),
+    ];
+    for (way, args, expected_origin) in cases {
+        let config = serve_config(&args);
+        let mcp_path = config.mcp_path.clone();
+        let app = app(&args, keys("jwks-all.json"));
+        let host = url::Url::parse(expected_origin)
+            .unwrap()
+            .authority()
+            .to_owned();
+        let request = http::Request::post(mcp_path.as_str())
+            .header("host", &host)
+            .header("content-type", "application/json")
+            .body(Body::from(call_greet("Ada").to_string()))
+            .unwrap();
+        let reply = send(&app, request).await;
+        assert_eq!(reply.status, 401, "{way}: {}", reply.body);
+        let challenge = reply.header("www-authenticate").unwrap().to_owned();
+        let metadata_url = challenge
+            .split("resource_metadata=\"")
+            .nth(1)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or_else(|| panic!("{way}: no resource_metadata in {challenge}"));
+        assert_eq!(
+            origin_of(metadata_url),
+            expected_origin,
+            "{way}: {challenge}"
+        );
+
+        let path = url::Url::parse(metadata_url).unwrap().path().to_owned();
+        let request = http::Request::get(path.as_str())
+            .body(Body::empty())
+            .unwrap();
+        let document = send(&app, request).await;
+        assert_eq!(document.status, 200, "{way}: {metadata_url} is not served");
+        let resource = document.json()["resource"].as_str().unwrap().to_owned();
+        assert_eq!(
+            origin_of(&resource),
+            expected_origin,
+            "{way}: resource {resource}"
+        );
+    }
+}
+
+/// The resource names a path, the endpoint is elsewhere: a warning names both (not an error: a
+/// proxy may rewrite the path).
+#[test]
+fn a_resource_path_other_than_the_mcp_path_is_a_warning() {
+    let config = serve_config(&[
+        "--issuer",
+        ISSUER,
+        "--resource",
+        "https://mcp.example.com/mcp",
+    ]);
+    let warning = config
+        .warnings
+        .iter()
+        .find(|warning| warning.contains("--mcp-path"))
+        .expect("a warning about the path");
+    assert!(
+        warning.contains("\"/mcp\"") && warning.contains("\"/\""),
+        "{warning}"
+    );
+    let matching = serve_config(&[
+        "--issuer",
+        ISSUER,
+        "--resource",
+        "https://mcp.example.com/mcp",
+        "--mcp-path",
+        "/mcp",
+    ]);
+    assert!(
+        !matching.warnings.iter().any(|w| w.contains("--mcp-path")),
+        "{:?}",
+        matching.warnings
+    );
+}
