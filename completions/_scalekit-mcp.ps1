@@ -34,45 +34,46 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print a man page (roff) to stdout, or write every page into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
         'scalekit-mcp;serve' {
             [CompletionResult]::new('--transport', '--transport', [CompletionResultType]::ParameterName, 'Transport to serve')
-            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Address to listen on. Use 0.0.0.0 to accept connections from other machines')
+            [CompletionResult]::new('--host', '--host', [CompletionResultType]::ParameterName, 'Address to listen on (0.0.0.0: every interface)')
             [CompletionResult]::new('--port', '--port', [CompletionResultType]::ParameterName, 'Port to listen on (0 picks a free one)')
-            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the resource (the metadata''s, or --resource), else http://localhost:PORT')
+            [CompletionResult]::new('--public-url', '--public-url', [CompletionResultType]::ParameterName, 'The URL clients use to reach this server (behind a proxy)')
             [CompletionResult]::new('--mcp-path', '--mcp-path', [CompletionResultType]::ParameterName, 'Path of the MCP endpoint')
-            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL. Tokens issued by it (and by the metadata''s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys')
-            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata''s authorization servers as the accepted issuers')
-            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Accepted token audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`. Compared exactly, trailing slash included')
-            [CompletionResult]::new('--jwks-url', '--jwks-url', [CompletionResultType]::ParameterName, 'JWKS URL. Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer''s RFC 8414 or OpenID Connect metadata')
-            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'OAuth protected resource metadata (RFC 9728), as JSON, served as given. Must name `resource` and `authorization_servers`. Without it, the metadata is generated from --resource, --authorization-server and --scopes-supported')
-            [CompletionResult]::new('--resource-metadata-url', '--resource-metadata-url', [CompletionResultType]::ParameterName, 'Absolute URL of the protected resource metadata, as sent in challenges. Defaults to the public URL''s /.well-known/oauth-protected-resource')
-            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'The resource identifier for generated metadata. Defaults to the public URL of the MCP path')
-            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server for generated metadata (repeatable, or comma-separated). Defaults to the accepted issuers')
-            [CompletionResult]::new('--scopes-supported', '--scopes-supported', [CompletionResultType]::ParameterName, 'Scopes listed in generated metadata (repeatable, or comma-separated). With --dev, the scopes its authorization server grants (default: mcp:tools)')
-            [CompletionResult]::new('--required-scope', '--required-scope', [CompletionResultType]::ParameterName, 'Scope every request''s token must carry (repeatable, or comma-separated). A token without it gets 403 insufficient_scope')
-            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed')
+            [CompletionResult]::new('--allowed-host', '--allowed-host', [CompletionResultType]::ParameterName, 'More Host values to accept (repeatable; `*` turns the check off)')
+            [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Browser origin allowed by CORS (repeatable). None by default')
+            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL: its tokens are accepted, its JWKS read from {SK_ENV_URL}/keys')
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Accepted token issuer (repeatable, or comma-separated)')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Accepted token audience (repeatable, or comma-separated)')
+            [CompletionResult]::new('--required-scope', '--required-scope', [CompletionResultType]::ParameterName, 'Scope every token must carry (repeatable, or comma-separated)')
+            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated)')
             [CompletionResult]::new('--leeway', '--leeway', [CompletionResultType]::ParameterName, 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)')
+            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'Protected resource metadata JSON, served as given')
+            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'The resource identifier of generated metadata')
+            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server of generated metadata (repeatable, or comma-separated)')
+            [CompletionResult]::new('--jwks-url', '--jwks-url', [CompletionResultType]::ParameterName, 'JWKS URL')
             [CompletionResult]::new('--jwks-ttl', '--jwks-ttl', [CompletionResultType]::ParameterName, 'JWKS refresh interval when the response has no Cache-Control max-age')
-            [CompletionResult]::new('--jwks-cooldown', '--jwks-cooldown', [CompletionResultType]::ParameterName, 'Minimum time between JWKS refetches caused by tokens with an unknown kid')
-            [CompletionResult]::new('--allowed-host', '--allowed-host', [CompletionResultType]::ParameterName, 'More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which disables DNS-rebinding protection). Loopback names and the public URL''s host are always accepted')
-            [CompletionResult]::new('--cors-origin', '--cors-origin', [CompletionResultType]::ParameterName, 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default')
-            [CompletionResult]::new('--max-body-bytes', '--max-body-bytes', [CompletionResultType]::ParameterName, 'Largest accepted request body, in bytes')
-            [CompletionResult]::new('--max-header-bytes', '--max-header-bytes', [CompletionResultType]::ParameterName, 'Largest accepted request header section, in bytes (431 beyond). Access tokens are refused beyond 16 KiB anyway')
-            [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Time allowed to answer a request (408 beyond). Counts until the response starts, so Server-Sent Events streams are never cut')
-            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a connection may wait for its next request head (from the moment it opened or its last response ended) before it is closed: idle and slow connections free their slot')
-            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Connections held open at once; beyond it a new connection gets 503 with Retry-After')
-            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'How long in-flight requests get to finish after SIGINT / SIGTERM')
-            [CompletionResult]::new('--dev-key', '--dev-key', [CompletionResultType]::ParameterName, 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start')
+            [CompletionResult]::new('--jwks-cooldown', '--jwks-cooldown', [CompletionResultType]::ParameterName, 'Minimum time between JWKS refetches for tokens with an unknown kid')
+            [CompletionResult]::new('--resource-metadata-url', '--resource-metadata-url', [CompletionResultType]::ParameterName, 'Absolute URL of the metadata, as sent in challenges')
+            [CompletionResult]::new('--scopes-supported', '--scopes-supported', [CompletionResultType]::ParameterName, 'Scopes listed in generated metadata (repeatable, or comma-separated)')
+            [CompletionResult]::new('--max-body-bytes', '--max-body-bytes', [CompletionResultType]::ParameterName, 'Largest request body, in bytes (413 beyond)')
+            [CompletionResult]::new('--max-header-bytes', '--max-header-bytes', [CompletionResultType]::ParameterName, 'Largest request header section, in bytes (431 beyond)')
+            [CompletionResult]::new('--request-timeout', '--request-timeout', [CompletionResultType]::ParameterName, 'Time allowed to start answering a request (408 beyond)')
+            [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Time a connection may wait for its next request head before it is closed')
+            [CompletionResult]::new('--max-connections', '--max-connections', [CompletionResultType]::ParameterName, 'Connections held open at once (503 with Retry-After beyond)')
+            [CompletionResult]::new('--shutdown-timeout', '--shutdown-timeout', [CompletionResultType]::ParameterName, 'Time in-flight requests get to finish after SIGINT or SIGTERM')
+            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level: error, warn, info, debug, trace (Python names work)')
+            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format (to stderr)')
+            [CompletionResult]::new('--dev-key', '--dev-key', [CompletionResultType]::ParameterName, 'PEM RSA private key kept across restarts (created when missing)')
             [CompletionResult]::new('--dev-user', '--dev-user', [CompletionResultType]::ParameterName, 'The user the development authorization server logs in (the tokens'' `sub`)')
             [CompletionResult]::new('--dev-token-ttl', '--dev-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of the development authorization server''s access tokens')
-            [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it')
-            [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format')
-            [CompletionResult]::new('--stateless', '--stateless', [CompletionResultType]::ParameterName, 'Serve without in-memory sessions, answering with plain JSON: for several instances behind a load balancer')
-            [CompletionResult]::new('--dev', '--dev', [CompletionResultType]::ParameterName, 'Development mode: also serve an OAuth 2.1 authorization server at {public URL}/dev-auth, on the same port, that issues tokens this server accepts. No account, no network. For development only: it logs anyone in as --dev-user and listens on loopback only')
-            [CompletionResult]::new('--dev-auto-approve', '--dev-auto-approve', [CompletionResultType]::ParameterName, 'Approve every authorization request without showing the consent page (scripts, tests)')
+            [CompletionResult]::new('--stateless', '--stateless', [CompletionResultType]::ParameterName, 'No sessions: plain JSON answers, for several instances behind a load balancer')
+            [CompletionResult]::new('--dev', '--dev', [CompletionResultType]::ParameterName, 'Also run a development authorization server, offline, at {public URL}/dev-auth')
+            [CompletionResult]::new('--dev-auto-approve', '--dev-auto-approve', [CompletionResultType]::ParameterName, 'Approve every authorization request without the consent page (scripts, tests)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -147,15 +148,15 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
         'scalekit-mcp;check-token' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)')
             [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked')
-            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata''s authorization servers')
-            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Expected audience (repeatable, or comma-separated). Defaults to the metadata''s `resource`')
-            [CompletionResult]::new('--required-scope', '--required-scope', [CompletionResultType]::ParameterName, 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim')
-            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed')
-            [CompletionResult]::new('--leeway', '--leeway', [CompletionResultType]::ParameterName, 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve')
-            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata''s `{SK_ENV_URL}/resources/{res_id}`)')
-            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'The server''s protected resource metadata (RFC 9728) JSON: its `authorization_servers` are expected issuers and its `resource` the expected audience')
-            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server of serve''s generated metadata (repeatable): expected as an issuer')
-            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'Resource of serve''s generated metadata: the expected audience when --audience is absent')
+            [CompletionResult]::new('--sk-env-url', '--sk-env-url', [CompletionResultType]::ParameterName, 'Scalekit environment URL: its tokens are accepted, its JWKS read from {SK_ENV_URL}/keys')
+            [CompletionResult]::new('--issuer', '--issuer', [CompletionResultType]::ParameterName, 'Accepted token issuer (repeatable, or comma-separated)')
+            [CompletionResult]::new('--audience', '--audience', [CompletionResultType]::ParameterName, 'Accepted token audience (repeatable, or comma-separated)')
+            [CompletionResult]::new('--required-scope', '--required-scope', [CompletionResultType]::ParameterName, 'Scope every token must carry (repeatable, or comma-separated)')
+            [CompletionResult]::new('--algorithms', '--algorithms', [CompletionResultType]::ParameterName, 'Allowed signature algorithms (comma-separated)')
+            [CompletionResult]::new('--leeway', '--leeway', [CompletionResultType]::ParameterName, 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)')
+            [CompletionResult]::new('--protected-resource-metadata', '--protected-resource-metadata', [CompletionResultType]::ParameterName, 'Protected resource metadata JSON, served as given')
+            [CompletionResult]::new('--resource', '--resource', [CompletionResultType]::ParameterName, 'The resource identifier of generated metadata')
+            [CompletionResult]::new('--authorization-server', '--authorization-server', [CompletionResultType]::ParameterName, 'Authorization server of generated metadata (repeatable, or comma-separated)')
             [CompletionResult]::new('--now', '--now', [CompletionResultType]::ParameterName, 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
@@ -165,6 +166,14 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;completions' {
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
+        'scalekit-mcp;man' {
+            [CompletionResult]::new('--out-dir', '--out-dir', [CompletionResultType]::ParameterName, 'Write every page into this directory instead (created if missing)')
             [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help')
             [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
@@ -181,6 +190,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
+            [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print a man page (roff) to stdout, or write every page into a directory')
             [CompletionResult]::new('help', 'help', [CompletionResultType]::ParameterValue, 'Print this message or the help of the given subcommand(s)')
             break
         }
@@ -209,6 +219,9 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;help;completions' {
+            break
+        }
+        'scalekit-mcp;help;man' {
             break
         }
         'scalekit-mcp;help;help' {

@@ -34,6 +34,9 @@ _scalekit__mcp() {
             scalekit__mcp,logout)
                 cmd="scalekit__mcp__subcmd__logout"
                 ;;
+            scalekit__mcp,man)
+                cmd="scalekit__mcp__subcmd__man"
+                ;;
             scalekit__mcp,serve)
                 cmd="scalekit__mcp__subcmd__serve"
                 ;;
@@ -64,6 +67,9 @@ _scalekit__mcp() {
             scalekit__mcp__subcmd__help,logout)
                 cmd="scalekit__mcp__subcmd__help__subcmd__logout"
                 ;;
+            scalekit__mcp__subcmd__help,man)
+                cmd="scalekit__mcp__subcmd__help__subcmd__man"
+                ;;
             scalekit__mcp__subcmd__help,serve)
                 cmd="scalekit__mcp__subcmd__help__subcmd__serve"
                 ;;
@@ -83,7 +89,7 @@ _scalekit__mcp() {
 
     case "${cmd}" in
         scalekit__mcp)
-            opts="-h -V --help --version serve login logout status token call tools check-token completions help"
+            opts="-h -V --help --version serve login logout status token call tools check-token completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -127,7 +133,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__check__subcmd__token)
-            opts="-h -V --server --jwks --issuer --audience --required-scope --algorithms --leeway --json --sk-env-url --protected-resource-metadata --authorization-server --resource --now --help --version"
+            opts="-h -V --server --jwks --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --json --now --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -138,6 +144,10 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --jwks)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --sk-env-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -161,19 +171,15 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --sk-env-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
                 --protected-resource-metadata)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --authorization-server)
+                --resource)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --resource)
+                --authorization-server)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -203,7 +209,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help)
-            opts="serve login logout status token call tools check-token completions help"
+            opts="serve login logout status token call tools check-token completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -287,6 +293,20 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help__subcmd__logout)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -408,8 +428,26 @@ _scalekit__mcp() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        scalekit__subcmd__mcp__subcmd__man)
+            opts="-h -V --out-dir --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         scalekit__subcmd__mcp__subcmd__serve)
-            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --sk-env-url --issuer --audience --jwks-url --protected-resource-metadata --resource-metadata-url --resource --authorization-server --scopes-supported --required-scope --algorithms --leeway --jwks-ttl --jwks-cooldown --allowed-host --cors-origin --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --log-level --log-format --help --version"
+            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --log-level --log-format --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -435,6 +473,14 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --allowed-host)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --cors-origin)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --sk-env-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -444,30 +490,6 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --audience)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --jwks-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --protected-resource-metadata)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --resource-metadata-url)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --resource)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --authorization-server)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --scopes-supported)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -483,6 +505,22 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --protected-resource-metadata)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --resource)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --authorization-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --jwks-url)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --jwks-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -491,11 +529,11 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --allowed-host)
+                --resource-metadata-url)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
-                --cors-origin)
+                --scopes-supported)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -523,6 +561,14 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --log-level)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-format)
+                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
+                    return 0
+                    ;;
                 --dev-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -533,14 +579,6 @@ _scalekit__mcp() {
                     ;;
                 --dev-token-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-level)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --log-format)
-                    COMPREPLY=($(compgen -W "text json" -- "${cur}"))
                     return 0
                     ;;
                 *)

@@ -35,44 +35,45 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "call" -d 
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "tools" -d 'List a server\'s tools with their parameters'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "man" -d 'Print a man page (roff) to stdout, or write every page into a directory'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l transport -d 'Transport to serve' -r -f -a "http\t'MCP Streamable HTTP, with OAuth bearer tokens'
 stdio\t'MCP over stdin/stdout for a local client; no OAuth (per the MCP spec)'"
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l host -d 'Address to listen on. Use 0.0.0.0 to accept connections from other machines' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l host -d 'Address to listen on (0.0.0.0: every interface)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l port -d 'Port to listen on (0 picks a free one)' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l public-url -d 'The URL clients use to reach this server, when it differs from the listen address (behind a proxy). Defaults to the origin of the resource (the metadata\'s, or --resource), else http://localhost:PORT' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l public-url -d 'The URL clients use to reach this server (behind a proxy)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l mcp-path -d 'Path of the MCP endpoint' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l sk-env-url -d 'Scalekit environment URL. Tokens issued by it (and by the metadata\'s authorization servers) are accepted, and its JWKS is read from {SK_ENV_URL}/keys' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l issuer -d 'Accepted token issuer (repeatable, or comma-separated). Replaces SK_ENV_URL and the metadata\'s authorization servers as the accepted issuers' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l audience -d 'Accepted token audience (repeatable, or comma-separated). Defaults to the metadata\'s `resource`. Compared exactly, trailing slash included' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-url -d 'JWKS URL. Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer\'s RFC 8414 or OpenID Connect metadata' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l protected-resource-metadata -d 'OAuth protected resource metadata (RFC 9728), as JSON, served as given. Must name `resource` and `authorization_servers`. Without it, the metadata is generated from --resource, --authorization-server and --scopes-supported' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource-metadata-url -d 'Absolute URL of the protected resource metadata, as sent in challenges. Defaults to the public URL\'s /.well-known/oauth-protected-resource' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource -d 'The resource identifier for generated metadata. Defaults to the public URL of the MCP path' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l authorization-server -d 'Authorization server for generated metadata (repeatable, or comma-separated). Defaults to the accepted issuers' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l scopes-supported -d 'Scopes listed in generated metadata (repeatable, or comma-separated). With --dev, the scopes its authorization server grants (default: mcp:tools)' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l required-scope -d 'Scope every request\'s token must carry (repeatable, or comma-separated). A token without it gets 403 insufficient_scope' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l algorithms -d 'Allowed signature algorithms (comma-separated): RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allowed-host -d 'More Host values to accept (repeatable; `*` turns the check off)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors-origin -d 'Browser origin allowed by CORS (repeatable). None by default' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l sk-env-url -d 'Scalekit environment URL: its tokens are accepted, its JWKS read from {SK_ENV_URL}/keys' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l issuer -d 'Accepted token issuer (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l audience -d 'Accepted token audience (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l required-scope -d 'Scope every token must carry (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l algorithms -d 'Allowed signature algorithms (comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l protected-resource-metadata -d 'Protected resource metadata JSON, served as given' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource -d 'The resource identifier of generated metadata' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l authorization-server -d 'Authorization server of generated metadata (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-url -d 'JWKS URL' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-ttl -d 'JWKS refresh interval when the response has no Cache-Control max-age' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-cooldown -d 'Minimum time between JWKS refetches caused by tokens with an unknown kid' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allowed-host -d 'More Host values to accept (repeatable, `host` or `host:port`; `*` accepts any, which disables DNS-rebinding protection). Loopback names and the public URL\'s host are always accepted' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l cors-origin -d 'Browser origin allowed by CORS (repeatable, e.g. https://app.example.com). None by default' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest accepted request body, in bytes' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-header-bytes -d 'Largest accepted request header section, in bytes (431 beyond). Access tokens are refused beyond 16 KiB anyway' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l request-timeout -d 'Time allowed to answer a request (408 beyond). Counts until the response starts, so Server-Sent Events streams are never cut' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l idle-timeout -d 'Time a connection may wait for its next request head (from the moment it opened or its last response ended) before it is closed: idle and slow connections free their slot' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-connections -d 'Connections held open at once; beyond it a new connection gets 503 with Retry-After' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'How long in-flight requests get to finish after SIGINT / SIGTERM' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key the development authorization server signs with, kept across restarts so tokens stay valid (created on first use). Default: a fresh key at each start' -r -F
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l jwks-cooldown -d 'Minimum time between JWKS refetches for tokens with an unknown kid' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource-metadata-url -d 'Absolute URL of the metadata, as sent in challenges' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l scopes-supported -d 'Scopes listed in generated metadata (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-body-bytes -d 'Largest request body, in bytes (413 beyond)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-header-bytes -d 'Largest request header section, in bytes (431 beyond)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l request-timeout -d 'Time allowed to start answering a request (408 beyond)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l idle-timeout -d 'Time a connection may wait for its next request head before it is closed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-connections -d 'Connections held open at once (503 with Retry-After beyond)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'Time in-flight requests get to finish after SIGINT or SIGTERM' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug, trace (Python names work)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format (to stderr)' -r -f -a "text\t''
+json\t''"
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key kept across restarts (created when missing)' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-user -d 'The user the development authorization server logs in (the tokens\' `sub`)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-token-ttl -d 'Lifetime of the development authorization server\'s access tokens' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level (error, warn, info, debug, trace; Python names work). RUST_LOG overrides it' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format' -r -f -a "text\t''
-json\t''"
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l stateless -d 'Serve without in-memory sessions, answering with plain JSON: for several instances behind a load balancer'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev -d 'Development mode: also serve an OAuth 2.1 authorization server at {public URL}/dev-auth, on the same port, that issues tokens this server accepts. No account, no network. For development only: it logs anyone in as --dev-user and listens on loopback only'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-auto-approve -d 'Approve every authorization request without showing the consent page (scripts, tests)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l stateless -d 'No sessions: plain JSON answers, for several instances behind a load balancer'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev -d 'Also run a development authorization server, offline, at {public URL}/dev-auth'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-auto-approve -d 'Approve every authorization request without the consent page (scripts, tests)'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l scope -d 'Scope to request (repeatable). Default: the server\'s challenge, else its metadata' -r
@@ -111,28 +112,32 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s h -l
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l server -d 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l jwks -d 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked' -r -F
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l issuer -d 'Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from SK_ENV_URL and the metadata\'s authorization servers' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l audience -d 'Expected audience (repeatable, or comma-separated). Defaults to the metadata\'s `resource`' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l required-scope -d 'Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp` or `scopes` claim' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l algorithms -d 'Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l sk-env-url -d 'Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the metadata\'s `{SK_ENV_URL}/resources/{res_id}`)' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l protected-resource-metadata -d 'The server\'s protected resource metadata (RFC 9728) JSON: its `authorization_servers` are expected issuers and its `resource` the expected audience' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l authorization-server -d 'Authorization server of serve\'s generated metadata (repeatable): expected as an issuer' -r
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l resource -d 'Resource of serve\'s generated metadata: the expected audience when --audience is absent' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l sk-env-url -d 'Scalekit environment URL: its tokens are accepted, its JWKS read from {SK_ENV_URL}/keys' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l issuer -d 'Accepted token issuer (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l audience -d 'Accepted token audience (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l required-scope -d 'Scope every token must carry (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l algorithms -d 'Allowed signature algorithms (comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l protected-resource-metadata -d 'Protected resource metadata JSON, served as given' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l resource -d 'The resource identifier of generated metadata' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l authorization-server -d 'Authorization server of generated metadata (repeatable, or comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l now -d 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l json -d 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "call" -d 'Call a tool and print its result (key=value arguments checked against its schema)'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "tools" -d 'List a server\'s tools with their parameters'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "completions" -d 'Print a shell completion script to stdout'
-complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand man" -l out-dir -d 'Write every page into this directory instead (created if missing)' -r -F
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand man" -s h -l help -d 'Print help'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand man" -s V -l version -d 'Print version'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "serve" -d 'Run the MCP server; every MCP request needs a valid bearer token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "login" -d 'Log in to an MCP server (OAuth discovery, PKCE, registration) and store the token in the OS keyring'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "logout" -d 'Remove (and revoke) the stored credentials of a server'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "status" -d 'Show the stored logins: subject, scopes, expiry; never a token'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "token" -d 'Print a valid access token for a server, refreshing it when needed'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "call" -d 'Call a tool and print its result (key=value arguments checked against its schema)'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "tools" -d 'List a server\'s tools with their parameters'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "check-token" -d 'Explain an access token offline: header, claims, and every check serve would make'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "completions" -d 'Print a shell completion script to stdout'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "man" -d 'Print a man page (roff) to stdout, or write every page into a directory'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand help; and not __fish_seen_subcommand_from serve login logout status token call tools check-token completions man help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -9,7 +9,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use scalekit_mcp::commands::serve::ServeArgs;
+use scalekit_mcp::config::ServeArgs;
 use scalekit_mcp::config::ServeConfig;
 use scalekit_mcp::logging;
 

@@ -5,8 +5,9 @@ use clap::{Parser, Subcommand};
 
 use crate::commands::{
     call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
-    logout::LogoutArgs, serve::ServeArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
+    logout::LogoutArgs, man::ManArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
 };
+use crate::config::ServeArgs;
 
 /// An OAuth-protected MCP server for Scalekit and any standards-compliant authorization server.
 #[derive(Debug, Parser)]
@@ -39,10 +40,15 @@ pub enum Command {
     Tools(ToolsArgs),
     /// Explain an access token offline: header, claims, and every check serve would make.
     ///
+    /// The expected issuers, audiences, scopes and algorithms are serve's: the flags below, else
+    /// serve's settings read as serve reads them (environment, then .env in this directory).
+    ///
     /// Exit status: 0 every check performed passed, 1 a check failed, 2 usage error or not a JWT.
     CheckToken(Box<CheckTokenArgs>),
     /// Print a shell completion script to stdout.
     Completions(CompletionsArgs),
+    /// Print a man page (roff) to stdout, or write every page into a directory.
+    Man(ManArgs),
 }
 
 impl Cli {

@@ -41,7 +41,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let success = |()| ExitCode::SUCCESS;
     match cli.command {
         Command::CheckToken(args) => commands::check_token::run(&args),
-        Command::Completions(args) => commands::completions::run(&args).map(success),
+        Command::Completions(args) => {
+            commands::completions::run(&args, Cli::command()).map(success)
+        }
+        Command::Man(args) => commands::man::run(&args, Cli::command()).map(success),
         Command::Serve(args) => runtime.block_on(commands::serve::run(*args)).map(success),
         Command::Login(args) => runtime.block_on(commands::login::run(*args)).map(success),
         Command::Logout(args) => runtime.block_on(commands::logout::run(&args)).map(success),

@@ -24,12 +24,9 @@ use crate::auth::time::{self, iso8601, relative};
 use crate::auth::validate::{self, Malformed, Mode, Outcome, Rejection, Report, numeric_date};
 use crate::client::home::{Home, canonical_server_url};
 use crate::client::vault::{Storage, Vault, account};
-use crate::config::{self, Duration, PolicySettings};
+use crate::config::{self, PolicyArgs};
 use crate::error::ExitError;
 use crate::logging;
-
-/// Server settings, read as `serve` reads them (flag, environment, `.env`).
-const SERVER_SETTINGS: &str = "Server settings (as serve reads them: flag, environment or .env)";
 
 /// stdin is read up to this many bytes; a token is refused beyond 16 KiB anyway.
 const MAX_STDIN_BYTES: u64 = 1024 * 1024;
@@ -52,89 +49,12 @@ pub struct CheckTokenArgs {
     #[arg(long, value_name = "FILE")]
     pub jwks: Option<PathBuf>,
 
-    /// Expected issuer (repeatable, or comma-separated). Replaces the issuers taken from
-    /// SK_ENV_URL and the metadata's authorization servers.
-    #[arg(
-        long = "issuer",
-        env = "SCALEKIT_MCP_ISSUERS",
-        value_delimiter = ',',
-        value_name = "URL"
-    )]
-    pub issuers: Vec<String>,
-
-    /// Expected audience (repeatable, or comma-separated). Defaults to the metadata's `resource`.
-    #[arg(
-        long = "audience",
-        env = "EXPECTED_AUDIENCE",
-        value_delimiter = ',',
-        value_name = "AUD"
-    )]
-    pub audiences: Vec<String>,
-
-    /// Scope the token must carry (repeatable, or comma-separated), read from the `scope`, `scp`
-    /// or `scopes` claim.
-    #[arg(
-        long = "required-scope",
-        alias = "require-scope",
-        env = "SCALEKIT_MCP_REQUIRED_SCOPES",
-        value_delimiter = ',',
-        value_name = "SCOPE"
-    )]
-    pub required_scopes: Vec<String>,
-
-    /// Allowed signature algorithms (comma-separated), as in serve: RS256, RS384, RS512, PS256,
-    /// PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are never allowed.
-    #[arg(
-        long,
-        env = "SCALEKIT_MCP_ALGORITHMS",
-        value_delimiter = ',',
-        default_value = config::DEFAULT_ALGORITHMS,
-        value_name = "ALG"
-    )]
-    pub algorithms: Vec<String>,
-
-    /// Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m), as in serve.
-    #[arg(
-        long,
-        env = "SCALEKIT_MCP_LEEWAY",
-        default_value = config::DEFAULT_LEEWAY,
-        value_name = "DURATION"
-    )]
-    pub leeway: Duration,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
 
     /// Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead.
     #[arg(long)]
     pub json: bool,
-
-    /// Scalekit environment URL: tokens it issues are expected (both `{SK_ENV_URL}` and the
-    /// metadata's `{SK_ENV_URL}/resources/{res_id}`).
-    #[arg(long, env = "SK_ENV_URL", value_name = "URL", help_heading = SERVER_SETTINGS)]
-    pub sk_env_url: Option<String>,
-
-    /// The server's protected resource metadata (RFC 9728) JSON: its `authorization_servers` are
-    /// expected issuers and its `resource` the expected audience.
-    #[arg(
-        long,
-        env = "PROTECTED_RESOURCE_METADATA",
-        hide_env_values = true,
-        value_name = "JSON",
-        help_heading = SERVER_SETTINGS
-    )]
-    pub protected_resource_metadata: Option<String>,
-
-    /// Authorization server of serve's generated metadata (repeatable): expected as an issuer.
-    #[arg(
-        long = "authorization-server",
-        env = "SCALEKIT_MCP_AUTHORIZATION_SERVERS",
-        value_delimiter = ',',
-        value_name = "URL",
-        help_heading = SERVER_SETTINGS
-    )]
-    pub authorization_servers: Vec<String>,
-
-    /// Resource of serve's generated metadata: the expected audience when --audience is absent.
-    #[arg(long, env = "SCALEKIT_MCP_RESOURCE", value_name = "URL", help_heading = SERVER_SETTINGS)]
-    pub resource: Option<String>,
 
     /// The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible.
     #[arg(long, hide = true, value_name = "UNIX_SECONDS")]
@@ -146,17 +66,7 @@ pub fn run(args: &CheckTokenArgs) -> anyhow::Result<ExitCode> {
         Some(server) => stored_token(server)?,
         None => read_token(args.token.as_deref())?,
     };
-    let policy = config::offline_policy(&PolicySettings {
-        issuers: &args.issuers,
-        audiences: &args.audiences,
-        sk_env_url: args.sk_env_url.as_deref(),
-        protected_resource_metadata: args.protected_resource_metadata.as_deref(),
-        authorization_servers: &args.authorization_servers,
-        resource: args.resource.as_deref(),
-        algorithms: &args.algorithms,
-        required_scopes: &args.required_scopes,
-        leeway: args.leeway,
-    })?;
+    let policy = config::offline_policy(&args.policy)?;
     let keys = args.jwks.as_deref().map(load_keys).transpose()?;
     let now = args.now.unwrap_or_else(time::now);
 

@@ -5,6 +5,7 @@ pub mod check_token;
 pub mod completions;
 pub mod login;
 pub mod logout;
+pub mod man;
 pub mod serve;
 pub mod status;
 pub mod token;

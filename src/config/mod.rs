@@ -15,8 +15,10 @@ use url::Url;
 
 use crate::auth::jwks::{CacheSettings, JwksSource};
 use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
-use crate::commands::serve::ServeArgs;
 use crate::error::ExitError;
+
+mod args;
+pub use args::{PolicyArgs, ServeArgs, Transport, heading};
 
 /// `--algorithms` default, for `serve` and `check-token`.
 pub const DEFAULT_ALGORITHMS: &str = "RS256";
@@ -180,20 +182,22 @@ impl ServeConfig {
         // In --dev mode the embedded server is the only authorization server: settings naming
         // another one are ignored (check_dev_mode warns about them).
         let sk_env_url = args
+            .policy
             .sk_env_url
             .as_deref()
             .filter(|_| !args.dev)
             .and_then(|raw| parse_url(raw.trim_end_matches('/'), "SK_ENV_URL", &mut problems));
 
         let verbatim = args
+            .policy
             .protected_resource_metadata
             .as_deref()
             .filter(|json| !args.dev && !json.trim().is_empty())
             .map(|json| parse_verbatim_metadata(json, &mut problems));
         let verbatim = verbatim.flatten();
         if verbatim.is_some()
-            && (args.resource.is_some()
-                || !args.authorization_servers.is_empty()
+            && (args.policy.resource.is_some()
+                || !args.policy.authorization_servers.is_empty()
                 || !args.scopes_supported.is_empty())
         {
             problems.add(
@@ -206,7 +210,7 @@ impl ServeConfig {
         // --dev mode the public URL stays on loopback, where its authorization server answers.
         let resource = match &verbatim {
             Some(metadata) => Some(metadata.resource.as_str()),
-            None => args.resource.as_deref().filter(|_| !args.dev),
+            None => args.policy.resource.as_deref().filter(|_| !args.dev),
         };
         let public_url = public_url(args, resource, &mut problems);
         let public_url = match public_url {
@@ -221,12 +225,12 @@ impl ServeConfig {
 
         let metadata_servers: Vec<String> = match &verbatim {
             Some(metadata) => metadata.authorization_servers.clone(),
-            None => args.authorization_servers.clone(),
+            None => args.policy.authorization_servers.clone(),
         };
         let dev_issuer = args.dev.then(|| join_path(&public_url, DEV_AUTH_PATH));
         let issuers = match &dev_issuer {
             Some(issuer) => vec![issuer.clone()],
-            None => accepted_issuers(&args.issuers, sk_env_url.as_ref(), &metadata_servers),
+            None => accepted_issuers(&args.policy.issuers, sk_env_url.as_ref(), &metadata_servers),
         };
         if issuers.is_empty() {
             problems.add(
@@ -249,7 +253,7 @@ impl ServeConfig {
         };
 
         warnings.extend(resource_path_mismatch(&metadata.resource, &mcp_path));
-        let audiences = accepted_audiences(&args.audiences, Some(&metadata.resource));
+        let audiences = accepted_audiences(&args.policy.audiences, Some(&metadata.resource));
         for audience in &audiences {
             if audience != &metadata.resource
                 && audience.trim_end_matches('/') == metadata.resource.trim_end_matches('/')
@@ -280,7 +284,7 @@ impl ServeConfig {
             (None, None, None) => None,
         };
 
-        let algorithms = parse_algorithms(&args.algorithms, &mut problems);
+        let algorithms = parse_algorithms(&args.policy.algorithms, &mut problems);
         let resource_metadata_url = match &args.resource_metadata_url {
             Some(url) => parse_url(url, "RESOURCE_METADATA_URL", &mut problems)
                 .map(String::from)
@@ -335,8 +339,8 @@ impl ServeConfig {
                 issuers,
                 audiences,
                 algorithms,
-                required_scopes: non_blank(&args.required_scopes),
-                leeway: args.leeway.0.as_secs(),
+                required_scopes: non_blank(&args.policy.required_scopes),
+                leeway: args.policy.leeway.0.as_secs(),
             },
             jwks: jwks.ok_or_else(|| ExitError::usage("no JWKS source"))?,
             cache: CacheSettings {
@@ -389,16 +393,17 @@ fn check_dev_mode(
         problems.add(format!("--mcp-path {mcp_path:?} collides with --dev's {DEV_AUTH_PATH} routes: pick another path"));
     }
     let replaced: Vec<&str> = [
-        ("SK_ENV_URL", args.sk_env_url.is_some()),
-        ("--issuer", !args.issuers.is_empty()),
+        ("SK_ENV_URL", args.policy.sk_env_url.is_some()),
+        ("--issuer", !args.policy.issuers.is_empty()),
         ("--jwks-url", args.jwks_url.is_some()),
         (
             "--authorization-server",
-            !args.authorization_servers.is_empty(),
+            !args.policy.authorization_servers.is_empty(),
         ),
         (
             "PROTECTED_RESOURCE_METADATA",
-            args.protected_resource_metadata
+            args.policy
+                .protected_resource_metadata
                 .as_deref()
                 .is_some_and(|json| !json.trim().is_empty()),
         ),
@@ -451,35 +456,22 @@ fn non_blank(values: &[String]) -> Vec<String> {
     )
 }
 
-/// The settings that decide what a token must carry, under serve's names: what `check-token`
-/// reads so that, run in the server's directory, it checks against the server's configuration.
-#[derive(Debug, Clone, Copy)]
-pub struct PolicySettings<'a> {
-    pub issuers: &'a [String],
-    pub audiences: &'a [String],
-    pub sk_env_url: Option<&'a str>,
-    pub protected_resource_metadata: Option<&'a str>,
-    pub authorization_servers: &'a [String],
-    pub resource: Option<&'a str>,
-    pub algorithms: &'a [String],
-    pub required_scopes: &'a [String],
-    pub leeway: Duration,
-}
-
 /// The token policy `serve` would enforce, built without the parts that need a listening server.
 ///
 /// Unlike `serve`, nothing is required: an issuer or audience that cannot be resolved is left
 /// empty, and `check-token` reports that check as skipped. The one difference in resolution: when
 /// serve generates its metadata without a `resource`, it expects its own public URL as audience;
 /// that URL depends on the listening address, so it is not guessed here (`--audience` covers it).
-pub fn offline_policy(settings: &PolicySettings<'_>) -> Result<TokenPolicy, ExitError> {
+pub fn offline_policy(settings: &PolicyArgs) -> Result<TokenPolicy, ExitError> {
     let mut problems = Problems::default();
     let sk_env_url = settings
         .sk_env_url
+        .as_deref()
         .filter(|raw| !raw.trim().is_empty())
         .and_then(|raw| parse_url(raw.trim_end_matches('/'), "SK_ENV_URL", &mut problems));
     let verbatim = settings
         .protected_resource_metadata
+        .as_deref()
         .filter(|json| !json.trim().is_empty())
         .and_then(|json| parse_verbatim_metadata(json, &mut problems));
     let (metadata_servers, resource) = match &verbatim {
@@ -487,11 +479,14 @@ pub fn offline_policy(settings: &PolicySettings<'_>) -> Result<TokenPolicy, Exit
             metadata.authorization_servers.clone(),
             Some(metadata.resource.as_str()),
         ),
-        None => (settings.authorization_servers.to_vec(), settings.resource),
+        None => (
+            settings.authorization_servers.clone(),
+            settings.resource.as_deref(),
+        ),
     };
-    let issuers = accepted_issuers(settings.issuers, sk_env_url.as_ref(), &metadata_servers);
-    let audiences = accepted_audiences(settings.audiences, resource);
-    let algorithms = parse_algorithms(settings.algorithms, &mut problems);
+    let issuers = accepted_issuers(&settings.issuers, sk_env_url.as_ref(), &metadata_servers);
+    let audiences = accepted_audiences(&settings.audiences, resource);
+    let algorithms = parse_algorithms(&settings.algorithms, &mut problems);
     problems.into_result_titled(
         "the expected values (flags, or serve's settings from the environment or .env) are invalid",
     )?;
@@ -499,7 +494,7 @@ pub fn offline_policy(settings: &PolicySettings<'_>) -> Result<TokenPolicy, Exit
         issuers,
         audiences,
         algorithms,
-        required_scopes: non_blank(settings.required_scopes),
+        required_scopes: non_blank(&settings.required_scopes),
         leeway: settings.leeway.0.as_secs(),
     })
 }
@@ -600,13 +595,14 @@ fn generated_metadata(
     scopes_supported: &[String],
 ) -> ResourceMetadata {
     let resource = args
+        .policy
         .resource
         .clone()
         .unwrap_or_else(|| join_path(public_url, mcp_path));
-    let authorization_servers = if args.dev || args.authorization_servers.is_empty() {
+    let authorization_servers = if args.dev || args.policy.authorization_servers.is_empty() {
         issuers.to_vec()
     } else {
-        args.authorization_servers.clone()
+        args.policy.authorization_servers.clone()
     };
     let mut document = serde_json::json!({
         "resource": resource,

@@ -1,0 +1,416 @@
+//! `serve`'s command line, as clap reads it: every flag with its environment variable and
+//! default, grouped under the headings `serve --help` shows.
+//!
+//! These are the raw settings; [`super::ServeConfig::from_args`] checks and resolves them. The
+//! flags that decide what a token must carry ([`PolicyArgs`]) are shared with `check-token`, so
+//! that, run in the server's directory, it reads the server's settings exactly as `serve` does.
+//!
+//! Each flag's doc comment opens with a one-line summary (what `-h` shows); the paragraphs after
+//! it are for `--help` and the man page.
+
+use clap::{Args, ValueEnum};
+
+use super::{DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, Duration};
+use crate::logging::LogFormat;
+
+/// `serve --help` headings.
+pub mod heading {
+    pub const LISTENING: &str = "Listening";
+    pub const TOKENS: &str = "Tokens and issuers";
+    pub const METADATA: &str = "Metadata (RFC 9728)";
+    pub const LIMITS: &str = "Limits";
+    pub const LOGGING: &str = "Logging";
+    pub const DEVELOPMENT: &str = "Development (--dev)";
+}
+
+/// Which transport `serve` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Transport {
+    /// MCP Streamable HTTP, with OAuth bearer tokens.
+    Http,
+    /// MCP over stdin/stdout for a local client; no OAuth (per the MCP spec).
+    Stdio,
+}
+
+/// The settings that decide which tokens are accepted: issuers, audiences, scopes, algorithms,
+/// and the protected resource metadata they may be derived from. Shared by `serve` and
+/// `check-token`.
+#[derive(Debug, Clone, Args)]
+pub struct PolicyArgs {
+    /// Scalekit environment URL: its tokens are accepted, its JWKS read from {SK_ENV_URL}/keys.
+    ///
+    /// Tokens issued by it and by the metadata's authorization servers (Scalekit's
+    /// {SK_ENV_URL}/resources/{res_id} form) are accepted.
+    #[arg(long, env = "SK_ENV_URL", value_name = "URL", help_heading = heading::TOKENS)]
+    pub sk_env_url: Option<String>,
+
+    /// Accepted token issuer (repeatable, or comma-separated).
+    ///
+    /// Replaces SK_ENV_URL and the metadata's authorization servers as the accepted issuers.
+    #[arg(
+        long = "issuer",
+        env = "SCALEKIT_MCP_ISSUERS",
+        value_delimiter = ',',
+        value_name = "URL",
+        help_heading = heading::TOKENS
+    )]
+    pub issuers: Vec<String>,
+
+    /// Accepted token audience (repeatable, or comma-separated).
+    ///
+    /// Defaults to the metadata's `resource`. Compared exactly, trailing slash included.
+    #[arg(
+        long = "audience",
+        env = "EXPECTED_AUDIENCE",
+        value_delimiter = ',',
+        value_name = "AUD",
+        help_heading = heading::TOKENS
+    )]
+    pub audiences: Vec<String>,
+
+    /// Scope every token must carry (repeatable, or comma-separated).
+    ///
+    /// Read from the `scope`, `scp` or `scopes` claim. A valid token without it gets 403
+    /// insufficient_scope.
+    #[arg(
+        long = "required-scope",
+        alias = "require-scope",
+        env = "SCALEKIT_MCP_REQUIRED_SCOPES",
+        value_delimiter = ',',
+        value_name = "SCOPE",
+        help_heading = heading::TOKENS
+    )]
+    pub required_scopes: Vec<String>,
+
+    /// Allowed signature algorithms (comma-separated).
+    ///
+    /// Any of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA. HMAC and `none` are
+    /// never allowed.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_ALGORITHMS",
+        value_delimiter = ',',
+        default_value = DEFAULT_ALGORITHMS,
+        value_name = "ALG",
+        help_heading = heading::TOKENS
+    )]
+    pub algorithms: Vec<String>,
+
+    /// Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_LEEWAY",
+        default_value = DEFAULT_LEEWAY,
+        value_name = "DURATION",
+        help_heading = heading::TOKENS
+    )]
+    pub leeway: Duration,
+
+    /// Protected resource metadata JSON, served as given.
+    ///
+    /// The RFC 9728 document, as the Scalekit dashboard shows it. Must name `resource` and
+    /// `authorization_servers`: its authorization servers are accepted issuers and its resource
+    /// the accepted audience. Without it, the metadata is generated from --resource,
+    /// --authorization-server and --scopes-supported.
+    #[arg(
+        long,
+        env = "PROTECTED_RESOURCE_METADATA",
+        hide_env_values = true,
+        value_name = "JSON",
+        help_heading = heading::METADATA
+    )]
+    pub protected_resource_metadata: Option<String>,
+
+    /// The resource identifier of generated metadata.
+    ///
+    /// Defaults to the public URL of the MCP path. Also the accepted audience when --audience is
+    /// not given, and the origin of the public URL when --public-url is not given.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_RESOURCE",
+        value_name = "URL",
+        help_heading = heading::METADATA
+    )]
+    pub resource: Option<String>,
+
+    /// Authorization server of generated metadata (repeatable, or comma-separated).
+    ///
+    /// Defaults to the accepted issuers. Accepted as an issuer when --issuer is not given.
+    #[arg(
+        long = "authorization-server",
+        env = "SCALEKIT_MCP_AUTHORIZATION_SERVERS",
+        value_delimiter = ',',
+        value_name = "URL",
+        help_heading = heading::METADATA
+    )]
+    pub authorization_servers: Vec<String>,
+}
+
+/// `scalekit-mcp serve`: every setting of the server, from flags, the environment or `.env`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Transport to serve.
+    #[arg(
+        long,
+        value_enum,
+        env = "SCALEKIT_MCP_TRANSPORT",
+        default_value = "http",
+        help_heading = heading::LISTENING
+    )]
+    pub transport: Transport,
+
+    /// Address to listen on (0.0.0.0: every interface).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_HOST",
+        default_value = "127.0.0.1",
+        help_heading = heading::LISTENING
+    )]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = 3002, help_heading = heading::LISTENING)]
+    pub port: u16,
+
+    /// The URL clients use to reach this server (behind a proxy).
+    ///
+    /// Defaults to the origin of the resource (the metadata's, or --resource), else
+    /// http://localhost:PORT.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_PUBLIC_URL",
+        value_name = "URL",
+        help_heading = heading::LISTENING
+    )]
+    pub public_url: Option<String>,
+
+    /// Path of the MCP endpoint.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_PATH",
+        default_value = "/",
+        value_name = "PATH",
+        help_heading = heading::LISTENING
+    )]
+    pub mcp_path: String,
+
+    /// No sessions: plain JSON answers, for several instances behind a load balancer.
+    #[arg(long, env = "SCALEKIT_MCP_STATELESS", help_heading = heading::LISTENING)]
+    pub stateless: bool,
+
+    /// More Host values to accept (repeatable; `*` turns the check off).
+    ///
+    /// `host` or `host:port`. Loopback names and the public URL's host are always accepted; `*`
+    /// accepts any, which disables the DNS-rebinding protection.
+    #[arg(
+        long = "allowed-host",
+        env = "SCALEKIT_MCP_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST",
+        help_heading = heading::LISTENING
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Browser origin allowed by CORS (repeatable). None by default.
+    ///
+    /// For example https://app.example.com.
+    #[arg(
+        long = "cors-origin",
+        env = "SCALEKIT_MCP_CORS_ORIGINS",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        help_heading = heading::LISTENING
+    )]
+    pub cors_origins: Vec<String>,
+
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// JWKS URL.
+    ///
+    /// Defaults to {SK_ENV_URL}/keys, else the `jwks_uri` in the issuer's RFC 8414 or OpenID
+    /// Connect metadata.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_JWKS_URL",
+        value_name = "URL",
+        help_heading = heading::TOKENS
+    )]
+    pub jwks_url: Option<String>,
+
+    /// JWKS refresh interval when the response has no Cache-Control max-age.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_JWKS_TTL",
+        default_value = "10m",
+        value_name = "DURATION",
+        help_heading = heading::TOKENS
+    )]
+    pub jwks_ttl: Duration,
+
+    /// Minimum time between JWKS refetches for tokens with an unknown kid.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_JWKS_COOLDOWN",
+        default_value = "30s",
+        value_name = "DURATION",
+        help_heading = heading::TOKENS
+    )]
+    pub jwks_cooldown: Duration,
+
+    /// Absolute URL of the metadata, as sent in challenges.
+    ///
+    /// Defaults to the public URL's /.well-known/oauth-protected-resource, with the MCP path
+    /// appended when it is not /.
+    #[arg(
+        long,
+        env = "RESOURCE_METADATA_URL",
+        value_name = "URL",
+        help_heading = heading::METADATA
+    )]
+    pub resource_metadata_url: Option<String>,
+
+    /// Scopes listed in generated metadata (repeatable, or comma-separated).
+    ///
+    /// With --dev, the scopes its authorization server grants (default: mcp:tools).
+    #[arg(
+        long = "scopes-supported",
+        env = "SCALEKIT_MCP_SCOPES_SUPPORTED",
+        value_delimiter = ',',
+        value_name = "SCOPE",
+        help_heading = heading::METADATA
+    )]
+    pub scopes_supported: Vec<String>,
+
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_BODY_BYTES",
+        default_value_t = 4 * 1024 * 1024,
+        value_name = "BYTES",
+        help_heading = heading::LIMITS
+    )]
+    pub max_body_bytes: usize,
+
+    /// Largest request header section, in bytes (431 beyond).
+    ///
+    /// Access tokens are refused beyond 16 KiB anyway.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_HEADER_BYTES",
+        default_value_t = 32 * 1024,
+        value_name = "BYTES",
+        help_heading = heading::LIMITS
+    )]
+    pub max_header_bytes: usize,
+
+    /// Time allowed to start answering a request (408 beyond).
+    ///
+    /// Counts until the response starts, so Server-Sent Events streams are never cut.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_REQUEST_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION",
+        help_heading = heading::LIMITS
+    )]
+    pub request_timeout: Duration,
+
+    /// Time a connection may wait for its next request head before it is closed.
+    ///
+    /// Counted from the moment it opened or its last response ended: idle and slow connections
+    /// free their slot.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_IDLE_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION",
+        help_heading = heading::LIMITS
+    )]
+    pub idle_timeout: Duration,
+
+    /// Connections held open at once (503 with Retry-After beyond).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_CONNECTIONS",
+        default_value_t = 512,
+        value_name = "N",
+        help_heading = heading::LIMITS
+    )]
+    pub max_connections: usize,
+
+    /// Time in-flight requests get to finish after SIGINT or SIGTERM.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_SHUTDOWN_TIMEOUT",
+        default_value = "10s",
+        value_name = "DURATION",
+        help_heading = heading::LIMITS
+    )]
+    pub shutdown_timeout: Duration,
+
+    /// Log level: error, warn, info, debug, trace (Python names work).
+    ///
+    /// RUST_LOG overrides it. Default: info.
+    #[arg(
+        long,
+        env = "LOG_LEVEL",
+        value_name = "LEVEL",
+        help_heading = heading::LOGGING
+    )]
+    pub log_level: Option<String>,
+
+    /// Log line format (to stderr).
+    #[arg(
+        long,
+        value_enum,
+        env = "SCALEKIT_MCP_LOG_FORMAT",
+        default_value = "text",
+        help_heading = heading::LOGGING
+    )]
+    pub log_format: LogFormat,
+
+    /// Also run a development authorization server, offline, at {public URL}/dev-auth.
+    ///
+    /// An OAuth 2.1 authorization server on the same port that issues tokens this server
+    /// accepts. No account, no network. For development only: it logs anyone in as --dev-user
+    /// and listens on loopback only.
+    #[arg(long, env = "SCALEKIT_MCP_DEV", help_heading = heading::DEVELOPMENT)]
+    pub dev: bool,
+
+    /// PEM RSA private key kept across restarts (created when missing).
+    ///
+    /// The development authorization server signs with it, so its tokens stay valid across
+    /// restarts. Default: a fresh key at each start.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_KEY",
+        value_name = "FILE",
+        help_heading = heading::DEVELOPMENT
+    )]
+    pub dev_key: Option<std::path::PathBuf>,
+
+    /// Approve every authorization request without the consent page (scripts, tests).
+    #[arg(long, env = "SCALEKIT_MCP_DEV_AUTO_APPROVE", help_heading = heading::DEVELOPMENT)]
+    pub dev_auto_approve: bool,
+
+    /// The user the development authorization server logs in (the tokens' `sub`).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_USER",
+        default_value = "dev-user",
+        value_name = "NAME",
+        help_heading = heading::DEVELOPMENT
+    )]
+    pub dev_user: String,
+
+    /// Lifetime of the development authorization server's access tokens.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_TOKEN_TTL",
+        default_value = "1h",
+        value_name = "DURATION",
+        help_heading = heading::DEVELOPMENT
+    )]
+    pub dev_token_ttl: Duration,
+}
