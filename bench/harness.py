@@ -340,7 +340,7 @@ def measure_auth_pairs(on, off, token, pairs, duration, concurrency=64):
     """The auth overhead from paired runs: rows (a) and (c) back to back, in ABBA order, `pairs`
     times; the median of the pairs' ratios. Two runs a few seconds apart see the same machine,
     and the median ignores the pairs that a burst of outside load split; the best-of-three cells
-    of the main table move by more than the 10 % this measures (see README, Performance)."""
+    of the main table move by more than the 10 % this measures (see docs/performance.md)."""
     def one(row):
         settle([on, off])
         before = cpu_seconds(row.process.pid)
