@@ -447,7 +447,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__serve)
-            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --log-level --log-format --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --help --version"
+            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --max-sessions --max-sessions-per-caller --session-idle-timeout --log-level --log-format --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -558,6 +558,18 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-sessions)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --max-sessions-per-caller)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-idle-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -65,6 +65,9 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l requ
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l idle-timeout -d 'Time a connection may wait for its next request head before it is closed' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-connections -d 'Connections held open at once (503 with Retry-After beyond)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shutdown-timeout -d 'Time in-flight requests get to finish after SIGINT or SIGTERM' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions -d 'Sessions open at once, all callers together (an initialize beyond gets 503)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions-per-caller -d 'Sessions open at once per caller; one more closes its least recently used' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-idle-timeout -d 'A session without a request for this long is closed' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug, trace (Python names work)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format (to stderr)' -r -f -a "text\t''
 json\t''"

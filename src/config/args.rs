@@ -19,6 +19,7 @@ pub mod heading {
     pub const TOKENS: &str = "Tokens and issuers";
     pub const METADATA: &str = "Metadata (RFC 9728)";
     pub const LIMITS: &str = "Limits";
+    pub const SESSIONS: &str = "Sessions (stateful mode)";
     pub const LOGGING: &str = "Logging";
     pub const DEVELOPMENT: &str = "Development (--dev)";
 }
@@ -348,6 +349,43 @@ pub struct ServeArgs {
         help_heading = heading::LIMITS
     )]
     pub shutdown_timeout: Duration,
+
+    /// Sessions open at once, all callers together (an initialize beyond gets 503).
+    ///
+    /// Each open session holds memory until it ends: with DELETE, or after
+    /// --session-idle-timeout without a request (most clients never send DELETE).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_SESSIONS",
+        default_value_t = 1000,
+        value_name = "N",
+        help_heading = heading::SESSIONS
+    )]
+    pub max_sessions: usize,
+
+    /// Sessions open at once per caller; one more closes its least recently used.
+    ///
+    /// A caller is the token's issuer and subject (else client id), as for session binding. The
+    /// closed session's client gets 404 and starts a new one, as MCP clients do, so a client
+    /// that reconnects in a loop never locks itself out.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_MAX_SESSIONS_PER_CALLER",
+        default_value_t = 100,
+        value_name = "N",
+        help_heading = heading::SESSIONS
+    )]
+    pub max_sessions_per_caller: usize,
+
+    /// A session without a request for this long is closed.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_SESSION_IDLE_TIMEOUT",
+        default_value = "5m",
+        value_name = "DURATION",
+        help_heading = heading::SESSIONS
+    )]
+    pub session_idle_timeout: Duration,
 
     /// Log level: error, warn, info, debug, trace (Python names work).
     ///

@@ -116,6 +116,12 @@ pub struct ServeConfig {
     pub idle_timeout: std::time::Duration,
     /// Connections held open at once (503 beyond).
     pub max_connections: usize,
+    /// Stateful sessions open at once (an `initialize` beyond gets 503).
+    pub max_sessions: usize,
+    /// Stateful sessions per caller (one more closes the caller's least recently used).
+    pub max_sessions_per_caller: usize,
+    /// A session without a request for this long is closed.
+    pub session_idle_timeout: std::time::Duration,
     pub shutdown_timeout: std::time::Duration,
     /// Problems worth a warning at startup that do not stop the server.
     pub warnings: Vec<String>,
@@ -328,6 +334,19 @@ impl ServeConfig {
         if args.max_connections == 0 {
             problems.add("--max-connections (SCALEKIT_MCP_MAX_CONNECTIONS) must be at least 1");
         }
+        if args.max_sessions == 0 {
+            problems.add("--max-sessions (SCALEKIT_MCP_MAX_SESSIONS) must be at least 1");
+        }
+        if args.max_sessions_per_caller == 0 {
+            problems.add(
+                "--max-sessions-per-caller (SCALEKIT_MCP_MAX_SESSIONS_PER_CALLER) must be at least 1",
+            );
+        }
+        if args.session_idle_timeout.0.is_zero() {
+            problems.add(
+                "--session-idle-timeout (SCALEKIT_MCP_SESSION_IDLE_TIMEOUT) must be longer than 0s",
+            );
+        }
 
         problems.into_result()?;
         Ok(ServeConfig {
@@ -356,6 +375,9 @@ impl ServeConfig {
             request_timeout: args.request_timeout.0,
             idle_timeout: args.idle_timeout.0,
             max_connections: args.max_connections,
+            max_sessions: args.max_sessions,
+            max_sessions_per_caller: args.max_sessions_per_caller,
+            session_idle_timeout: args.session_idle_timeout.0,
             shutdown_timeout: args.shutdown_timeout.0,
             warnings,
             dev,

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
+use super::sessions::Sessions;
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -100,8 +101,8 @@ where
 }
 
 /// Lets the request through to `inner` with its caller in the extensions, or answers with the
-/// challenge. In stateful mode, also binds each new session to its caller and refuses another
-/// caller's session.
+/// challenge. In stateful mode, also holds sessions to their callers and their caps
+/// ([`in_session`]).
 async fn authenticate<S>(state: &AppState, mut request: Request, inner: S) -> Response
 where
     S: Service<Request, Response = Response, Error = Infallible>,
@@ -112,48 +113,86 @@ where
     };
     match caller {
         Ok(caller) => {
-            let session = request
-                .headers()
-                .get(SESSION_ID)
-                .and_then(|value| value.to_str().ok())
-                .map(str::to_owned);
-            if let (Some(owners), Some(id)) = (&state.sessions, &session)
-                && !owners.permits(id, &caller)
-            {
-                return session_not_found();
-            }
-            let closing = request.method() == Method::DELETE;
-            let subject = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
-            // Kept past the request only where sessions are bound to their caller: every clone
-            // of the one cached caller touches a reference count shared by all worker threads.
-            let session_owner = state
-                .sessions
-                .as_ref()
-                .map(|owners| (owners, caller.clone()));
-            request.extensions_mut().insert(caller);
-            let mut response = pass(inner, request).await;
-            if let Some((owners, caller)) = session_owner {
-                match &session {
-                    None => {
-                        if let Some(opened) = response
-                            .headers()
-                            .get(SESSION_ID)
-                            .and_then(|value| value.to_str().ok())
-                        {
-                            owners.bind(opened, &caller);
-                        }
-                    }
-                    Some(id) if closing && response.status().is_success() => owners.unbind(id),
-                    Some(_) => {}
+            // Cloned only for the log line: every clone of the one cached caller touches a
+            // reference count shared by all worker threads.
+            let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
+            let mut response = match &state.sessions {
+                Some(sessions) => in_session(sessions, request, caller, inner).await,
+                None => {
+                    request.extensions_mut().insert(caller);
+                    pass(inner, request).await
                 }
-            }
-            if let Some(subject) = subject {
-                response.extensions_mut().insert(subject);
+            };
+            if let Some(logged) = logged {
+                response.extensions_mut().insert(logged);
             }
             response
         }
         Err(failure) => refusal_response(state.challenge.refuse(&failure)),
     }
+}
+
+/// A request in stateful mode: one naming a session must be its caller's (else 404, as for a
+/// session that does not exist); one naming none may open a session, if `--max-sessions` leaves
+/// room (else 503), and a session it opens is bound to its caller.
+async fn in_session<S>(
+    sessions: &Arc<Sessions>,
+    mut request: Request,
+    caller: Arc<Caller>,
+    inner: S,
+) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let named = request
+        .headers()
+        .get(SESSION_ID)
+        .and_then(|value| value.to_str().ok());
+    if let Some(id) = named {
+        if !sessions.permits(id, &caller) {
+            return session_not_found();
+        }
+        request.extensions_mut().insert(caller);
+        return pass(inner, request).await;
+    }
+    // Only a POST without a session id can open one (an `initialize`; rmcp refuses the rest).
+    if request.method() != Method::POST {
+        request.extensions_mut().insert(caller);
+        return pass(inner, request).await;
+    }
+    let Some(reservation) = sessions.reserve() else {
+        return too_many_sessions(sessions.limits().max_sessions);
+    };
+    request.extensions_mut().insert(caller.clone());
+    let response = pass(inner, request).await;
+    if let Some(opened) = response
+        .headers()
+        .get(SESSION_ID)
+        .and_then(|value| value.to_str().ok())
+    {
+        sessions.bind(opened, &caller, reservation);
+    }
+    response
+}
+
+/// 503 for an `initialize` while `--max-sessions` are open. Sessions end on DELETE or after the
+/// idle timeout, so a retry later can succeed.
+fn too_many_sessions(max: usize) -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": "too_many_sessions",
+            "error_description": format!(
+                "the server holds its maximum of {max} open MCP sessions (--max-sessions); \
+                 retry later, or close unused sessions with DELETE"
+            ),
+        })),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// Validates `token` against the current keys, refetching the key set once (within the cooldown)

@@ -40,13 +40,12 @@ use rmcp::model::{
     ServerJsonRpcMessage,
 };
 use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpService, session::local::LocalSessionManager,
-};
+use rmcp::transport::streamable_http_server::StreamableHttpService;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use super::sessions::Sessions;
 use super::tools::ScalekitTools;
 
 /// The newest protocol version this path serves; from this one on, requests carry their own
@@ -54,7 +53,7 @@ use super::tools::ScalekitTools;
 const FIRST_PER_REQUEST_VERSION: &str = "2026-07-28";
 
 /// The rmcp service behind the MCP route.
-pub type RmcpService = StreamableHttpService<ScalekitTools, LocalSessionManager>;
+pub type RmcpService = StreamableHttpService<ScalekitTools, Sessions>;
 
 /// The MCP endpoint's service with `--stateless`: answers what it can, hands the rest to rmcp.
 ///

@@ -33,9 +33,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
-use rmcp::transport::streamable_http_server::{
-    StreamableHttpServerConfig, StreamableHttpService, session::local::LocalSessionManager,
-};
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::util::Either;
@@ -51,6 +49,7 @@ use crate::config::{ServeConfig, well_known_url};
 use auth::LoggedSubject;
 use dev_auth::DevAuth;
 use mcp_path::McpPath;
+use sessions::{SessionLimits, Sessions};
 use tools::ScalekitTools;
 
 /// What the middleware and handlers share.
@@ -63,8 +62,8 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// Tokens already accepted, so each signature is verified once.
     pub verdicts: VerdictCache,
-    /// Who opened each MCP session (stateful mode only).
-    pub sessions: Option<sessions::SessionOwners>,
+    /// The MCP sessions, who opened each and how many there may be (stateful mode only).
+    pub sessions: Option<Arc<Sessions>>,
 }
 
 /// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
@@ -100,6 +99,11 @@ fn build_app(
     shutdown: CancellationToken,
     authentication: Authentication,
 ) -> Router {
+    let sessions = Arc::new(Sessions::new(SessionLimits {
+        max_sessions: config.max_sessions,
+        max_per_caller: config.max_sessions_per_caller,
+        idle_timeout: config.session_idle_timeout,
+    }));
     let state = Arc::new(AppState {
         policy: config.policy.clone(),
         keys,
@@ -111,7 +115,7 @@ fn build_app(
         allowed_hosts: config.allowed_hosts.clone(),
         cors_origins: config.cors_origins.clone(),
         verdicts: VerdictCache::default(),
-        sessions: (!config.stateless).then(sessions::SessionOwners::default),
+        sessions: (!config.stateless).then(|| sessions.clone()),
     });
 
     let mcp_config = StreamableHttpServerConfig::default()
@@ -131,7 +135,7 @@ fn build_app(
             let tools = tools.clone();
             move || Ok(tools.clone())
         },
-        Arc::new(LocalSessionManager::default()),
+        sessions,
         mcp_config,
     );
 

@@ -1,91 +1,302 @@
-//! Binds each MCP session to the caller who opened it.
+//! Stateful MCP sessions: who owns each one, and how many there may be.
 //!
-//! Every request is authenticated on its own, but without this a caller holding any valid token
-//! who learned another session's `Mcp-Session-Id` could post into that session. The MCP
-//! specification asks servers to bind session ids to user-specific information; this does, with
-//! the issuer and subject (else client id) of the token that initialized the session.
+//! [`Sessions`] is the session manager rmcp's Streamable HTTP service runs on: rmcp's own
+//! in-memory manager underneath, with a table beside it that the bearer guard (`server::auth`)
+//! consults on every request.
 //!
-//! A request naming a session that is not bound to its caller gets 404, the answer for a session
-//! that does not exist, so another user's session ids cannot even be confirmed; MCP clients
-//! answer a 404 by starting a new session. Entries idle longer than rmcp's session keep-alive are
-//! dropped when the table fills up.
+//! - **Owner binding.** Every request is authenticated on its own, but without this a caller
+//!   holding any valid token who learned another session's `Mcp-Session-Id` could post into that
+//!   session. The MCP specification asks servers to bind session ids to user-specific
+//!   information; this does, with the issuer and subject (else client id) of the token that
+//!   initialized the session. A request naming a session that is not its caller's gets 404, the
+//!   answer for a session that does not exist, so other users' session ids cannot even be
+//!   confirmed; MCP clients answer a 404 by starting a new session.
+//! - **Bounds.** Most clients never send `DELETE`, so a session lives until it has been idle for
+//!   `--session-idle-timeout` (rmcp's keep-alive). Meanwhile any token holder could open sessions
+//!   until memory runs out, so there are two caps: `--max-sessions` in all (an `initialize` over
+//!   it gets 503, see [`Sessions::reserve`]) and `--max-sessions-per-caller` (opening one more
+//!   closes that caller's least recently used session, so a client that reconnects in a loop
+//!   cannot lock itself, or anyone else, out).
+//!
+//! rmcp reports every session's end, whatever the cause (`DELETE`, idle timeout, a failed
+//! handshake, shutdown), through [`SessionManager::close_session`]; that is where an entry and its
+//! slot are given back, so the table holds exactly the sessions that are alive.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use futures::Stream;
+use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::transport::streamable_http_server::session::local::{
+    LocalSessionManager, LocalSessionManagerError,
+};
+use rmcp::transport::streamable_http_server::session::{
+    EventStore, RestoreOutcome, ServerSseMessage, SessionId, SessionManager,
+};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::validate::Caller;
 
-/// Sessions remembered at most; beyond, idle ones go first, then the least recently used.
-const CAPACITY: usize = 100_000;
-/// Longer than rmcp's default session keep-alive (5 minutes), after which it closes the session.
-const IDLE: Duration = Duration::from_secs(600);
+/// The caps and the idle timeout of `serve`'s sessions.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionLimits {
+    /// Sessions open at once, all callers together.
+    pub max_sessions: usize,
+    /// Sessions open at once per caller (issuer + subject).
+    pub max_per_caller: usize,
+    /// A session with no request for this long is closed.
+    pub idle_timeout: Duration,
+}
 
+/// Who opened a session: the token's issuer, and its subject (else its client id).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Owner {
-    identity: String,
+    issuer: Box<str>,
+    subject: Box<str>,
+}
+
+impl Owner {
+    fn of(caller: &Caller) -> Self {
+        Self {
+            issuer: caller.issuer.as_deref().unwrap_or_default().into(),
+            subject: subject(caller).into(),
+        }
+    }
+
+    /// Compared field by field: no allocation on the request path.
+    fn is(&self, caller: &Caller) -> bool {
+        *self.issuer == *caller.issuer.as_deref().unwrap_or_default()
+            && *self.subject == *subject(caller)
+    }
+}
+
+fn subject(caller: &Caller) -> &str {
+    caller
+        .sub
+        .as_deref()
+        .or(caller.client_id.as_deref())
+        .unwrap_or_default()
+}
+
+/// One live session. `owner` and `slot` are filled in when the guard sees the `initialize`
+/// response that opened it; until then the session is known to rmcp only.
+struct Entry {
+    owner: Option<Owner>,
     last_used: Instant,
+    /// The session's share of `--max-sessions`, given back when the entry goes.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 #[derive(Default)]
-pub struct SessionOwners {
-    owners: Mutex<HashMap<String, Owner>>,
+struct Table {
+    entries: HashMap<SessionId, Entry>,
+    /// Each owner's sessions, for the per-caller cap.
+    by_owner: HashMap<Owner, Vec<SessionId>>,
 }
 
-/// Who a caller is, for the purpose of owning a session.
-fn identity(caller: &Caller) -> String {
-    let subject = caller.sub.as_deref().or(caller.client_id.as_deref());
-    format!(
-        "{}\n{}",
-        caller.issuer.as_deref().unwrap_or_default(),
-        subject.unwrap_or_default()
-    )
+impl Table {
+    fn remove(&mut self, id: &str) -> Option<Entry> {
+        let entry = self.entries.remove(id)?;
+        if let Some(owner) = &entry.owner
+            && let Some(ids) = self.by_owner.get_mut(owner)
+        {
+            ids.retain(|known| &**known != id);
+            if ids.is_empty() {
+                self.by_owner.remove(owner);
+            }
+        }
+        Some(entry)
+    }
+
+    /// The least recently used session of `owner`, when it has more than `max`.
+    fn over_cap(&self, owner: &Owner, max: usize) -> Option<SessionId> {
+        let ids = self.by_owner.get(owner)?;
+        if ids.len() <= max {
+            return None;
+        }
+        ids.iter()
+            .min_by_key(|id| self.entries.get(*id).map(|entry| entry.last_used))
+            .cloned()
+    }
 }
 
-impl SessionOwners {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Owner>> {
-        self.owners
+/// A reserved place for one more session under `--max-sessions`, taken before an `initialize`
+/// reaches rmcp. It becomes the session's slot when the session opens ([`Sessions::bind`]), and
+/// is given back if none does.
+pub struct Reservation(OwnedSemaphorePermit);
+
+/// rmcp's in-memory session manager, with owner binding and the session caps.
+pub struct Sessions {
+    inner: LocalSessionManager,
+    table: Mutex<Table>,
+    slots: Arc<Semaphore>,
+    limits: SessionLimits,
+}
+
+impl Sessions {
+    pub fn new(limits: SessionLimits) -> Self {
+        let mut inner = LocalSessionManager::default();
+        inner.session_config.keep_alive = Some(limits.idle_timeout);
+        Self {
+            inner,
+            table: Mutex::default(),
+            slots: Arc::new(Semaphore::new(limits.max_sessions.max(1))),
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> SessionLimits {
+        self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    /// Whether `caller` may use session `id`: only the caller who opened it.
+    /// Sessions alive now (opened and not yet closed).
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// A place for a new session, or `None` when `--max-sessions` are open (or reserved by
+    /// `initialize` requests in flight).
+    pub fn reserve(&self) -> Option<Reservation> {
+        self.slots.clone().try_acquire_owned().ok().map(Reservation)
+    }
+
+    /// Whether `caller` may use session `id`: only the caller who opened it. Marks it used.
     pub fn permits(&self, id: &str, caller: &Caller) -> bool {
-        let mut owners = self.lock();
-        match owners.get_mut(id) {
-            Some(owner) if owner.identity == identity(caller) => {
-                owner.last_used = Instant::now();
+        let mut table = self.lock();
+        match table.entries.get_mut(id) {
+            Some(entry) if entry.owner.as_ref().is_some_and(|owner| owner.is(caller)) => {
+                entry.last_used = Instant::now();
                 true
             }
             _ => false,
         }
     }
 
-    /// Records that `caller` opened session `id`.
-    pub fn bind(&self, id: &str, caller: &Caller) {
-        let mut owners = self.lock();
-        if owners.len() >= CAPACITY {
-            owners.retain(|_, owner| owner.last_used.elapsed() < IDLE);
+    /// Records that `caller` opened session `id`, which takes `reservation` as its slot. When
+    /// that gives the caller more than `--max-sessions-per-caller` sessions, its least recently
+    /// used one is closed (its client gets 404 and starts over, as MCP clients do).
+    pub fn bind(self: &Arc<Self>, id: &str, caller: &Caller, reservation: Reservation) {
+        let owner = Owner::of(caller);
+        let evicted = {
+            let mut table = self.lock();
+            let Some(id) = table
+                .entries
+                .get_key_value(id)
+                .map(|(known, _)| known.clone())
+            else {
+                // The session already ended (its handshake failed): nothing to hold a slot for.
+                return;
+            };
+            if let Some(entry) = table.entries.get_mut(&id) {
+                entry.owner = Some(owner.clone());
+                entry.last_used = Instant::now();
+                entry._slot = Some(reservation.0);
+            }
+            table.by_owner.entry(owner.clone()).or_default().push(id);
+            table
+                .over_cap(&owner, self.limits.max_per_caller)
+                .and_then(|lru| table.remove(&lru).map(|_| lru))
+        };
+        if let Some(evicted) = evicted {
+            tracing::debug!(
+                subject = %owner.subject,
+                "closing a caller's least recently used session: over --max-sessions-per-caller"
+            );
+            // Already unreachable (its entry is gone, so its requests get 404); rmcp's worker
+            // is stopped off the request path.
+            let sessions = Arc::clone(self);
+            tokio::spawn(async move {
+                let _ = sessions.inner.close_session(&evicted).await;
+            });
         }
-        if owners.len() >= CAPACITY
-            && let Some(oldest) = owners
-                .iter()
-                .min_by_key(|(_, owner)| owner.last_used)
-                .map(|(id, _)| id.clone())
-        {
-            owners.remove(&oldest);
-        }
-        owners.insert(
-            id.to_owned(),
-            Owner {
-                identity: identity(caller),
+    }
+}
+
+impl SessionManager for Sessions {
+    type Error = LocalSessionManagerError;
+    type Transport = <LocalSessionManager as SessionManager>::Transport;
+
+    async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
+        let (id, transport) = self.inner.create_session().await?;
+        self.lock().entries.insert(
+            id.clone(),
+            Entry {
+                owner: None,
                 last_used: Instant::now(),
+                _slot: None,
             },
         );
+        Ok((id, transport))
     }
 
-    /// Forgets a closed session.
-    pub fn unbind(&self, id: &str) {
+    async fn initialize_session(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<ServerJsonRpcMessage, Self::Error> {
+        self.inner.initialize_session(id, message).await
+    }
+
+    async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        self.inner.has_session(id).await
+    }
+
+    async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         self.lock().remove(id);
+        self.inner.close_session(id).await
+    }
+
+    async fn create_stream(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.create_stream(id, message).await
+    }
+
+    async fn accept_message(
+        &self,
+        id: &SessionId,
+        message: ClientJsonRpcMessage,
+    ) -> Result<(), Self::Error> {
+        self.inner.accept_message(id, message).await
+    }
+
+    async fn create_standalone_stream(
+        &self,
+        id: &SessionId,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.create_standalone_stream(id).await
+    }
+
+    async fn resume(
+        &self,
+        id: &SessionId,
+        last_event_id: String,
+    ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
+        self.inner.resume(id, last_event_id).await
+    }
+
+    async fn restore_session(
+        &self,
+        id: SessionId,
+    ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        self.inner.restore_session(id).await
+    }
+
+    fn event_store(&self) -> Option<Arc<dyn EventStore>> {
+        self.inner.event_store()
     }
 }
 
@@ -105,27 +316,110 @@ mod tests {
         Caller::from_claims(claims)
     }
 
-    #[test]
-    fn only_the_opener_may_use_a_session() {
-        let owners = SessionOwners::default();
-        let alice = caller("https://a", Some("alice"), None);
-        owners.bind("s1", &alice);
-        assert!(owners.permits("s1", &alice));
-        assert!(!owners.permits("s1", &caller("https://a", Some("bob"), None)));
-        assert!(!owners.permits("s1", &caller("https://b", Some("alice"), None)));
-        assert!(
-            !owners.permits("s2", &alice),
-            "unknown sessions are not permitted"
-        );
-        owners.unbind("s1");
-        assert!(!owners.permits("s1", &alice));
+    fn limits(max_sessions: usize, max_per_caller: usize) -> SessionLimits {
+        SessionLimits {
+            max_sessions,
+            max_per_caller,
+            idle_timeout: Duration::from_secs(300),
+        }
     }
 
-    #[test]
-    fn machine_callers_are_told_apart_by_client_id() {
-        let owners = SessionOwners::default();
-        owners.bind("s", &caller("https://a", None, Some("bot-1")));
-        assert!(owners.permits("s", &caller("https://a", None, Some("bot-1"))));
-        assert!(!owners.permits("s", &caller("https://a", None, Some("bot-2"))));
+    /// Opens a session in rmcp's manager and binds it to `caller`, as the guard does.
+    async fn open(sessions: &Arc<Sessions>, caller: &Caller) -> Option<SessionId> {
+        let reservation = sessions.reserve()?;
+        let (id, _transport) = sessions.create_session().await.unwrap();
+        sessions.bind(&id, caller, reservation);
+        Some(id)
+    }
+
+    #[tokio::test]
+    async fn only_the_opener_may_use_a_session() {
+        let sessions = Arc::new(Sessions::new(limits(10, 10)));
+        let alice = caller("https://a", Some("alice"), None);
+        let id = open(&sessions, &alice).await.unwrap();
+        assert!(sessions.permits(&id, &alice));
+        assert!(!sessions.permits(&id, &caller("https://a", Some("bob"), None)));
+        assert!(!sessions.permits(&id, &caller("https://b", Some("alice"), None)));
+        assert!(
+            !sessions.permits("unknown", &alice),
+            "unknown sessions are not permitted"
+        );
+        sessions.close_session(&id).await.unwrap();
+        assert!(!sessions.permits(&id, &alice));
+        assert!(sessions.is_empty());
+    }
+
+    #[tokio::test]
+    async fn machine_callers_are_told_apart_by_client_id() {
+        let sessions = Arc::new(Sessions::new(limits(10, 10)));
+        let id = open(&sessions, &caller("https://a", None, Some("bot-1")))
+            .await
+            .unwrap();
+        assert!(sessions.permits(&id, &caller("https://a", None, Some("bot-1"))));
+        assert!(!sessions.permits(&id, &caller("https://a", None, Some("bot-2"))));
+    }
+
+    #[tokio::test]
+    async fn a_session_not_yet_bound_is_nobodys() {
+        let sessions = Arc::new(Sessions::new(limits(10, 10)));
+        let (id, _transport) = sessions.create_session().await.unwrap();
+        assert!(!sessions.permits(&id, &caller("https://a", Some("alice"), None)));
+    }
+
+    #[tokio::test]
+    async fn the_global_cap_refuses_reservations_until_a_session_ends() {
+        let sessions = Arc::new(Sessions::new(limits(2, 10)));
+        let alice = caller("https://a", Some("alice"), None);
+        let first = open(&sessions, &alice).await.unwrap();
+        open(&sessions, &alice).await.unwrap();
+        assert!(sessions.reserve().is_none(), "two of two are open");
+        sessions.close_session(&first).await.unwrap();
+        assert!(
+            sessions.reserve().is_some(),
+            "a closed session frees its slot"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unused_reservation_is_given_back() {
+        let sessions = Arc::new(Sessions::new(limits(1, 10)));
+        let reservation = sessions.reserve().unwrap();
+        assert!(sessions.reserve().is_none());
+        drop(reservation);
+        assert!(sessions.reserve().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_session_that_ended_before_it_was_bound_holds_no_slot() {
+        let sessions = Arc::new(Sessions::new(limits(1, 10)));
+        let reservation = sessions.reserve().unwrap();
+        let (id, _transport) = sessions.create_session().await.unwrap();
+        sessions.close_session(&id).await.unwrap();
+        sessions.bind(&id, &caller("https://a", Some("alice"), None), reservation);
+        assert!(sessions.is_empty());
+        assert!(sessions.reserve().is_some(), "the slot came back");
+    }
+
+    #[tokio::test]
+    async fn one_more_session_than_the_per_caller_cap_closes_the_least_recently_used() {
+        let sessions = Arc::new(Sessions::new(limits(100, 3)));
+        let alice = caller("https://a", Some("alice"), None);
+        let bob = caller("https://a", Some("bob"), None);
+        let bobs = open(&sessions, &bob).await.unwrap();
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            ids.push(open(&sessions, &alice).await.unwrap());
+            // Distinct instants, so "least recently used" is well defined.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // The oldest is used again, so the second is now the least recently used.
+        assert!(sessions.permits(&ids[0], &alice));
+        let newest = open(&sessions, &alice).await.unwrap();
+        assert!(sessions.permits(&ids[0], &alice));
+        assert!(!sessions.permits(&ids[1], &alice), "the LRU one was closed");
+        assert!(sessions.permits(&ids[2], &alice));
+        assert!(sessions.permits(&newest, &alice));
+        assert!(sessions.permits(&bobs, &bob), "another caller is untouched");
+        assert_eq!(sessions.len(), 4);
     }
 }

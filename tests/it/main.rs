@@ -12,6 +12,7 @@ mod login;
 mod properties;
 mod serve_binary;
 mod serve_router;
+mod sessions;
 mod soak;
 mod util;
 mod verdicts;

@@ -43,6 +43,28 @@ fn missing_configuration_lists_what_to_set() {
 }
 
 #[test]
+fn session_caps_of_zero_are_refused() {
+    let stderr = startup_error(
+        &[
+            "--max-sessions",
+            "0",
+            "--max-sessions-per-caller",
+            "0",
+            "--session-idle-timeout",
+            "0s",
+        ],
+        &[("SK_ENV_URL", ISSUER)],
+    );
+    for flag in [
+        "--max-sessions (SCALEKIT_MCP_MAX_SESSIONS) must be at least 1",
+        "--max-sessions-per-caller (SCALEKIT_MCP_MAX_SESSIONS_PER_CALLER) must be at least 1",
+        "--session-idle-timeout (SCALEKIT_MCP_SESSION_IDLE_TIMEOUT) must be longer than 0s",
+    ] {
+        assert!(stderr.contains(flag), "{flag}: {stderr}");
+    }
+}
+
+#[test]
 fn invalid_metadata_json_names_the_variable() {
     let stderr = startup_error(
         &[],

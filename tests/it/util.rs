@@ -117,6 +117,7 @@ pub fn app_with_cache(args: &[&str], cache: Arc<JwksCache>) -> Router {
 }
 
 /// A response read in full.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: http::HeaderMap,

@@ -1,0 +1,190 @@
+//! Stateful sessions are bounded: per caller (the least recently used goes), in all (503), and in
+//! time (the idle timeout). Driven in-process through the router, as a client would.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+/// In-process app in stateful mode with `extra` flags.
+fn stateful_app(extra: &[&str]) -> Router {
+    let mut args = vec!["--sk-env-url", ISSUER, "--audience", AUDIENCE];
+    args.extend_from_slice(extra);
+    app(&args, keys("jwks-all.json"))
+}
+
+fn token_of(subject: &str) -> String {
+    let mut claims = good_claims();
+    claims["sub"] = json!(subject);
+    mint(&claims)
+}
+
+/// `initialize` then `notifications/initialized`, as a client opens a session: its id.
+async fn open_session(app: &Router, token: &str) -> Result<String, Reply> {
+    let init = post(app, Some(token), &initialize()).await;
+    let Some(id) = init.header("mcp-session-id").map(str::to_owned) else {
+        return Err(init);
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let reply = in_session(app, token, &id, &initialized).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    Ok(id)
+}
+
+async fn in_session(app: &Router, token: &str, id: &str, message: &Value) -> Reply {
+    let request = mcp_post(Some(token))
+        .header("mcp-session-id", id)
+        .body(Body::from(message.to_string()))
+        .unwrap();
+    send(app, request).await
+}
+
+/// Whether session `id` still answers a tool call (200 with the greeting) or is gone (404).
+async fn answers(app: &Router, token: &str, id: &str) -> bool {
+    let reply = in_session(app, token, id, &call_greet("Ada")).await;
+    match reply.status {
+        200 => {
+            assert_eq!(tool_text(&reply.rpc()), "Hi Ada, welcome to Scalekit!");
+            true
+        }
+        404 => false,
+        other => panic!("session {id}: unexpected {other}: {}", reply.body),
+    }
+}
+
+#[tokio::test]
+async fn a_caller_opening_300_sessions_keeps_only_its_newest_100() {
+    let app = stateful_app(&[]);
+    let token = token_of("looping-client");
+    let mut ids = Vec::new();
+    for _ in 0..300 {
+        ids.push(open_session(&app, &token).await.expect("a session"));
+    }
+    let mut alive = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
+        if answers(&app, &token, id).await {
+            alive.push(index);
+        }
+    }
+    assert_eq!(
+        alive,
+        (200..300).collect::<Vec<_>>(),
+        "exactly the newest 100 (--max-sessions-per-caller's default) answer"
+    );
+    // Another caller is not affected by this one's sessions.
+    let other = token_of("someone-else");
+    let id = open_session(&app, &other).await.expect("a session");
+    assert!(answers(&app, &other, &id).await);
+}
+
+#[tokio::test]
+async fn a_session_used_again_is_not_the_one_closed() {
+    let app = stateful_app(&["--max-sessions-per-caller", "2"]);
+    let token = token_of("alice");
+    let first = open_session(&app, &token).await.unwrap();
+    let second = open_session(&app, &token).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert!(answers(&app, &token, &first).await);
+    let third = open_session(&app, &token).await.unwrap();
+    assert!(
+        answers(&app, &token, &first).await,
+        "used most recently but one"
+    );
+    assert!(
+        !answers(&app, &token, &second).await,
+        "least recently used: closed"
+    );
+    assert!(answers(&app, &token, &third).await);
+}
+
+#[tokio::test]
+async fn over_max_sessions_an_initialize_gets_503_until_one_ends() {
+    let app = stateful_app(&["--max-sessions", "3"]);
+    let mut open = Vec::new();
+    for subject in ["a", "b", "c"] {
+        let token = token_of(subject);
+        let id = open_session(&app, &token).await.unwrap();
+        open.push((token, id));
+    }
+    let late = token_of("d");
+    let refused = open_session(&app, &late).await.expect_err("over the cap");
+    assert_eq!(refused.status, 503, "{}", refused.body);
+    assert_eq!(refused.header("retry-after"), Some("10"));
+    assert_eq!(refused.json()["error"], "too_many_sessions");
+    assert!(
+        refused.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("maximum of 3"),
+        "{}",
+        refused.body
+    );
+    // The open sessions keep working.
+    let (token, id) = &open[0];
+    assert!(answers(&app, token, id).await);
+
+    // DELETE ends one, and its place is free again.
+    let request = mcp_post(Some(token))
+        .method("DELETE")
+        .header("mcp-session-id", id)
+        .body(Body::empty())
+        .unwrap();
+    let deleted = send(&app, request).await;
+    assert!(deleted.status < 300, "{} {}", deleted.status, deleted.body);
+    let id = open_session(&app, &late)
+        .await
+        .expect("room after a DELETE");
+    assert!(answers(&app, &late, &id).await);
+}
+
+#[tokio::test]
+async fn an_idle_session_ends_after_the_idle_timeout_and_frees_its_place() {
+    let app = stateful_app(&["--max-sessions", "1", "--session-idle-timeout", "300ms"]);
+    let token = token_of("alice");
+    let opened = Instant::now();
+    let idle = open_session(&app, &token).await.unwrap();
+    // Poll with initialize, which answers 503 (without touching the idle session) until the
+    // idle session has ended.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fresh = loop {
+        match open_session(&app, &token).await {
+            Ok(id) => break id,
+            Err(refused) => assert_eq!(refused.status, 503, "{}", refused.body),
+        }
+        assert!(Instant::now() < deadline, "the idle session never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        opened.elapsed() >= Duration::from_millis(300),
+        "ended before its idle timeout"
+    );
+    assert!(
+        !answers(&app, &token, &idle).await,
+        "the idle session is gone"
+    );
+    assert!(answers(&app, &token, &fresh).await);
+}
+
+#[tokio::test]
+async fn stateless_mode_has_no_sessions_to_cap() {
+    let app = app(
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--audience",
+            AUDIENCE,
+            "--stateless",
+            "--max-sessions",
+            "1",
+        ],
+        keys("jwks-all.json"),
+    );
+    let token = token_of("alice");
+    for _ in 0..3 {
+        let reply = post(&app, Some(&token), &call_greet("Ada")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    }
+}
