@@ -45,12 +45,12 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def mint(issuer, key, kid="key-a", lifetime=3600):
+def mint(issuer, key, kid="key-a", lifetime=3600, subject="usr_bench"):
     """An RS256 JWT signed with a fixture key by openssl."""
     now = int(time.time())
     header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
     payload = b64url(json.dumps({
-        "iss": issuer, "aud": [AUDIENCE], "sub": "usr_bench", "client_id": "bench",
+        "iss": issuer, "aud": [AUDIENCE], "sub": subject, "client_id": "bench",
         "scope": "mcp:tools", "iat": now, "exp": now + lifetime,
     }).encode())
     signing_input = f"{header}.{payload}".encode()
