@@ -10,11 +10,14 @@ use axum::routing::{get, post};
 use axum::serve::ListenerExt;
 use http::header;
 
+/// The binary's allocator, as in `src/main.rs`: the ceiling gets every advantage `serve` has.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const GREETING: &str = r#"{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"Hi bench, welcome to Scalekit!"}],"isError":false}}"#;
 
 fn main() -> std::io::Result<()> {
-    // The product's allocator and memory setting (scalekit_mcp::allocator): the ceiling gets
-    // every advantage `serve` has.
+    // The product's memory setting (scalekit_mcp::allocator).
     scalekit_mcp::allocator::disable_huge_pages();
     tokio::runtime::Runtime::new()?.block_on(serve())
 }

@@ -8,6 +8,10 @@
 
 use std::process::ExitCode;
 
+/// The binary's allocator, as in `src/main.rs`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use scalekit_mcp::config::ServeArgs;
 use scalekit_mcp::config::ServeConfig;
@@ -27,9 +31,9 @@ fn main() -> ExitCode {
     let result = ServeConfig::from_args(&cli.serve)
         .map_err(anyhow::Error::from)
         .and_then(|config| {
-            tokio::runtime::Runtime::new()?.block_on(
-                scalekit_mcp::server::run_without_auth_for_benchmarks(config),
-            )
+            let server =
+                scalekit_mcp::McpServer::new(config, scalekit_mcp::tools::ScalekitTools::new())?;
+            tokio::runtime::Runtime::new()?.block_on(server.serve_without_auth_for_benchmarks())
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,6 +1,5 @@
-//! The process's memory allocator, for every binary built on this crate: the library is the
-//! internals of `scalekit-mcp` (no other users), so the binary, the bench examples and the tests
-//! all run on the same one.
+//! The `scalekit-mcp` binary's memory setting (the binary and the bench examples declare mimalloc
+//! as their global allocator themselves; a library must leave that choice to its users).
 //!
 //! mimalloc rather than the system allocator: under load, glibc's malloc and free were about a
 //! tenth of `serve`'s CPU (perf, `bench/run`). Version 2 of mimalloc, without its own request
@@ -8,9 +7,6 @@
 //! with THP set to `always` each touched arena region became a 2 MiB page (idle RSS 12 → 16 MiB,
 //! the ceiling example 3 → 7 MiB). [`disable_huge_pages`] turns THP off for the rest of the
 //! process's life as well, for the same reason.
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Turns transparent huge pages off for this process (Linux; elsewhere nothing to do). Called
 /// first thing in `main`, before the runtime's threads start touching memory.

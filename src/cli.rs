@@ -1,7 +1,14 @@
-//! The command-line interface: clap definitions only. Each subcommand's arguments live with its
-//! implementation in `commands/`; this file assembles them (and is what completions are made from).
+//! The command-line interface: the clap definitions, and `main`, which dispatches to `commands/`.
+//! Each subcommand's arguments live with its implementation in `commands/`; this file assembles
+//! them (and is what completions and man pages are made from).
+
+use std::io::Write;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+use crate::commands;
+use crate::error::exit_code_for;
 
 use crate::commands::{
     call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
@@ -55,6 +62,54 @@ impl Cli {
     /// The clap command, for completions and help snapshots.
     pub fn command() -> clap::Command {
         <Self as clap::CommandFactory>::command()
+    }
+}
+
+/// Loads `.env`, parses the command line, runs the command and turns its error into a message on
+/// stderr and an exit code. Nothing else exits the process.
+pub fn main() -> ExitCode {
+    crate::allocator::disable_huge_pages();
+    // `.env` in the working directory, as the seed's python-dotenv does; real environment
+    // variables win, and flags win over both (clap reads the environment).
+    let _ = dotenvy::dotenv();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            // Not eprintln!: a closed stderr must not turn an error into a panic.
+            let _ = writeln!(std::io::stderr(), "scalekit-mcp: error: {error:#}");
+            exit_code_for(&error).into()
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if !matches!(cli.command, Command::Serve(_)) {
+        // Client commands log warnings only; RUST_LOG raises it for debugging.
+        // `call` and `tools` report rmcp's failures themselves, as their exit codes and messages
+        // (one JSON line with --json), so rmcp's own error lines are not repeated on stderr.
+        let default = if matches!(cli.command, Command::Call(_) | Command::Tools(_)) {
+            "warn,rmcp=off"
+        } else {
+            "warn"
+        };
+        crate::logging::init(crate::logging::LogFormat::Text, None, default);
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let success = |()| ExitCode::SUCCESS;
+    match cli.command {
+        Command::CheckToken(args) => commands::check_token::run(&args),
+        Command::Completions(args) => {
+            commands::completions::run(&args, Cli::command()).map(success)
+        }
+        Command::Man(args) => commands::man::run(&args, Cli::command()).map(success),
+        Command::Serve(args) => runtime.block_on(commands::serve::run(*args)).map(success),
+        Command::Login(args) => runtime.block_on(commands::login::run(*args)).map(success),
+        Command::Logout(args) => runtime.block_on(commands::logout::run(&args)).map(success),
+        Command::Status(args) => commands::status::run(&args),
+        Command::Token(args) => runtime.block_on(commands::token::run(&args)).map(success),
+        Command::Call(args) => runtime.block_on(commands::call::run(&args)),
+        Command::Tools(args) => runtime.block_on(commands::tools::run(&args)),
     }
 }
 

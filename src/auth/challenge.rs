@@ -83,6 +83,31 @@ impl ChallengeParams {
         }
     }
 
+    /// The refusal for a `tools/call` whose token lacks scopes its tool needs: 403
+    /// `insufficient_scope` naming every scope the call needs (the tool's and those every request
+    /// needs), so that a client asks for all of them at once (MCP authorization spec, "Scope
+    /// Challenge Handling"). `offline_access` is never named: it is not a resource's scope.
+    pub fn refuse_tool(&self, tool: &str, tool_scopes: &[String], missing: &[String]) -> Refusal {
+        let mut scopes: Vec<String> = self.required_scopes.clone();
+        for scope in tool_scopes {
+            if !scopes.contains(scope) {
+                scopes.push(scope.clone());
+            }
+        }
+        scopes.retain(|scope| scope != "offline_access");
+        let description = no_parameter_syntax(&format!(
+            "tool {tool} needs scope {}; the token lacks {}",
+            tool_scopes.join(" "),
+            missing.join(" ")
+        ));
+        Refusal {
+            status: StatusCode::FORBIDDEN,
+            www_authenticate: Some(self.header(Some(("insufficient_scope", &description)), &scopes)),
+            retry_after_seconds: None,
+            body: json!({ "error": "insufficient_scope", "error_description": description }),
+        }
+    }
+
     fn invalid_token(&self, description: &str) -> Refusal {
         let description = &no_parameter_syntax(description);
         Refusal {

@@ -84,14 +84,17 @@ impl KeySet {
         Self { keys }
     }
 
+    /// How many keys the set holds.
     pub fn len(&self) -> usize {
         self.keys.len()
     }
 
+    /// Whether the set holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
 
+    /// The keys, in the order the set lists them.
     pub fn iter(&self) -> impl Iterator<Item = &VerificationKey> {
         self.keys.iter()
     }

@@ -97,38 +97,57 @@ pub enum Malformed {
 
 /// Why a token was refused. The messages become `error_description` and never contain the token.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Variants with fields carry the values their message names (times as ISO 8601 with a relative
+/// form such as `3h ago`, lists joined with `, `).
+#[allow(missing_docs)] // the fields: see the message of each variant
 pub enum Rejection {
+    /// Not a compact JWT (structure, base64url, JSON, size).
     #[error("malformed token: {0}")]
     Malformed(Malformed),
+    /// The header's `alg` is not an allowed algorithm.
     #[error("algorithm {alg} is not allowed (allowed: {allowed})")]
     Algorithm { alg: String, allowed: String },
+    /// The header has a `crit` parameter (RFC 7515 §4.1.11).
     #[error("the token header marks extensions {0} as critical, and none is supported")]
     CriticalHeader(String),
+    /// No `kid`, and more than one key it could be.
     #[error("the token has no kid and the key set holds {0} keys: cannot choose one")]
     MissingKid(usize),
+    /// The `kid` names no key of the set (a refetch is tried first, within the cooldown).
     #[error("no signing key with kid {0} in the key set")]
     UnknownKey(String),
+    /// The key named cannot verify this algorithm.
     #[error("key {kid} cannot verify {alg} signatures")]
     KeyMismatch { kid: String, alg: String },
+    /// The signature does not verify.
     #[error("invalid signature")]
     Signature,
+    /// A required claim (`exp`) is absent.
     #[error("the token has no {0} claim")]
     MissingClaim(&'static str),
+    /// A claim has the wrong JSON type.
     #[error("the {claim} claim is not {expected}")]
     ClaimType {
         claim: &'static str,
         expected: &'static str,
     },
+    /// `exp` has passed (beyond the leeway).
     #[error("token expired at {at} ({ago})")]
     Expired { at: String, ago: String },
+    /// `nbf` is in the future (beyond the leeway).
     #[error("token not valid before {at} ({from_now})")]
     NotYetValid { at: String, from_now: String },
+    /// `iat` is in the future (beyond the leeway).
     #[error("token issued in the future, at {at} ({from_now})")]
     IssuedInFuture { at: String, from_now: String },
+    /// `iss` is not an accepted issuer.
     #[error("issuer {got} is not accepted (accepted: {accepted})")]
     Issuer { got: String, accepted: String },
+    /// No `aud` value is an accepted audience.
     #[error("audience {got} does not include an accepted audience (accepted: {accepted})")]
     Audience { got: String, accepted: String },
+    /// Required scopes are missing (403 rather than 401).
     #[error("missing required scope: {}", .missing.join(" "))]
     InsufficientScope { missing: Vec<String> },
 }
@@ -142,19 +161,30 @@ impl From<Malformed> for Rejection {
 /// The checks, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckName {
+    /// Three base64url segments, JSON header and payload, at most 16 KiB.
     Structure,
+    /// An allowed, asymmetric `alg`; no `crit`.
     Algorithm,
+    /// The key `kid` names, of a type that fits the algorithm.
     Key,
+    /// The signature.
     Signature,
+    /// `exp` present and not passed.
     Expiry,
+    /// `nbf` not in the future.
     NotBefore,
+    /// `iat` not in the future.
     IssuedAt,
+    /// `iss` accepted.
     Issuer,
+    /// `aud` contains an accepted audience.
     Audience,
+    /// The required scopes.
     Scope,
 }
 
 impl CheckName {
+    /// The name `check-token` prints (`structure`, `not-before`…).
     pub fn as_str(self) -> &'static str {
         match self {
             CheckName::Structure => "structure",
@@ -174,14 +204,18 @@ impl CheckName {
 /// The result of one check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
+    /// Passed; what was found.
     Pass(String),
+    /// Failed; why.
     Fail(Rejection),
+    /// Not performed (no keys given, nothing configured to compare with); why.
     Skip(String),
 }
 
 /// Every check's outcome, in order.
 #[derive(Debug, Default)]
 pub struct Report {
+    /// Each check performed, in order.
     pub checks: Vec<(CheckName, Outcome)>,
 }
 
@@ -709,19 +743,27 @@ fn printable(text: &str) -> String {
 /// The caller a valid token identifies, handed to tool handlers through the request extensions.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Caller {
+    /// `sub`: the user (for machine tokens, the client).
     pub sub: Option<String>,
+    /// `client_id` (else `azp`): the OAuth client the token was issued to.
     pub client_id: Option<String>,
     /// From `org_id`, or `oid` where a server uses that name.
     pub org_id: Option<String>,
+    /// From `scope` (space-separated), `scp` or `scopes`.
     pub scopes: Vec<String>,
+    /// `iss`.
     pub issuer: Option<String>,
+    /// `aud`, a string or an array.
     pub audiences: Vec<String>,
+    /// `exp`, in seconds since the Unix epoch.
     pub expires_at: Option<i64>,
+    /// Every claim of the token, for anything else.
     #[serde(skip)]
     pub claims: Map<String, Value>,
 }
 
 impl Caller {
+    /// The caller a validated token's claims describe.
     pub fn from_claims(claims: Map<String, Value>) -> Self {
         let text = |name: &str| claims.get(name).and_then(Value::as_str).map(str::to_owned);
         Caller {

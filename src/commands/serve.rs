@@ -5,17 +5,13 @@
 //! LOG_LEVEL…) are read under their own names, from the environment or a `.env` in the working
 //! directory, so a team running the Python pattern can point this binary at the same `.env`.
 
-use crate::config::{self, ServeArgs, Transport};
+use crate::config::ServeArgs;
 use crate::logging;
+use crate::server::tool_scopes::ToolScopes;
+use crate::tools::ScalekitTools;
 
-/// Runs the server the arguments describe until SIGINT / SIGTERM.
+/// Runs the server with the built-in tools until SIGINT / SIGTERM.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     logging::init(args.log_format, args.log_level.as_deref(), "info");
-    match args.transport {
-        Transport::Stdio => crate::server::stdio::run().await,
-        Transport::Http => {
-            let config = config::ServeConfig::from_args(&args)?;
-            crate::server::run(config).await
-        }
-    }
+    crate::server::run(&args, ScalekitTools::new(), ToolScopes::default()).await
 }

@@ -214,7 +214,7 @@ pub struct ServeArgs {
 
     /// Browser origin allowed by CORS (repeatable). None by default.
     ///
-    /// For example https://app.example.com.
+    /// For example <https://app.example.com>.
     #[arg(
         long = "cors-origin",
         env = "SCALEKIT_MCP_CORS_ORIGINS",
@@ -224,6 +224,7 @@ pub struct ServeArgs {
     )]
     pub cors_origins: Vec<String>,
 
+    /// The settings that decide which tokens are accepted (shared with `check-token`).
     #[command(flatten)]
     pub policy: PolicyArgs,
 

@@ -18,7 +18,10 @@ use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
 use crate::error::ExitError;
 
 mod args;
-pub use args::{PolicyArgs, ServeArgs, Transport, heading};
+mod builder;
+pub use args::{PolicyArgs, ServeArgs, Transport};
+pub use builder::{ConfigBuilder, ConfigError};
+pub(crate) use builder::ServeCommand;
 
 /// `--algorithms` default, for `serve` and `check-token`.
 pub const DEFAULT_ALGORITHMS: &str = "RS256";
@@ -91,42 +94,103 @@ pub struct DevAuthConfig {
     pub key_file: Option<std::path::PathBuf>,
 }
 
-/// The checked configuration of `serve --transport http`.
+/// `serve`'s checked configuration: every setting parsed, issuers and audiences resolved, the
+/// protected resource metadata validated. Built by [`ServeConfig::from_env`],
+/// [`ServeConfig::builder`] or [`ServeConfig::from_args`], which report every problem at once.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    pub bind: SocketAddr,
-    pub public_url: Url,
-    pub mcp_path: String,
-    pub stateless: bool,
-    pub policy: TokenPolicy,
-    pub jwks: JwksSource,
-    pub cache: CacheSettings,
-    pub metadata: ResourceMetadata,
+    pub(crate) bind: SocketAddr,
+    pub(crate) public_url: Url,
+    pub(crate) mcp_path: String,
+    pub(crate) stateless: bool,
+    pub(crate) policy: TokenPolicy,
+    pub(crate) jwks: JwksSource,
+    pub(crate) cache: CacheSettings,
+    pub(crate) metadata: ResourceMetadata,
     /// Absolute URL of the metadata, as put in challenges.
-    pub resource_metadata_url: String,
+    pub(crate) resource_metadata_url: String,
     /// Accepted Host header values (`host` or `host:port`); empty means any.
-    pub allowed_hosts: Vec<String>,
-    pub cors_origins: Vec<String>,
-    pub max_body_bytes: usize,
+    pub(crate) allowed_hosts: Vec<String>,
+    pub(crate) cors_origins: Vec<String>,
+    pub(crate) max_body_bytes: usize,
     /// Largest accepted header section (431 beyond).
-    pub max_header_bytes: usize,
+    pub(crate) max_header_bytes: usize,
     /// Time allowed to produce a response head (408 beyond).
-    pub request_timeout: std::time::Duration,
+    pub(crate) request_timeout: std::time::Duration,
     /// Time a connection may wait for its next request head before it is closed.
-    pub idle_timeout: std::time::Duration,
+    pub(crate) idle_timeout: std::time::Duration,
     /// Connections held open at once (503 beyond).
-    pub max_connections: usize,
+    pub(crate) max_connections: usize,
     /// Stateful sessions open at once (an `initialize` beyond gets 503).
-    pub max_sessions: usize,
+    pub(crate) max_sessions: usize,
     /// Stateful sessions per caller (one more closes the caller's least recently used).
-    pub max_sessions_per_caller: usize,
+    pub(crate) max_sessions_per_caller: usize,
     /// A session without a request for this long is closed.
-    pub session_idle_timeout: std::time::Duration,
-    pub shutdown_timeout: std::time::Duration,
+    pub(crate) session_idle_timeout: std::time::Duration,
+    pub(crate) shutdown_timeout: std::time::Duration,
     /// Problems worth a warning at startup that do not stop the server.
-    pub warnings: Vec<String>,
+    pub(crate) warnings: Vec<String>,
     /// `--dev`: the embedded development authorization server, the only accepted issuer.
-    pub dev: Option<DevAuthConfig>,
+    pub(crate) dev: Option<DevAuthConfig>,
+}
+
+impl ServeConfig {
+    /// The address `serve` listens on.
+    pub fn bind(&self) -> SocketAddr {
+        self.bind
+    }
+
+    /// The URL clients reach this server at; challenges and metadata point there.
+    pub fn public_url(&self) -> &Url {
+        &self.public_url
+    }
+
+    /// The path of the MCP endpoint.
+    pub fn mcp_path(&self) -> &str {
+        &self.mcp_path
+    }
+
+    /// Whether sessions are off (`--stateless`).
+    pub fn is_stateless(&self) -> bool {
+        self.stateless
+    }
+
+    /// What a token must carry: issuers, audiences, algorithms, scopes, clock leeway.
+    pub fn policy(&self) -> &TokenPolicy {
+        &self.policy
+    }
+
+    /// The protected resource's identifier, as the metadata names it.
+    pub fn resource(&self) -> &str {
+        &self.metadata.resource
+    }
+
+    /// The RFC 9728 metadata document, exactly as served.
+    pub fn metadata_document(&self) -> &[u8] {
+        &self.metadata.document
+    }
+
+    /// The metadata's URL, as put in challenges.
+    pub fn resource_metadata_url(&self) -> &str {
+        &self.resource_metadata_url
+    }
+
+    /// Problems worth a warning that do not stop the server (logged when it starts).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Where the signing keys come from (tests).
+    #[cfg(feature = "internals")]
+    pub fn jwks_source(&self) -> &JwksSource {
+        &self.jwks
+    }
+
+    /// How long fetched keys are kept (tests).
+    #[cfg(feature = "internals")]
+    pub fn cache_settings(&self) -> CacheSettings {
+        self.cache
+    }
 }
 
 /// Collects configuration problems so they are all reported at once.
@@ -168,7 +232,14 @@ impl Problems {
 }
 
 impl ServeConfig {
-    pub fn from_args(args: &ServeArgs) -> Result<Self, ExitError> {
+    /// Checks and resolves the settings `serve` parsed (from flags, the environment, `.env`, or
+    /// [`ConfigBuilder`]), collecting every problem with how to fix it.
+    pub fn from_args(args: &ServeArgs) -> Result<Self, ConfigError> {
+        Ok(Self::check(args)?)
+    }
+
+    /// [`ServeConfig::from_args`], with the error that makes the binary exit with code 2.
+    pub(crate) fn check(args: &ServeArgs) -> Result<Self, ExitError> {
         let mut problems = Problems::default();
         let mut warnings = Vec::new();
 

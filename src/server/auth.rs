@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 
+use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
@@ -18,6 +19,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
 use super::sessions::Sessions;
+use super::tool_scopes::called_tools;
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -116,6 +118,12 @@ where
             // Cloned only for the log line: every clone of the one cached caller touches a
             // reference count shared by all worker threads.
             let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
+            if !state.tool_scopes.is_empty() && request.method() == Method::POST {
+                request = match check_tool_scopes(state, &caller, request).await {
+                    Ok(request) => request,
+                    Err(refusal) => return refusal,
+                };
+            }
             let mut response = match &state.sessions {
                 Some(sessions) => in_session(sessions, request, caller, inner).await,
                 None => {
@@ -175,6 +183,31 @@ where
     response
 }
 
+/// Refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
+/// handler sees it); otherwise gives the request back with the body it read.
+async fn check_tool_scopes(
+    state: &AppState,
+    caller: &Caller,
+    request: Request,
+) -> Result<Request, Response> {
+    let (parts, body) = request.into_parts();
+    let bytes = super::direct::read_body(body, state.max_body_bytes).await?;
+    for tool in called_tools(&bytes) {
+        let needed = state.tool_scopes.needed_by(&tool);
+        let missing: Vec<String> = needed
+            .iter()
+            .filter(|scope| !caller.scopes.contains(scope))
+            .cloned()
+            .collect();
+        if !missing.is_empty() {
+            return Err(refusal_response(
+                state.challenge.refuse_tool(&tool, &needed, &missing),
+            ));
+        }
+    }
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
 /// 503 for an `initialize` while `--max-sessions` are open. Sessions end on DELETE or after the
 /// idle timeout, so a retry later can succeed.
 fn too_many_sessions(max: usize) -> Response {
@@ -227,6 +260,56 @@ async fn check_token(state: &AppState, token: &str) -> Result<Arc<Caller>, AuthF
         .verdicts
         .insert(token, caller.clone(), generation, now);
     Ok(caller)
+}
+
+/// The bearer-token check alone, for routes of an application that are not MCP: the same
+/// validation and the same challenges as the MCP endpoint, and the caller in the request's
+/// extensions for the route (the `Authenticated` extractor). No Host/Origin check and no
+/// sessions: those are the MCP endpoint's.
+/// The service [`BearerAuthLayer`](crate::BearerAuthLayer) wraps a route in.
+#[derive(Clone)]
+pub struct BearerAuth<S> {
+    state: Arc<AppState>,
+    inner: S,
+}
+
+impl<S> BearerAuth<S> {
+    pub(super) fn new(state: Arc<AppState>, inner: S) -> Self {
+        Self { state, inner }
+    }
+}
+
+impl<S> Service<Request> for BearerAuth<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        let fresh = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, fresh);
+        let state = self.state.clone();
+        Box::pin(async move {
+            let caller = match bearer_token(request.headers()) {
+                Ok(token) => check_token(&state, token).await,
+                Err(failure) => Err(failure),
+            };
+            Ok(match caller {
+                Ok(caller) => {
+                    request.extensions_mut().insert(caller);
+                    pass(ready, request).await
+                }
+                Err(failure) => refusal_response(state.challenge.refuse(&failure)),
+            })
+        })
+    }
 }
 
 /// The bearer token from the one `Authorization` header. The scheme is case-insensitive

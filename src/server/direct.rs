@@ -39,6 +39,7 @@ use rmcp::model::{
     JsonRpcVersion2_0, ListToolsRequest, PaginatedRequestParams, ProtocolVersion, RequestId,
     ServerJsonRpcMessage,
 };
+use rmcp::ServerHandler;
 use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use serde::Deserialize;
@@ -46,35 +47,39 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::sessions::Sessions;
-use super::tools::ScalekitTools;
 
 /// The newest protocol version this path serves; from this one on, requests carry their own
 /// metadata and headers that only rmcp checks.
 const FIRST_PER_REQUEST_VERSION: &str = "2026-07-28";
 
-/// The rmcp service behind the MCP route.
-pub type RmcpService = StreamableHttpService<ScalekitTools, Sessions>;
+/// The rmcp service behind the MCP route, serving handler `H`.
+pub type RmcpService<H> = StreamableHttpService<H, Sessions>;
 
 /// The MCP endpoint's service with `--stateless`: answers what it can, hands the rest to rmcp.
 ///
 /// The guard in front clones its inner service for each request; this clone is one reference
 /// count, where rmcp's service (configuration, session manager, factory) costs a few allocations
 /// to clone and drop.
-#[derive(Clone)]
-pub struct DirectOrRmcp(Arc<DirectPath>);
+pub struct DirectOrRmcp<H: ServerHandler>(Arc<DirectPath<H>>);
+
+impl<H: ServerHandler> Clone for DirectOrRmcp<H> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
 
 /// What the direct path needs: the tools, the largest body to read, the idle peer, and rmcp for
 /// everything else.
-struct DirectPath {
-    tools: ScalekitTools,
+struct DirectPath<H: ServerHandler> {
+    tools: H,
     max_body_bytes: usize,
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
-    idle: OnceLock<RunningService<RoleServer, ScalekitTools>>,
-    rmcp: RmcpService,
+    idle: OnceLock<RunningService<RoleServer, H>>,
+    rmcp: RmcpService<H>,
 }
 
-impl DirectOrRmcp {
-    pub fn new(tools: ScalekitTools, max_body_bytes: usize, rmcp: RmcpService) -> Self {
+impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
+    pub fn new(tools: H, max_body_bytes: usize, rmcp: RmcpService<H>) -> Self {
         Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
@@ -84,7 +89,7 @@ impl DirectOrRmcp {
     }
 }
 
-impl tower::Service<Request> for DirectOrRmcp {
+impl<H: ServerHandler + Clone> tower::Service<Request> for DirectOrRmcp<H> {
     type Response = Response;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Response, Infallible>>;
@@ -99,7 +104,7 @@ impl tower::Service<Request> for DirectOrRmcp {
     }
 }
 
-impl DirectPath {
+impl<H: ServerHandler + Clone> DirectPath<H> {
     /// A peer for request contexts. rmcp only hands out peers of running services, so this is
     /// the peer of one service whose transport never delivers a message and drops what it is
     /// given.
@@ -164,7 +169,7 @@ impl DirectPath {
 
 /// The whole body, at most `max_bytes` of it. A body streamed without a length is only counted
 /// here (a declared length was checked by `limits::SizeChecked`), and gets the same 413.
-async fn read_body(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
+pub(super) async fn read_body(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut collected = bytes::BytesMut::new();

@@ -18,14 +18,17 @@ pub mod hosts;
 pub mod limits;
 pub mod mcp_path;
 pub mod sessions;
+pub mod caller;
+pub mod entry;
+pub mod protected;
 pub mod stdio;
 pub mod timer_floor;
-pub mod tools;
+pub mod tool_scopes;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -33,26 +36,28 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
+use rmcp::ServerHandler;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower::util::Either;
-use tower::{ServiceBuilder, ServiceExt};
+use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::challenge::ChallengeParams;
-use crate::auth::jwks::{HttpFetcher, JwksCache};
+use crate::auth::jwks::JwksCache;
 use crate::auth::validate::TokenPolicy;
 use crate::auth::verdicts::VerdictCache;
-use crate::config::{ServeConfig, well_known_url};
+use crate::config::{ServeArgs, ServeConfig, Transport, well_known_url};
 use auth::LoggedSubject;
-use dev_auth::DevAuth;
 use mcp_path::McpPath;
 use sessions::{SessionLimits, Sessions};
-use tools::ScalekitTools;
+use tool_scopes::ToolScopes;
 
-/// What the middleware and handlers share.
+use protected::McpServer;
+
+/// What the guard and the public routes share.
 pub struct AppState {
     pub policy: TokenPolicy,
     pub keys: Arc<JwksCache>,
@@ -64,10 +69,45 @@ pub struct AppState {
     pub verdicts: VerdictCache,
     /// The MCP sessions, who opened each and how many there may be (stateful mode only).
     pub sessions: Option<Arc<Sessions>>,
+    /// The scopes each tool needs, checked before a `tools/call` reaches the handler.
+    pub tool_scopes: ToolScopes,
+    /// The largest request body (a `tools/call` is read whole to check its tool's scopes).
+    pub max_body_bytes: usize,
 }
 
-/// Builds the application. `keys` is the JWKS cache (already maintained by the caller);
-/// `shutdown` ends open MCP streams when cancelled.
+impl AppState {
+    pub fn new(
+        config: &ServeConfig,
+        keys: Arc<JwksCache>,
+        tool_scopes: ToolScopes,
+    ) -> Arc<Self> {
+        let sessions = (!config.stateless).then(|| {
+            Arc::new(Sessions::new(SessionLimits {
+                max_sessions: config.max_sessions,
+                max_per_caller: config.max_sessions_per_caller,
+                idle_timeout: config.session_idle_timeout,
+            }))
+        });
+        Arc::new(AppState {
+            policy: config.policy.clone(),
+            keys,
+            challenge: ChallengeParams {
+                resource_metadata: config.resource_metadata_url.clone(),
+                required_scopes: config.policy.required_scopes.clone(),
+            },
+            metadata: config.metadata.document.clone(),
+            allowed_hosts: config.allowed_hosts.clone(),
+            cors_origins: config.cors_origins.clone(),
+            verdicts: VerdictCache::default(),
+            sessions,
+            tool_scopes,
+            max_body_bytes: config.max_body_bytes,
+        })
+    }
+}
+
+/// The built-in tools' application, for the tests that drive it in-process. `keys` is the JWKS
+/// cache (already maintained by the caller); `shutdown` ends open MCP streams when cancelled.
 pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: CancellationToken) -> Router {
     app(config, keys, None, shutdown)
 }
@@ -80,44 +120,40 @@ pub fn app(
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router {
-    build_app(config, keys, dev_auth, shutdown, Authentication::Required)
+    let state = AppState::new(config, keys, ToolScopes::default());
+    standalone_app(
+        config,
+        state,
+        crate::tools::ScalekitTools::new(),
+        dev_auth,
+        shutdown,
+        Authentication::Required,
+    )
 }
 
 /// Whether the MCP routes sit behind the bearer-token check ([`auth::Guarded`]). Only
-/// [`run_without_auth_for_benchmarks`] says `Off`: no flag, setting or environment variable of
-/// the `scalekit-mcp` binary reaches it.
+/// [`McpServer::serve_without_auth_for_benchmarks`] says `Off`: no flag, setting or environment
+/// variable of the `scalekit-mcp` binary reaches it.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Authentication {
+pub(crate) enum Authentication {
     Required,
     Off,
 }
 
-fn build_app(
+/// The MCP endpoint for `handler`: rmcp's Streamable HTTP service, and with --stateless the
+/// direct path in front of it (`direct`) for plain tool calls.
+fn mcp_endpoint<H>(
     config: &ServeConfig,
-    keys: Arc<JwksCache>,
-    dev_auth: Option<Router>,
+    state: &AppState,
+    handler: H,
     shutdown: CancellationToken,
-    authentication: Authentication,
-) -> Router {
-    let sessions = Arc::new(Sessions::new(SessionLimits {
-        max_sessions: config.max_sessions,
-        max_per_caller: config.max_sessions_per_caller,
-        idle_timeout: config.session_idle_timeout,
-    }));
-    let state = Arc::new(AppState {
-        policy: config.policy.clone(),
-        keys,
-        challenge: ChallengeParams {
-            resource_metadata: config.resource_metadata_url.clone(),
-            required_scopes: config.policy.required_scopes.clone(),
-        },
-        metadata: config.metadata.document.clone(),
-        allowed_hosts: config.allowed_hosts.clone(),
-        cors_origins: config.cors_origins.clone(),
-        verdicts: VerdictCache::default(),
-        sessions: (!config.stateless).then(|| sessions.clone()),
-    });
-
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
     let mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(config.max_body_bytes)
@@ -127,51 +163,88 @@ fn build_app(
         // URL's host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
-    // Built once: the tool router (and its JSON schemas) is cloned per session, not rebuilt,
-    // which matters with --stateless where every request is a session.
-    let tools = ScalekitTools::new();
-    let rmcp: direct::RmcpService = StreamableHttpService::new(
+    // With --stateless rmcp never opens a session; its manager is then just unused.
+    let sessions = state.sessions.clone().unwrap_or_else(|| {
+        Arc::new(Sessions::new(SessionLimits {
+            max_sessions: 1,
+            max_per_caller: 1,
+            idle_timeout: config.session_idle_timeout,
+        }))
+    });
+    // The handler is built once and cloned per session (with --stateless, per request), so its
+    // tool router and JSON schemas are not rebuilt each time.
+    let rmcp: direct::RmcpService<H> = StreamableHttpService::new(
         {
-            let tools = tools.clone();
-            move || Ok(tools.clone())
+            let handler = handler.clone();
+            move || Ok(handler.clone())
         },
         sessions,
         mcp_config,
     );
-
-    // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
-    // public), then the MCP endpoint or 404. With --stateless, plain tool calls are answered
-    // without rmcp's per-request service (`direct`); everything else reaches rmcp.
-    let mcp = if config.stateless {
+    if config.stateless {
         Either::Left(direct::DirectOrRmcp::new(
-            tools,
+            handler,
             config.max_body_bytes,
             rmcp,
         ))
     } else {
-        Either::Right(ServiceExt::<Request>::map_response(rmcp, |response| {
-            response.map(Body::new)
-        }))
-    };
-    let protected = McpPath::new(&config.mcp_path, mcp);
-    let guarded = auth::Guarded::new(state.clone(), authentication, protected);
-    let mut public = Router::new()
+        Either::Right(ServiceExt::<Request>::map_response(
+            rmcp,
+            |response: http::Response<_>| response.map(Body::new),
+        ))
+    }
+}
+
+/// The public routes: health, readiness, and the RFC 9728 metadata at both well-known paths.
+fn public_routes(config: &ServeConfig) -> Router<Arc<AppState>> {
+    health_routes().merge(metadata_routes(config))
+}
+
+fn health_routes() -> Router<Arc<AppState>> {
+    Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/.well-known/oauth-protected-resource", get(metadata));
+}
+
+/// The metadata at `/.well-known/oauth-protected-resource`, and at that path with the MCP path
+/// appended when it is not `/` (RFC 9728 §3.1).
+fn metadata_routes(config: &ServeConfig) -> Router<Arc<AppState>> {
+    let mut routes = Router::new().route("/.well-known/oauth-protected-resource", get(metadata));
     if config.mcp_path != "/" {
         let suffixed = well_known_url(&config.public_url, &config.mcp_path);
         let path = url::Url::parse(&suffixed)
             .map(|url| url.path().to_owned())
             .unwrap_or_default();
-        public = public.route(&path, get(metadata));
+        routes = routes.route(&path, get(metadata));
     }
+    routes
+}
+
+/// The whole application of a standalone server: every path that is not public needs a token.
+fn standalone_app<H>(
+    config: &ServeConfig,
+    state: Arc<AppState>,
+    handler: H,
+    dev_auth: Option<Router>,
+    shutdown: CancellationToken,
+    authentication: Authentication,
+) -> Router
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
+    // public), then the MCP endpoint or 404.
+    let protected = McpPath::new(&config.mcp_path, mcp);
+    let guarded = auth::Guarded::new(state.clone(), authentication, protected);
 
     // The layers that apply to every route wrap the router as a whole, as one service, instead
     // of through `Router::layer`: that wraps each route in its own boxed service, and a boxed
     // route is cloned, with everything below it, on each request it serves. Layered route by
     // route, every request paid for a dozen such clones.
-    let routes = public.fallback_service(guarded).with_state(state);
+    let routes = public_routes(config)
+        .fallback_service(guarded)
+        .with_state(state);
     let cors = ServiceBuilder::new()
         .map_response(vary_on_cors_headers)
         .layer(cors_layer(&config.cors_origins))
@@ -183,8 +256,8 @@ fn build_app(
         None => Either::Right(cors),
     };
     // Outside-in: the log line sees every answer, including the limits' refusals. The log level
-    // is fixed when logging starts (before this is built, in `run`), so without the request line
-    // the layer is left out rather than run and skipped on every request.
+    // is fixed when logging starts (before this is built), so without the request line the
+    // layer is left out rather than run and skipped on every request.
     let outer = ServiceBuilder::new()
         .option_layer(request_log_enabled().then(|| middleware::from_fn(log_request)))
         .layer(limits::SizeLimits {
@@ -198,6 +271,56 @@ fn build_app(
         .service(app);
     // A `Router` again for the callers (the connection loop, tests): one route, cloned cheaply.
     Router::new().fallback_service(outer)
+}
+
+/// The routes to mount in another axum application: the guarded MCP endpoint at the MCP path,
+/// its metadata, and in --dev mode the development authorization server. No fallback, so they
+/// merge with the application's own routes, which stay untouched by our auth.
+fn mountable_routes<H>(
+    config: &ServeConfig,
+    state: Arc<AppState>,
+    handler: H,
+    dev_auth: Option<Router>,
+    shutdown: CancellationToken,
+) -> Router
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
+    let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    let guarded = auth::Guarded::new(state.clone(), Authentication::Required, mcp);
+    let routes = metadata_routes(config)
+        .route_service(&config.mcp_path, guarded)
+        .with_state(state)
+        .layer(cors_layer(&config.cors_origins))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            config.request_timeout,
+        ))
+        .layer(limits::SizeLimits {
+            max_header_bytes: config.max_header_bytes,
+            max_body_bytes: config.max_body_bytes,
+        });
+    match dev_auth {
+        Some(dev_auth) => routes.merge(dev_auth),
+        None => routes,
+    }
+}
+
+/// `serve` for `handler`: over the transport `args` names, until SIGINT / SIGTERM (HTTP) or until
+/// the client closes stdin (stdio). Logging is the caller's to start.
+pub async fn run<H>(args: &ServeArgs, handler: H, tool_scopes: ToolScopes) -> anyhow::Result<()>
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
+    match args.transport {
+        Transport::Stdio => stdio::run(handler).await,
+        Transport::Http => {
+            let config = ServeConfig::check(args)?;
+            McpServer::with_tool_scopes(config, handler, tool_scopes)?
+                .serve()
+                .await
+        }
+    }
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and
@@ -317,94 +440,10 @@ async fn log_request(request: Request, next: Next) -> Response {
     response
 }
 
-/// Runs the HTTP server until SIGINT / SIGTERM, then lets in-flight requests finish within the
-/// configured bound.
-pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    run_with(config, Authentication::Required).await
-}
-
-/// [`run`] with the bearer-token middleware left out, and nothing else changed: the benchmark's
-/// "auth off" row (`examples/bench_no_auth.rs`), which measures what authentication costs.
-/// The `scalekit-mcp` binary never calls it.
-#[doc(hidden)]
-pub async fn run_without_auth_for_benchmarks(config: ServeConfig) -> anyhow::Result<()> {
-    tracing::warn!("benchmark build: MCP requests are NOT authenticated");
-    run_with(config, Authentication::Off).await
-}
-
-async fn run_with(config: ServeConfig, authentication: Authentication) -> anyhow::Result<()> {
-    for warning in &config.warnings {
-        tracing::warn!("{warning}");
-    }
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .context("building the HTTP client for the JWKS")?;
-    let dev_auth = DevAuth::start(&config)?;
-    let fetcher = match &dev_auth {
-        Some(dev_auth) => dev_auth.key_fetcher(),
-        None => Box::new(HttpFetcher::new(client, config.jwks.clone())),
-    };
-    let keys = Arc::new(JwksCache::new(fetcher, config.cache));
-    let shutdown = CancellationToken::new();
-    tokio::spawn(keys.clone().maintain(shutdown.child_token()));
-    // Before the first request: see `timer_floor` for why the request timeout needs it.
-    tokio::spawn(timer_floor::hold(
-        config.request_timeout.min(config.idle_timeout),
-        shutdown.child_token(),
-    ));
-
-    // Before the port opens: a SIGTERM sent as soon as the server answers must find the handler
-    // in place, or its default action kills the process mid-request.
-    let shutdown_requested = shutdown_signal();
-    let listener = tokio::net::TcpListener::bind(config.bind)
-        .await
-        .with_context(|| {
-            format!(
-                "listening on {} (is another server using the port? set PORT or --port)",
-                config.bind
-            )
-        })?;
-    let local = listener.local_addr()?;
-    tracing::info!(
-        address = %local,
-        mcp = %crate::config::join_path(&config.public_url, &config.mcp_path),
-        issuers = %config.policy.issuers.join(", "),
-        audiences = %config.policy.audiences.join(", "),
-        "scalekit-mcp listening"
-    );
-    let app = build_app(
-        &config,
-        keys,
-        dev_auth.as_ref().map(DevAuth::router),
-        shutdown.clone(),
-        authentication,
-    );
-    let listener = limits::LimitedListener::new(listener, config.max_connections);
-    tokio::spawn({
-        let shutdown = shutdown.clone();
-        async move {
-            shutdown_requested.await;
-            tracing::info!("shutting down: finishing in-flight requests");
-            shutdown.cancel();
-        }
-    });
-    let server = connections::serve(listener, app, config.idle_timeout, shutdown.clone());
-    tokio::select! {
-        () = server => {}
-        () = async {
-            shutdown.cancelled().await;
-            tokio::time::sleep(config.shutdown_timeout).await;
-        } => tracing::warn!("in-flight requests did not finish within the shutdown timeout; exiting"),
-    }
-    Ok(())
-}
-
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop). The handlers are installed when
 /// this is called, not when the future is first polled.
 #[cfg(unix)]
-fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     // A handler that cannot be installed leaves that signal's default action, as before.
     let interrupt = signal(SignalKind::interrupt()).ok();
@@ -429,7 +468,7 @@ async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
 
 /// Resolves on Ctrl-C.
 #[cfg(not(unix))]
-fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
+pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
     }

@@ -1,16 +1,15 @@
-//! `serve --transport stdio`: the same tools over stdin/stdout for a local MCP client.
+//! `serve --transport stdio`: the same handler over stdin/stdout for a local MCP client.
 //!
 //! The MCP spec leaves stdio without OAuth: the client started this process and owns its pipes.
 //! stdout carries protocol messages only; logs go to stderr (see `logging`).
 
 use anyhow::Context;
-use rmcp::ServiceExt;
+use rmcp::{ServerHandler, ServiceExt};
 
-use super::tools::ScalekitTools;
-
-pub async fn run() -> anyhow::Result<()> {
+/// Serves `handler` over stdin/stdout until the client closes them.
+pub async fn run<H: ServerHandler>(handler: H) -> anyhow::Result<()> {
     tracing::info!("serving MCP over stdio (no OAuth on stdio)");
-    let service = ScalekitTools::new()
+    let service = handler
         .serve(rmcp::transport::stdio())
         .await
         .context("starting the stdio MCP session")?;

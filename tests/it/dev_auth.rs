@@ -78,10 +78,10 @@ async fn start(args: &[&str]) -> Running {
         Some(dev) => dev.key_fetcher(),
         None => Box::new(HttpFetcher::new(
             reqwest::Client::new(),
-            config.jwks.clone(),
+            config.jwks_source().clone(),
         )),
     };
-    let keys = Arc::new(JwksCache::new(fetcher, config.cache));
+    let keys = Arc::new(JwksCache::new(fetcher, config.cache_settings()));
     let shutdown = CancellationToken::new();
     let app = server::app(
         &config,
@@ -99,7 +99,11 @@ async fn start(args: &[&str]) -> Running {
     // After the listener is up: a server reading another's JWKS over HTTP needs it serving.
     keys.refresh().await.unwrap();
     Running {
-        base: config.public_url.as_str().trim_end_matches('/').to_owned(),
+        base: config
+            .public_url()
+            .as_str()
+            .trim_end_matches('/')
+            .to_owned(),
         http: http_client(),
         shutdown,
     }

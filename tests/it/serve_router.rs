@@ -690,7 +690,7 @@ async fn the_challenge_and_the_metadata_agree_on_the_resources_origin() {
     ];
     for (way, args, expected_origin) in cases {
         let config = serve_config(&args);
-        let mcp_path = config.mcp_path.clone();
+        let mcp_path = config.mcp_path().to_owned();
         let app = app(&args, keys("jwks-all.json"));
         let host = url::Url::parse(expected_origin)
             .unwrap()
@@ -741,7 +741,7 @@ fn a_resource_path_other_than_the_mcp_path_is_a_warning() {
         "https://mcp.example.com/mcp",
     ]);
     let warning = config
-        .warnings
+        .warnings()
         .iter()
         .find(|warning| warning.contains("--mcp-path"))
         .expect("a warning about the path");
@@ -758,8 +758,8 @@ fn a_resource_path_other_than_the_mcp_path_is_a_warning() {
         "/mcp",
     ]);
     assert!(
-        !matching.warnings.iter().any(|w| w.contains("--mcp-path")),
+        !matching.warnings().iter().any(|w| w.contains("--mcp-path")),
         "{:?}",
-        matching.warnings
+        matching.warnings()
     );
 }

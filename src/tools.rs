@@ -1,4 +1,5 @@
-//! The MCP tools this server offers, the same over HTTP and stdio.
+//! The `scalekit-mcp` binary's own tools: one rmcp handler like any library user's, given to
+//! the server the same way. The same over HTTP and stdio.
 //!
 //! - `greet_user`: the seed's greeting, word for word.
 //! - `whoami`: the caller as the validated token describes them, read from the request
@@ -54,11 +55,8 @@ impl ScalekitTools {
                        organization, scopes, issuer and expiry. Over stdio there is no OAuth identity."
     )]
     async fn whoami(&self, extensions: Extensions) -> CallToolResult {
-        let caller = extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Arc<Caller>>());
-        match caller {
-            Some(caller) => CallToolResult::structured(whoami_document(caller)),
+        match Caller::of(&extensions) {
+            Some(caller) => CallToolResult::structured(whoami_document(&caller)),
             None => CallToolResult::success(vec![ContentBlock::text(
                 "no HTTP identity: this session is served over stdio, where MCP uses no OAuth token",
             )]),

@@ -1,0 +1,263 @@
+//! [`McpServer`]: any rmcp handler behind OAuth, as a whole server or as routes of an axum app.
+//!
+//! It owns what every request shares: the checked configuration, the signing-key cache (loaded
+//! and refreshed in the background), the accepted-token cache, the sessions and the tool scopes.
+//! [`McpServer::serve`] is `scalekit-mcp serve` with the given handler; [`McpServer::router`]
+//! and [`McpServer::auth_layer`] put the same endpoint and the same checks into an application
+//! that serves itself.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use rmcp::ServerHandler;
+use tokio_util::sync::CancellationToken;
+use tower::Layer;
+
+use super::auth::BearerAuth;
+use super::dev_auth::DevAuth;
+use super::tool_scopes::ToolScopes;
+use super::{AppState, Authentication};
+use crate::auth::jwks::{HttpFetcher, JwksCache};
+use crate::config::ServeConfig;
+
+/// An MCP server for handler `H` whose every request needs a valid bearer token.
+///
+/// `H` is any rmcp [`ServerHandler`] (typically a `#[tool_router]` struct) that is `Clone`: it
+/// is built once and cloned for each session (with `--stateless`, each request), so shared
+/// state belongs behind an `Arc` inside it.
+///
+/// Whole server, with every `serve` flag, environment variable and `.env` (see
+/// [`crate::main`] for the one-line version):
+///
+/// ```no_run
+/// # use rmcp::ServerHandler;
+/// # #[derive(Clone)] struct MyTools;
+/// # impl ServerHandler for MyTools {}
+/// # async fn run() -> anyhow::Result<()> {
+/// let config = scalekit_mcp::Config::from_env()?;
+/// scalekit_mcp::McpServer::new(config, MyTools)?.serve().await
+/// # }
+/// ```
+///
+/// Mounted in an axum application, next to its own routes:
+///
+/// ```no_run
+/// # use rmcp::ServerHandler;
+/// # #[derive(Clone)] struct MyTools;
+/// # impl ServerHandler for MyTools {}
+/// # async fn run() -> anyhow::Result<()> {
+/// use axum::{Router, routing::get};
+/// use scalekit_mcp::{Authenticated, Config, McpServer};
+///
+/// let config = Config::builder()
+///     .issuer("https://acme.scalekit.dev")
+///     .resource("https://api.example.com/mcp")
+///     .mcp_path("/mcp")
+///     .build()?;
+/// let mcp = McpServer::new(config, MyTools)?;
+/// let app = Router::new()
+///     .route("/api/hello", get(|| async { "hello" }))
+///     .route(
+///         "/api/me",
+///         get(|caller: Authenticated| async move { caller.sub.clone().unwrap_or_default() })
+///             .layer(mcp.auth_layer()),
+///     )
+///     .merge(mcp.router());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// axum::serve(listener, app).await?;
+/// # Ok(())
+/// # }
+/// ```
+pub struct McpServer<H> {
+    config: ServeConfig,
+    handler: H,
+    state: Arc<AppState>,
+    dev_auth: Option<Arc<DevAuth>>,
+    shutdown: CancellationToken,
+    started: Arc<Once>,
+}
+
+impl<H> McpServer<H>
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
+    /// The server for `config` and `handler`. Nothing is fetched or bound yet. Fails only when
+    /// `--dev`'s key file cannot be read or written.
+    pub fn new(config: ServeConfig, handler: H) -> anyhow::Result<Self> {
+        Self::with_tool_scopes(config, handler, ToolScopes::default())
+    }
+
+    /// [`McpServer::new`] with the scopes each tool needs: a `tools/call` of a tool whose scopes
+    /// the token lacks is refused with 403 `insufficient_scope` before the handler sees it.
+    pub fn with_tool_scopes(
+        config: ServeConfig,
+        handler: H,
+        tool_scopes: ToolScopes,
+    ) -> anyhow::Result<Self> {
+        let dev_auth = DevAuth::start(&config)?;
+        let fetcher = match &dev_auth {
+            Some(dev_auth) => dev_auth.key_fetcher(),
+            None => {
+                let client = reqwest::Client::builder()
+                    .timeout(Duration::from_secs(5))
+                    .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .context("building the HTTP client for the JWKS")?;
+                Box::new(HttpFetcher::new(client, config.jwks.clone()))
+            }
+        };
+        let keys = Arc::new(JwksCache::new(fetcher, config.cache));
+        let state = AppState::new(&config, keys, tool_scopes);
+        Ok(Self {
+            config,
+            handler,
+            state,
+            dev_auth,
+            shutdown: CancellationToken::new(),
+            started: Arc::new(Once::new()),
+        })
+    }
+
+    /// The checked configuration.
+    pub fn config(&self) -> &ServeConfig {
+        &self.config
+    }
+
+    /// Cancelled when the server shuts down; cancel it to end open MCP streams and sessions
+    /// (for a mounted router, do so in your own graceful shutdown).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Loads the signing keys and keeps them fresh, in the background, once.
+    fn start_key_refresh(&self) {
+        self.started.call_once(|| {
+            for warning in &self.config.warnings {
+                tracing::warn!("{warning}");
+            }
+            tokio::spawn(
+                self.state
+                    .keys
+                    .clone()
+                    .maintain(self.shutdown.child_token()),
+            );
+        });
+    }
+
+    /// The routes to merge into an axum application: the MCP endpoint at the configured MCP path,
+    /// behind the Host/Origin check and the bearer token; its RFC 9728 metadata at
+    /// `/.well-known/oauth-protected-resource` and that path followed by the MCP path; and with
+    /// `--dev`, the development authorization server. The application's other routes are left
+    /// alone. Must be called inside a Tokio runtime: the signing keys start loading then.
+    pub fn router(&self) -> Router {
+        self.start_key_refresh();
+        super::mountable_routes(
+            &self.config,
+            self.state.clone(),
+            self.handler.clone(),
+            self.dev_auth.as_ref().map(DevAuth::router),
+            self.shutdown.clone(),
+        )
+    }
+
+    /// `/health` (liveness) and `/ready` (200 once the signing keys are loaded, else 503 with
+    /// the reason), to merge as well when the application has none of its own.
+    pub fn health_router(&self) -> Router {
+        super::health_routes().with_state(self.state.clone())
+    }
+
+    /// A layer that gives any other route the MCP endpoint's token validation and challenges,
+    /// with the caller available to the handler as [`Authenticated`](crate::Authenticated).
+    pub fn auth_layer(&self) -> BearerAuthLayer {
+        BearerAuthLayer {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves on the configured address until SIGINT or SIGTERM, then lets in-flight requests
+    /// finish within the shutdown timeout: what `scalekit-mcp serve` does.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        self.serve_with(Authentication::Required).await
+    }
+
+    /// [`McpServer::serve`] with the bearer-token check left out, and nothing else changed: the
+    /// benchmark's "auth off" row, which measures what authentication costs. Never for use.
+    #[doc(hidden)]
+    pub async fn serve_without_auth_for_benchmarks(self) -> anyhow::Result<()> {
+        tracing::warn!("benchmark build: MCP requests are NOT authenticated");
+        self.serve_with(Authentication::Off).await
+    }
+
+    async fn serve_with(self, authentication: Authentication) -> anyhow::Result<()> {
+        let config = &self.config;
+        self.start_key_refresh();
+        let shutdown = self.shutdown.clone();
+        // Before the first request: see `timer_floor` for why the request timeout needs it.
+        tokio::spawn(super::timer_floor::hold(
+            config.request_timeout.min(config.idle_timeout),
+            shutdown.child_token(),
+        ));
+
+        // Before the port opens: a SIGTERM sent as soon as the server answers must find the
+        // handler in place, or its default action kills the process mid-request.
+        let shutdown_requested = super::shutdown_signal();
+        let listener = tokio::net::TcpListener::bind(config.bind)
+            .await
+            .with_context(|| {
+                format!(
+                    "listening on {} (is another server using the port? set PORT or --port)",
+                    config.bind
+                )
+            })?;
+        let local = listener.local_addr()?;
+        tracing::info!(
+            address = %local,
+            mcp = %crate::config::join_path(&config.public_url, &config.mcp_path),
+            issuers = %config.policy.issuers.join(", "),
+            audiences = %config.policy.audiences.join(", "),
+            "scalekit-mcp listening"
+        );
+        let app = super::standalone_app(
+            config,
+            self.state.clone(),
+            self.handler.clone(),
+            self.dev_auth.as_ref().map(DevAuth::router),
+            shutdown.clone(),
+            authentication,
+        );
+        let listener = super::limits::LimitedListener::new(listener, config.max_connections);
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                shutdown_requested.await;
+                tracing::info!("shutting down: finishing in-flight requests");
+                shutdown.cancel();
+            }
+        });
+        let server = super::connections::serve(listener, app, config.idle_timeout, shutdown.clone());
+        tokio::select! {
+            () = server => {}
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(config.shutdown_timeout).await;
+            } => tracing::warn!("in-flight requests did not finish within the shutdown timeout; exiting"),
+        }
+        Ok(())
+    }
+}
+
+/// The bearer-token check for routes that are not MCP: see [`McpServer::auth_layer`].
+#[derive(Clone)]
+pub struct BearerAuthLayer {
+    state: Arc<AppState>,
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> BearerAuth<S> {
+        BearerAuth::new(self.state.clone(), inner)
+    }
+}
