@@ -6,8 +6,11 @@
 //! that, run in the server's directory, it reads the server's settings exactly as `serve` does.
 //!
 //! Each flag's doc comment opens with a one-line summary (what `-h` shows); the paragraphs after
-//! it are for `--help` and the man page.
+//! it are for `--help` and the man page. On/off settings read their environment variable as
+//! `1`/`0`, `true`/`false`, `yes`/`no` or `on`/`off` (clap's own default takes only `true` and
+//! `false`, and `SCALEKIT_MCP_DEV=1` in a `.env` is what people write).
 
+use clap::builder::BoolishValueParser;
 use clap::{Args, ValueEnum};
 
 use super::{DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, Duration};
@@ -196,7 +199,12 @@ pub struct ServeArgs {
     pub mcp_path: String,
 
     /// No sessions: plain JSON answers, for several instances behind a load balancer.
-    #[arg(long, env = "SCALEKIT_MCP_STATELESS", help_heading = heading::LISTENING)]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_STATELESS",
+        value_parser = BoolishValueParser::new(),
+        help_heading = heading::LISTENING
+    )]
     pub stateless: bool,
 
     /// More Host values to accept (repeatable; `*` turns the check off).
@@ -414,7 +422,12 @@ pub struct ServeArgs {
     /// An OAuth 2.1 authorization server on the same port that issues tokens this server
     /// accepts. No account, no network. For development only: it logs anyone in as --dev-user
     /// and listens on loopback only.
-    #[arg(long, env = "SCALEKIT_MCP_DEV", help_heading = heading::DEVELOPMENT)]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV",
+        value_parser = BoolishValueParser::new(),
+        help_heading = heading::DEVELOPMENT
+    )]
     pub dev: bool,
 
     /// PEM RSA private key kept across restarts (created when missing).
@@ -430,7 +443,12 @@ pub struct ServeArgs {
     pub dev_key: Option<std::path::PathBuf>,
 
     /// Approve every authorization request without the consent page (scripts, tests).
-    #[arg(long, env = "SCALEKIT_MCP_DEV_AUTO_APPROVE", help_heading = heading::DEVELOPMENT)]
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_DEV_AUTO_APPROVE",
+        value_parser = BoolishValueParser::new(),
+        help_heading = heading::DEVELOPMENT
+    )]
     pub dev_auto_approve: bool,
 
     /// The user the development authorization server logs in (the tokens' `sub`).

@@ -315,12 +315,28 @@ where
     match args.transport {
         Transport::Stdio => stdio::run(handler).await,
         Transport::Http => {
-            let config = ServeConfig::check(args)?;
+            let config = ServeConfig::check(&advertising_tool_scopes(args, &tool_scopes))?;
             McpServer::with_tool_scopes(config, handler, tool_scopes)?
                 .serve()
                 .await
         }
     }
+}
+
+/// `args`, with the tools' scopes as the generated metadata's `scopes_supported` when none are
+/// configured (with the scopes every request needs): clients ask for the scopes listed there,
+/// and `--dev`'s authorization server grants them, so the tools can be called out of the box.
+fn advertising_tool_scopes(args: &ServeArgs, tool_scopes: &ToolScopes) -> ServeArgs {
+    let mut args = args.clone();
+    if args.scopes_supported.is_empty() && !tool_scopes.is_empty() {
+        args.scopes_supported = args.policy.required_scopes.clone();
+        for scope in tool_scopes.all() {
+            if !args.scopes_supported.contains(&scope) {
+                args.scopes_supported.push(scope);
+            }
+        }
+    }
+    args
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and

@@ -59,6 +59,18 @@ impl ToolScopes {
         self.rules.is_empty()
     }
 
+    /// Every scope any rule names, each once: what the resource's metadata lists as
+    /// `scopes_supported` when none is configured.
+    pub fn all(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for scope in self.rules.iter().flat_map(|rule| &rule.scopes) {
+            if !all.contains(scope) {
+                all.push(scope.clone());
+            }
+        }
+        all
+    }
+
     /// Every scope `tool` needs, in the order the rules name them, each once.
     pub fn needed_by(&self, tool: &str) -> Vec<String> {
         let mut needed: Vec<String> = Vec::new();

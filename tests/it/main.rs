@@ -7,6 +7,7 @@ mod check_token;
 mod completions;
 mod dev_auth;
 mod direct_path;
+mod examples;
 mod hygiene;
 mod login;
 mod properties;

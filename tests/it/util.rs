@@ -364,9 +364,40 @@ pub const SERVE_ENV: &[&str] = &[
 
 /// The binary, run in `dir` with a scrubbed environment (HOME and config pointed into `dir`).
 pub fn binary(dir: &std::path::Path) -> std::process::Command {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_scalekit-mcp"));
+    program(
+        std::path::Path::new(env!("CARGO_BIN_EXE_scalekit-mcp")),
+        dir,
+    )
+}
+
+/// An example program of this package (`cargo test` builds them next to the test binary).
+pub fn example_path(name: &str) -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let path = deps
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo test` (which builds the examples)",
+        path.display()
+    );
+    path
+}
+
+/// `path`, run in `dir` with the same scrubbed environment as [`binary`].
+pub fn program(path: &std::path::Path, dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(path);
     for name in SERVE_ENV {
         command.env_remove(name);
+    }
+    // And any other setting of ours the developer's shell may hold.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("SCALEKIT_MCP_") {
+            command.env_remove(name);
+        }
     }
     command
         .current_dir(dir)
@@ -413,6 +444,19 @@ impl Server {
     /// Starts `serve` with `env`, on a free port unless `env` sets `PORT`. Another test can take
     /// a free port between the probe and the server's bind; then it starts again on another.
     pub fn start_in(dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let program = std::path::Path::new(env!("CARGO_BIN_EXE_scalekit-mcp"));
+        Server::start_program(program, &["serve"], dir, args, env)
+    }
+
+    /// Starts `program` with `command` (its subcommand, if any), `--port <free>` unless `env`
+    /// sets `PORT`, and `args`, and waits until it logs that it is listening and serves /health.
+    pub fn start_program(
+        program: &std::path::Path,
+        command_words: &[&str],
+        dir: tempfile::TempDir,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Server {
         let fixed_port = env
             .iter()
             .find(|(name, _)| *name == "PORT")
@@ -423,8 +467,8 @@ impl Server {
             attempts += 1;
             let port = fixed_port.unwrap_or_else(free_port);
             let stderr = std::fs::File::create(&stderr_path).unwrap();
-            let mut command = binary(dir.path());
-            command.arg("serve");
+            let mut command = self::program(program, dir.path());
+            command.args(command_words);
             if fixed_port.is_none() {
                 command.args(["--port", &port.to_string()]);
             }
@@ -512,7 +556,7 @@ fn wait_until_serving(
         if child.try_wait().unwrap().is_some() {
             return Err(stderr);
         }
-        if stderr.contains("scalekit-mcp listening")
+        if stderr.contains("listening")
             && get_on_port(port, "/health").is_some_and(|(status, _)| status == 200)
         {
             return Ok(());
