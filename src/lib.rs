@@ -91,18 +91,27 @@ macro_rules! internal_modules {
     };
 }
 
-internal_modules!(
-    allocator, auth, cli, client, commands, config, error, logging, output, server, tools,
-);
+internal_modules!(auth, error);
+#[cfg(feature = "server")]
+internal_modules!(config, logging, server, tools);
+#[cfg(feature = "client")]
+internal_modules!(client, output);
+#[cfg(feature = "cli")]
+internal_modules!(allocator, cli, commands);
 
 pub use auth::keys::KeySet;
 pub use auth::validate::{Caller, CheckName, Outcome, Rejection, Report, TokenPolicy};
+#[cfg(feature = "server")]
 pub use config::{
     ConfigBuilder, ConfigError, PolicyArgs, ServeArgs, ServeConfig as Config, Transport,
 };
+#[cfg(feature = "server")]
 pub use server::caller::Authenticated;
+#[cfg(feature = "server")]
 pub use server::entry::{main, main_with_tool_scopes};
+#[cfg(feature = "server")]
 pub use server::protected::{BearerAuthLayer, McpServer};
+#[cfg(feature = "server")]
 pub use server::tool_scopes::ToolScopes;
 
 /// Runs every check `serve` makes on `token` against `policy` and reports each one, in the order
@@ -134,11 +143,13 @@ pub fn check_token(token: &str, policy: &TokenPolicy, keys: Option<&KeySet>, now
 }
 
 /// The `scalekit-mcp` binary: its `main`, here so that the modules it runs can stay private.
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub fn __binary_main() -> std::process::ExitCode {
     cli::main()
 }
 
+#[cfg(feature = "server")]
 impl TokenPolicy {
     /// The policy `serve` would enforce with these settings (the way `check-token` resolves
     /// them: issuers, audiences, scopes and algorithms, from flags, the environment or code).
