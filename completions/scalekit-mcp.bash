@@ -133,7 +133,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__check__subcmd__token)
-            opts="-h -V --server --jwks --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --json --now --help --version"
+            opts="-h -V --server --jwks --sk-env-url --issuer --audience --required-scope --algorithms --leeway --tool-scope --allowed-org --protected-resource-metadata --resource --authorization-server --tool --json --now --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -171,6 +171,14 @@ _scalekit__mcp() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --tool-scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allowed-org)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --protected-resource-metadata)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -180,6 +188,10 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --authorization-server)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -447,7 +459,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__serve)
-            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --max-sessions --max-sessions-per-caller --session-idle-timeout --log-level --log-format --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --help --version"
+            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --tool-scope --allowed-org --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --max-sessions --max-sessions-per-caller --session-idle-timeout --log-level --log-format --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -502,6 +514,14 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --leeway)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --tool-scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --allowed-org)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

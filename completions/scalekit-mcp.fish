@@ -51,6 +51,8 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l audi
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l required-scope -d 'Scope every token must carry (repeatable, or comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l algorithms -d 'Allowed signature algorithms (comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l tool-scope -d 'Scopes a tool needs (repeatable): NAME=SCOPE[ SCOPE…]; NAME may use * (admin_*=admin)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l allowed-org -d 'Organization whose tokens are accepted (repeatable, or comma-separated). Default: any' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l protected-resource-metadata -d 'Protected resource metadata JSON, served as given' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l resource -d 'The resource identifier of generated metadata' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l authorization-server -d 'Authorization server of generated metadata (repeatable, or comma-separated)' -r
@@ -121,9 +123,12 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l required-scope -d 'Scope every token must carry (repeatable, or comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l algorithms -d 'Allowed signature algorithms (comma-separated)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l leeway -d 'Clock skew tolerated on exp, nbf and iat (e.g. 30s, 2m)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l tool-scope -d 'Scopes a tool needs (repeatable): NAME=SCOPE[ SCOPE…]; NAME may use * (admin_*=admin)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l allowed-org -d 'Organization whose tokens are accepted (repeatable, or comma-separated). Default: any' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l protected-resource-metadata -d 'Protected resource metadata JSON, served as given' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l resource -d 'The resource identifier of generated metadata' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l authorization-server -d 'Authorization server of generated metadata (repeatable, or comma-separated)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l tool -d 'Also check whether the token may call this tool (repeatable), by the --tool-scope settings serve reads' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l now -d 'The clock, in seconds since the Unix epoch. For tests: makes relative times reproducible' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l json -d 'Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -s h -l help -d 'Print help (see more with \'--help\')'

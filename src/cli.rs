@@ -154,9 +154,9 @@ mod tests {
             );
         }
         // issuer, audience, required-scope, algorithms, leeway, sk-env-url, metadata,
-        // authorization-server, resource.
+        // authorization-server, resource, tool-scope, allowed-org.
         assert_eq!(
-            shared, 9,
+            shared, 11,
             "the flags the two commands share changed: update this count"
         );
     }

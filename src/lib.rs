@@ -100,6 +100,7 @@ internal_modules!(client, output);
 internal_modules!(allocator, cli, commands);
 
 pub use auth::keys::KeySet;
+pub use auth::tool_scopes::ToolScopes;
 pub use auth::validate::{Caller, CheckName, Outcome, Rejection, Report, TokenPolicy};
 #[cfg(feature = "server")]
 pub use config::{
@@ -111,8 +112,6 @@ pub use server::caller::Authenticated;
 pub use server::entry::{main, main_with_tool_scopes};
 #[cfg(feature = "server")]
 pub use server::protected::{BearerAuthLayer, McpServer};
-#[cfg(feature = "server")]
-pub use server::tool_scopes::ToolScopes;
 
 /// Runs every check `serve` makes on `token` against `policy` and reports each one, in the order
 /// `serve` makes them, without stopping at the first failure: what `scalekit-mcp check-token`

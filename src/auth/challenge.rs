@@ -70,6 +70,14 @@ impl ChallengeParams {
                     body: json!({ "error": "insufficient_scope", "error_description": description }),
                 }
             }
+            AuthFailure::Rejected(Rejection::ToolScope {
+                tool,
+                needs,
+                missing,
+            }) => {
+                let words = |list: &str| list.split(' ').map(str::to_owned).collect::<Vec<_>>();
+                self.refuse_tool(tool, &words(needs), &words(missing))
+            }
             AuthFailure::Rejected(rejection) => self.invalid_token(&rejection.to_string()),
             AuthFailure::KeysUnavailable => Refusal {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -95,11 +103,14 @@ impl ChallengeParams {
             }
         }
         scopes.retain(|scope| scope != "offline_access");
-        let description = no_parameter_syntax(&format!(
-            "tool {tool} needs scope {}; the token lacks {}",
-            tool_scopes.join(" "),
-            missing.join(" ")
-        ));
+        let description = no_parameter_syntax(
+            &Rejection::ToolScope {
+                tool: tool.to_owned(),
+                needs: tool_scopes.join(" "),
+                missing: missing.join(" "),
+            }
+            .to_string(),
+        );
         Refusal {
             status: StatusCode::FORBIDDEN,
             www_authenticate: Some(self.header(Some(("insufficient_scope", &description)), &scopes)),

@@ -1,4 +1,4 @@
-//! Access-token validation, shared by `serve` and `check-token`.
+//! Access-token validation and the scopes tools need, shared by `serve` and `check-token`.
 //!
 //! Both commands run the same checks in the same order through [`validate::evaluate`], so they can
 //! never disagree about a token: `serve` stops at the first failure and turns it into a challenge,
@@ -8,5 +8,6 @@ pub mod challenge;
 pub mod jwks;
 pub mod keys;
 pub mod time;
+pub mod tool_scopes;
 pub mod validate;
 pub mod verdicts;

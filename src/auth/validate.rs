@@ -33,6 +33,9 @@ pub struct TokenPolicy {
     pub required_scopes: Vec<String>,
     /// Clock skew tolerated on `exp`, `nbf` and `iat`, in seconds.
     pub leeway: u64,
+    /// Organizations (`org_id`, else `oid`) whose tokens are accepted. Empty: any, and the check
+    /// is not made.
+    pub allowed_orgs: Vec<String>,
 }
 
 /// The algorithms an operator may allow: asymmetric only, so a public key can never act as an
@@ -147,6 +150,16 @@ pub enum Rejection {
     /// No `aud` value is an accepted audience.
     #[error("audience {got} does not include an accepted audience (accepted: {accepted})")]
     Audience { got: String, accepted: String },
+    /// The token's organization is not an allowed one (or it names none).
+    #[error("organization {got} is not allowed (allowed: {allowed})")]
+    Organization { got: String, allowed: String },
+    /// A tool the token was checked for (`check-token --tool`) needs scopes it lacks (403).
+    #[error("tool {tool} needs scope {needs}; the token lacks {missing}")]
+    ToolScope {
+        tool: String,
+        needs: String,
+        missing: String,
+    },
     /// Required scopes are missing (403 rather than 401).
     #[error("missing required scope: {}", .missing.join(" "))]
     InsufficientScope { missing: Vec<String> },
@@ -179,8 +192,12 @@ pub enum CheckName {
     Issuer,
     /// `aud` contains an accepted audience.
     Audience,
+    /// `org_id` (or `oid`) an allowed organization; only made when organizations are listed.
+    Organization,
     /// The required scopes.
     Scope,
+    /// The scopes a tool needs (`check-token --tool`; never made by `serve` on the token alone).
+    Tool,
 }
 
 impl CheckName {
@@ -196,7 +213,9 @@ impl CheckName {
             CheckName::IssuedAt => "issued-at",
             CheckName::Issuer => "issuer",
             CheckName::Audience => "audience",
+            CheckName::Organization => "organization",
             CheckName::Scope => "scope",
+            CheckName::Tool => "tool",
         }
     }
 }
@@ -407,11 +426,41 @@ pub fn evaluate<'t>(
     if stop(&report) {
         return (report, Some(decoded));
     }
+    // Recorded only when organizations are listed, so that a server without an allow-list
+    // reports exactly the checks it makes.
+    if !policy.allowed_orgs.is_empty() {
+        report.record(
+            CheckName::Organization,
+            outcome(check_organization(claims, &policy.allowed_orgs)),
+        );
+        if stop(&report) {
+            return (report, Some(decoded));
+        }
+    }
     report.record(
         CheckName::Scope,
         check_scopes(claims, &policy.required_scopes),
     );
     (report, Some(decoded))
+}
+
+/// The token's organization (`org_id`, else `oid`) must be one of `allowed`.
+fn check_organization(claims: &Map<String, Value>, allowed: &[String]) -> Result<String, Rejection> {
+    let org = ["org_id", "oid"]
+        .iter()
+        .find_map(|name| claims.get(*name).and_then(Value::as_str));
+    match org {
+        Some(org) if allowed.iter().any(|allowed| allowed == org) => {
+            Ok(format!("{org} is allowed"))
+        }
+        got => Err(Rejection::Organization {
+            got: got.map_or_else(
+                || "(none: the token has no org_id or oid claim)".to_owned(),
+                str::to_owned,
+            ),
+            allowed: allowed.join(", "),
+        }),
+    }
 }
 
 /// A check on one time claim: `(claims, now, leeway)` to a pass detail or a rejection.
@@ -810,6 +859,7 @@ mod tests {
             algorithms: vec![Algorithm::RS256],
             required_scopes: vec!["mcp:tools".into()],
             leeway: 30,
+            allowed_orgs: vec![],
         }
     }
 

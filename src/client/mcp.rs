@@ -453,6 +453,12 @@ fn unchallenged_refusal(error: &ClientInitializeError) -> Option<String> {
 
 /// Sorts an operation's error: refusals (retried or explained), errors that already carry an
 /// exit code, the server's JSON-RPC errors, and transport failures (exit 4).
+/// Whether the server refused an operation for the token's sake (401 / 403 with a challenge):
+/// [`with_session`] turns such an error into the login command that fixes it.
+pub fn is_refusal(error: &ServiceError) -> bool {
+    error.auth_challenge().is_some()
+}
+
 fn classify(target: &Target, error: anyhow::Error, stderr: ChildStderr) -> Failure {
     let Some(service_error) = error.downcast_ref::<ServiceError>() else {
         return Failure::Other(error);

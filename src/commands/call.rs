@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::client::arguments::{self, Pair};
 use crate::client::home::Home;
-use crate::client::mcp::{Connection, Target, with_session};
+use crate::client::mcp::{self, Connection, Target, with_session};
 use crate::client::render;
 use crate::client::secret::Secret;
 use crate::commands::token::target_server;
@@ -138,6 +138,21 @@ async fn call(args: &CallArgs) -> anyhow::Result<ExitCode> {
         let tools = peer.list_all_tools().await?;
         let Some(tool) = tools.iter().find(|tool| tool.name == tool_name) else {
             let names: Vec<&str> = tools.iter().map(|tool| tool.name.as_ref()).collect();
+            // A name close to a listed one is a typo, refused without a call. Any other may be
+            // a tool the server leaves out of the list for this token (it lacks the tool's
+            // scopes): the call is then refused before the tool runs, naming the scopes, and
+            // that becomes the login command that gets them. Any other answer means there is
+            // no such tool.
+            if arguments::closest(tool_name, &names).is_empty() {
+                let unlisted = CallToolRequestParams::new(tool_name.to_owned()).with_arguments(
+                    arguments::build(tool_name, &serde_json::Map::new(), base.clone(), &pairs)?,
+                );
+                if let Err(error) = peer.call_tool(unlisted).await
+                    && mcp::is_refusal(&error)
+                {
+                    return Err(error.into());
+                }
+            }
             return Err(ExitError::usage(format!(
                 "{} has no tool `{tool_name}`{}",
                 connection.target.describe(),

@@ -21,7 +21,10 @@ use serde_json::{Map, Value};
 use crate::auth::challenge::{AuthFailure, ChallengeParams};
 use crate::auth::keys::KeySet;
 use crate::auth::time::{self, iso8601, relative};
-use crate::auth::validate::{self, Malformed, Mode, Outcome, Rejection, Report, numeric_date};
+use crate::auth::tool_scopes::ToolScopes;
+use crate::auth::validate::{
+    self, CheckName, Malformed, Mode, Outcome, Rejection, Report, numeric_date,
+};
 use crate::client::home::{Home, canonical_server_url};
 use crate::client::vault::{Storage, Vault, account};
 use crate::config::{self, PolicyArgs};
@@ -52,6 +55,11 @@ pub struct CheckTokenArgs {
     #[command(flatten)]
     pub policy: PolicyArgs,
 
+    /// Also check whether the token may call this tool (repeatable), by the --tool-scope
+    /// settings serve reads.
+    #[arg(long = "tool", value_name = "NAME")]
+    pub tools: Vec<String>,
+
     /// Print one JSON object {header, claims, checks: [{name, status, detail}], valid} instead.
     #[arg(long)]
     pub json: bool,
@@ -70,7 +78,23 @@ pub fn run(args: &CheckTokenArgs) -> anyhow::Result<ExitCode> {
     let keys = args.jwks.as_deref().map(load_keys).transpose()?;
     let now = args.now.unwrap_or_else(time::now);
 
-    let (report, decoded) = validate::evaluate(&token, &policy, keys.as_ref(), now, Mode::Explain);
+    let tool_scopes = ToolScopes::parse(&args.policy.tool_scopes).map_err(|problems| {
+        ExitError::usage(format!(
+            "the tool scopes (--tool-scope, or SCALEKIT_MCP_TOOL_SCOPES) are invalid:\n  - {}",
+            problems.join("\n  - ")
+        ))
+    })?;
+
+    let (mut report, decoded) =
+        validate::evaluate(&token, &policy, keys.as_ref(), now, Mode::Explain);
+    if let Some(decoded) = &decoded {
+        let granted = validate::scopes(&decoded.claims);
+        for tool in &args.tools {
+            report
+                .checks
+                .push((CheckName::Tool, tool_check(&tool_scopes, tool, &granted)));
+        }
+    }
     let parts = decoded.as_ref().map(|token| (&token.header, &token.claims));
     let rendered = if args.json {
         render_json(&report, parts)
@@ -89,6 +113,21 @@ pub fn run(args: &CheckTokenArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Whether a token with the `granted` scopes may call `tool`.
+fn tool_check(tool_scopes: &ToolScopes, tool: &str, granted: &[String]) -> Outcome {
+    let needs = tool_scopes.needed_by(tool);
+    let missing = tool_scopes.missing(tool, granted);
+    match (needs.is_empty(), missing.is_empty()) {
+        (true, _) => Outcome::Pass(format!("{tool} needs no scope of its own")),
+        (false, true) => Outcome::Pass(format!("{tool}: has {}", needs.join(" "))),
+        (false, false) => Outcome::Fail(Rejection::ToolScope {
+            tool: tool.to_owned(),
+            needs: needs.join(" "),
+            missing: missing.join(" "),
+        }),
+    }
 }
 
 /// The access token stored by `login` for `server`, from the keyring or the credentials file.

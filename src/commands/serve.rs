@@ -7,7 +7,7 @@
 
 use crate::config::ServeArgs;
 use crate::logging;
-use crate::server::tool_scopes::ToolScopes;
+use crate::auth::tool_scopes::ToolScopes;
 use crate::tools::ScalekitTools;
 
 /// Runs the server with the built-in tools until SIGINT / SIGTERM.

@@ -23,6 +23,7 @@ pub mod heading {
     pub const METADATA: &str = "Metadata (RFC 9728)";
     pub const LIMITS: &str = "Limits";
     pub const SESSIONS: &str = "Sessions (stateful mode)";
+    pub const POLICY: &str = "Policies";
     pub const LOGGING: &str = "Logging";
     pub const DEVELOPMENT: &str = "Development (--dev)";
 }
@@ -109,6 +110,34 @@ pub struct PolicyArgs {
         help_heading = heading::TOKENS
     )]
     pub leeway: Duration,
+
+    /// Scopes a tool needs (repeatable): NAME=SCOPE[ SCOPE…]; NAME may use * (admin_*=admin).
+    ///
+    /// A tool matching several entries needs all their scopes. A tools/call without them gets
+    /// 403 insufficient_scope naming every scope the tool needs, before the tool runs, and
+    /// tools/list shows each caller only the tools its scopes allow. Scopes are compared as exact
+    /// strings: there is no hierarchy. In the environment, entries are separated by `;`.
+    #[arg(
+        long = "tool-scope",
+        env = "SCALEKIT_MCP_TOOL_SCOPES",
+        value_delimiter = ';',
+        value_name = "NAME=SCOPES",
+        help_heading = heading::POLICY
+    )]
+    pub tool_scopes: Vec<String>,
+
+    /// Organization whose tokens are accepted (repeatable, or comma-separated). Default: any.
+    ///
+    /// Read from the token's org_id claim, else oid. A token of another organization, or of
+    /// none, gets 401 invalid_token.
+    #[arg(
+        long = "allowed-org",
+        env = "SCALEKIT_MCP_ALLOWED_ORGS",
+        value_delimiter = ',',
+        value_name = "ORG",
+        help_heading = heading::POLICY
+    )]
+    pub allowed_orgs: Vec<String>,
 
     /// Protected resource metadata JSON, served as given.
     ///

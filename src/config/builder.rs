@@ -122,6 +122,26 @@ impl ConfigBuilder {
         self.args(|args| args.policy.required_scopes.push(scope.into()))
     }
 
+    /// `--tool-scope` (repeatable): tools named `pattern` (`*` matches any run of characters)
+    /// need every scope in `scopes`.
+    pub fn tool_scope<S: AsRef<str>>(
+        self,
+        pattern: &str,
+        scopes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        let scopes: Vec<String> = scopes.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        self.args(|args| {
+            args.policy
+                .tool_scopes
+                .push(format!("{pattern}={}", scopes.join(" ")))
+        })
+    }
+
+    /// `--allowed-org` (repeatable): an organization whose tokens are accepted (default: any).
+    pub fn allowed_org(self, org: impl Into<String>) -> Self {
+        self.args(|args| args.policy.allowed_orgs.push(org.into()))
+    }
+
     /// `--resource`: the protected resource's identifier, usually the MCP endpoint's public URL.
     pub fn resource(self, resource: impl Into<String>) -> Self {
         self.args(|args| args.policy.resource = Some(resource.into()))

@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use crate::auth::jwks::{CacheSettings, JwksSource};
+use crate::auth::tool_scopes::ToolScopes;
 use crate::auth::validate::{ASYMMETRIC_ALGORITHMS, TokenPolicy};
 use crate::error::ExitError;
 
@@ -128,6 +129,8 @@ pub struct ServeConfig {
     /// A session without a request for this long is closed.
     pub(crate) session_idle_timeout: std::time::Duration,
     pub(crate) shutdown_timeout: std::time::Duration,
+    /// The scopes each tool needs (`--tool-scope`).
+    pub(crate) tool_scopes: ToolScopes,
     /// Problems worth a warning at startup that do not stop the server.
     pub(crate) warnings: Vec<String>,
     /// `--dev`: the embedded development authorization server, the only accepted issuer.
@@ -173,6 +176,11 @@ impl ServeConfig {
     /// The metadata's URL, as put in challenges.
     pub fn resource_metadata_url(&self) -> &str {
         &self.resource_metadata_url
+    }
+
+    /// The scopes each tool needs, from `--tool-scope` ([`ConfigBuilder::tool_scope`]).
+    pub fn tool_scopes(&self) -> &ToolScopes {
+        &self.tool_scopes
     }
 
     /// Problems worth a warning that do not stop the server (logged when it starts).
@@ -320,10 +328,13 @@ impl ServeConfig {
             );
         }
 
-        let scopes_supported = match (args.dev, args.scopes_supported.is_empty()) {
-            (true, true) => vec![DEV_DEFAULT_SCOPE.to_owned()],
-            _ => args.scopes_supported.clone(),
-        };
+        let tool_scopes = ToolScopes::parse(&args.policy.tool_scopes).unwrap_or_else(|errors| {
+            for error in errors {
+                problems.add(error);
+            }
+            ToolScopes::default()
+        });
+        let scopes_supported = default_scopes_supported(args, &tool_scopes);
         let metadata = match verbatim {
             Some(metadata) => metadata,
             None => generated_metadata(args, &public_url, &mcp_path, &issuers, &scopes_supported),
@@ -431,6 +442,7 @@ impl ServeConfig {
                 algorithms,
                 required_scopes: non_blank(&args.policy.required_scopes),
                 leeway: args.policy.leeway.0.as_secs(),
+                allowed_orgs: non_blank(&args.policy.allowed_orgs),
             },
             jwks: jwks.ok_or_else(|| ExitError::usage("no JWKS source"))?,
             cache: CacheSettings {
@@ -450,10 +462,29 @@ impl ServeConfig {
             max_sessions_per_caller: args.max_sessions_per_caller,
             session_idle_timeout: args.session_idle_timeout.0,
             shutdown_timeout: args.shutdown_timeout.0,
+            tool_scopes,
             warnings,
             dev,
         })
     }
+}
+
+/// `scopes_supported` of generated metadata: `--scopes-supported`; else, when tools need scopes,
+/// the scopes every request needs and the tools' (clients ask for the scopes listed there, and
+/// `--dev`'s authorization server grants them, so the tools can be called out of the box); else,
+/// with `--dev`, the scope it grants by default.
+fn default_scopes_supported(args: &ServeArgs, tool_scopes: &ToolScopes) -> Vec<String> {
+    if !args.scopes_supported.is_empty() {
+        return args.scopes_supported.clone();
+    }
+    if !tool_scopes.is_empty() {
+        let required = non_blank(&args.policy.required_scopes);
+        return dedup(required.into_iter().chain(tool_scopes.all()));
+    }
+    if args.dev {
+        return vec![DEV_DEFAULT_SCOPE.to_owned()];
+    }
+    Vec::new()
 }
 
 /// The rules of `--dev`: loopback only (it logs anyone in without a password), a known port (the
@@ -589,6 +620,7 @@ pub fn offline_policy(settings: &PolicyArgs) -> Result<TokenPolicy, ExitError> {
         algorithms,
         required_scopes: non_blank(&settings.required_scopes),
         leeway: settings.leeway.0.as_secs(),
+        allowed_orgs: non_blank(&settings.allowed_orgs),
     })
 }
 

@@ -19,7 +19,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
 use super::sessions::Sessions;
-use super::tool_scopes::called_tools;
+use crate::auth::tool_scopes::{filter_listed_tools, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -118,12 +118,14 @@ where
             // Cloned only for the log line: every clone of the one cached caller touches a
             // reference count shared by all worker threads.
             let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
+            let mut lists_tools = false;
             if !state.tool_scopes.is_empty() && request.method() == Method::POST {
-                request = match check_tool_scopes(state, &caller, request).await {
-                    Ok(request) => request,
+                (request, lists_tools) = match check_tool_scopes(state, &caller, request).await {
+                    Ok(checked) => checked,
                     Err(refusal) => return refusal,
                 };
             }
+            let scopes = lists_tools.then(|| caller.scopes.clone());
             let mut response = match &state.sessions {
                 Some(sessions) => in_session(sessions, request, caller, inner).await,
                 None => {
@@ -131,6 +133,9 @@ where
                     pass(inner, request).await
                 }
             };
+            if let Some(scopes) = scopes {
+                response = only_allowed_tools(state, &scopes, response).await;
+            }
             if let Some(logged) = logged {
                 response.extensions_mut().insert(logged);
             }
@@ -184,28 +189,52 @@ where
 }
 
 /// Refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
-/// handler sees it); otherwise gives the request back with the body it read.
+/// handler sees it); otherwise gives the request back with the body it read, and whether it
+/// lists the tools (its answer is then filtered by [`only_allowed_tools`]).
 async fn check_tool_scopes(
     state: &AppState,
     caller: &Caller,
     request: Request,
-) -> Result<Request, Response> {
+) -> Result<(Request, bool), Response> {
     let (parts, body) = request.into_parts();
     let bytes = super::direct::read_body(body, state.max_body_bytes).await?;
-    for tool in called_tools(&bytes) {
-        let needed = state.tool_scopes.needed_by(&tool);
-        let missing: Vec<String> = needed
-            .iter()
-            .filter(|scope| !caller.scopes.contains(scope))
-            .cloned()
-            .collect();
+    let requests = tool_requests(&bytes);
+    for tool in &requests.calls {
+        let missing = state.tool_scopes.missing(tool, &caller.scopes);
         if !missing.is_empty() {
+            let needed = state.tool_scopes.needed_by(tool);
             return Err(refusal_response(
-                state.challenge.refuse_tool(&tool, &needed, &missing),
+                state.challenge.refuse_tool(tool, &needed, &missing),
             ));
         }
     }
-    Ok(Request::from_parts(parts, Body::from(bytes)))
+    Ok((Request::from_parts(parts, Body::from(bytes)), requests.lists))
+}
+
+/// The largest `tools/list` answer read to filter it (a list of a few thousand tools).
+const MAX_TOOL_LIST_BYTES: usize = 16 * 1024 * 1024;
+
+/// A `tools/list` answer with only the tools `scopes` allow: a caller is not shown tools it
+/// could not call. The answer is read whole (it is short: one event, then the stream ends).
+async fn only_allowed_tools(state: &AppState, scopes: &[String], response: Response) -> Response {
+    let event_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_TOOL_LIST_BYTES).await else {
+        // Cut off or too large: nothing trustworthy to pass on.
+        return (StatusCode::BAD_GATEWAY, "the tool list could not be read").into_response();
+    };
+    let allowed = |tool: &str| state.tool_scopes.missing(tool, scopes).is_empty();
+    match filter_listed_tools(&bytes, event_stream, allowed) {
+        Some(filtered) => {
+            parts.headers.remove(header::CONTENT_LENGTH);
+            Response::from_parts(parts, Body::from(filtered))
+        }
+        None => Response::from_parts(parts, Body::from(bytes)),
+    }
 }
 
 /// 503 for an `initialize` while `--max-sessions` are open. Sessions end on DELETE or after the

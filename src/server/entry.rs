@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{CommandFactory, FromArgMatches};
 use rmcp::ServerHandler;
 
-use super::tool_scopes::ToolScopes;
+use crate::auth::tool_scopes::ToolScopes;
 use crate::config::ServeCommand;
 use crate::error::exit_code_for;
 use crate::logging;

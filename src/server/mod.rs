@@ -23,7 +23,6 @@ pub mod entry;
 pub mod protected;
 pub mod stdio;
 pub mod timer_floor;
-pub mod tool_scopes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -53,7 +52,7 @@ use crate::config::{ServeArgs, ServeConfig, Transport, well_known_url};
 use auth::LoggedSubject;
 use mcp_path::McpPath;
 use sessions::{SessionLimits, Sessions};
-use tool_scopes::ToolScopes;
+use crate::auth::tool_scopes::ToolScopes;
 
 use protected::McpServer;
 
@@ -120,7 +119,7 @@ pub fn app(
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router {
-    let state = AppState::new(config, keys, ToolScopes::default());
+    let state = AppState::new(config, keys, config.tool_scopes.clone());
     standalone_app(
         config,
         state,
@@ -315,28 +314,14 @@ where
     match args.transport {
         Transport::Stdio => stdio::run(handler).await,
         Transport::Http => {
-            let config = ServeConfig::check(&advertising_tool_scopes(args, &tool_scopes))?;
-            McpServer::with_tool_scopes(config, handler, tool_scopes)?
-                .serve()
-                .await
+            // The scopes declared in code join --tool-scope's, so that the metadata lists them
+            // too (see `config::default_scopes_supported`).
+            let mut args = args.clone();
+            args.policy.tool_scopes.extend(tool_scopes.entries());
+            let config = ServeConfig::check(&args)?;
+            McpServer::new(config, handler)?.serve().await
         }
     }
-}
-
-/// `args`, with the tools' scopes as the generated metadata's `scopes_supported` when none are
-/// configured (with the scopes every request needs): clients ask for the scopes listed there,
-/// and `--dev`'s authorization server grants them, so the tools can be called out of the box.
-fn advertising_tool_scopes(args: &ServeArgs, tool_scopes: &ToolScopes) -> ServeArgs {
-    let mut args = args.clone();
-    if args.scopes_supported.is_empty() && !tool_scopes.is_empty() {
-        args.scopes_supported = args.policy.required_scopes.clone();
-        for scope in tool_scopes.all() {
-            if !args.scopes_supported.contains(&scope) {
-                args.scopes_supported.push(scope);
-            }
-        }
-    }
-    args
 }
 
 /// CORS for browser-based MCP clients: only the listed origins; the MCP headers allowed in, and

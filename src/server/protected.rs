@@ -17,7 +17,7 @@ use tower::Layer;
 
 use super::auth::BearerAuth;
 use super::dev_auth::DevAuth;
-use super::tool_scopes::ToolScopes;
+use crate::auth::tool_scopes::ToolScopes;
 use super::{AppState, Authentication};
 use crate::auth::jwks::{HttpFetcher, JwksCache};
 use crate::config::ServeConfig;
@@ -83,14 +83,16 @@ impl<H> McpServer<H>
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    /// The server for `config` and `handler`. Nothing is fetched or bound yet. Fails only when
-    /// `--dev`'s key file cannot be read or written.
+    /// The server for `config` and `handler` (with the configuration's tool scopes). Nothing is
+    /// fetched or bound yet. Fails only when `--dev`'s key file cannot be read or written.
     pub fn new(config: ServeConfig, handler: H) -> anyhow::Result<Self> {
         Self::with_tool_scopes(config, handler, ToolScopes::default())
     }
 
-    /// [`McpServer::new`] with the scopes each tool needs: a `tools/call` of a tool whose scopes
-    /// the token lacks is refused with 403 `insufficient_scope` before the handler sees it.
+    /// [`McpServer::new`] with the scopes each tool needs, on top of the configuration's
+    /// ([`ConfigBuilder::tool_scope`](crate::ConfigBuilder::tool_scope), which also lists them in
+    /// the metadata): a `tools/call` of a tool whose scopes the token lacks is refused with 403
+    /// `insufficient_scope` before the handler sees it, and `tools/list` leaves it out.
     pub fn with_tool_scopes(
         config: ServeConfig,
         handler: H,
@@ -109,6 +111,7 @@ where
             }
         };
         let keys = Arc::new(JwksCache::new(fetcher, config.cache));
+        let tool_scopes = config.tool_scopes.clone().and(&tool_scopes);
         let state = AppState::new(&config, keys, tool_scopes);
         Ok(Self {
             config,

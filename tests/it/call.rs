@@ -772,3 +772,39 @@ fn no_token_reaches_the_output_even_with_debug_logs() {
     }
     assert!(!server.stderr().contains(&token));
 }
+
+/// A tool the token lacks the scopes for is not listed to it; `call` calls it anyway, and the
+/// server's 403 becomes the login command that gets the scope.
+#[test]
+fn a_tool_scope_the_token_lacks_becomes_the_login_scope_hint() {
+    for mode in [&[][..], &["--stateless"][..]] {
+        let mut extra = vec!["--tool-scope", "greet_*=greet:write"];
+        extra.extend_from_slice(mode);
+        let (_jwks, server, token) = serve(&extra);
+        let mut client = Client::new();
+        client.secrets.push(token.clone());
+        let url = server.url("/");
+        let run = client.run(
+            &["call", "greet_user", "name=x", "--server", &url],
+            &[("SCALEKIT_MCP_TOKEN", &token)],
+        );
+        assert_exit(&run, 3);
+        assert!(
+            run.stderr
+                .contains(&format!("run scalekit-mcp login {url} --scope greet:write")),
+            "{mode:?}: {}",
+            run.stderr
+        );
+        // A tool that no server has is still a usage error naming the tools it has.
+        let run = client.run(
+            &["call", "no_such_tool", "--server", &url],
+            &[("SCALEKIT_MCP_TOKEN", &token)],
+        );
+        assert_exit(&run, 2);
+        assert!(
+            run.stderr.contains("has no tool `no_such_tool`"),
+            "{}",
+            run.stderr
+        );
+    }
+}

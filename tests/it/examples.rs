@@ -317,3 +317,43 @@ async fn an_axum_app_keeps_its_routes_and_gets_mcp_beside_them() {
     let challenge = refused.headers()["www-authenticate"].to_str().unwrap();
     assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
 }
+
+async fn listed_tools(server: &Server, stateless: bool, token: &str) -> Vec<String> {
+    let list = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/list"});
+    let url = server.url("/");
+    let reply = if stateless {
+        http_post(&url, Some(token), &list).await
+    } else {
+        http_session_call(&url, token, &list).await
+    };
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let mut names: Vec<String> = reply.rpc()["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn todo_server_lists_only_the_tools_a_caller_may_call() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    for stateless in [false, true] {
+        let extra: &[&str] = if stateless { &["--stateless"] } else { &[] };
+        let server = start_example("todo_server", &jwks, extra, false);
+        let all = token("w", Some("o"), "todo:read todo:write");
+        assert_eq!(
+            listed_tools(&server, stateless, &all).await,
+            ["add_todo", "complete_todo", "list_todos"]
+        );
+        let reader = token("r", Some("o"), "todo:read");
+        assert_eq!(
+            listed_tools(&server, stateless, &reader).await,
+            ["list_todos"]
+        );
+        let nobody = token("n", Some("o"), "mcp:tools");
+        assert!(listed_tools(&server, stateless, &nobody).await.is_empty());
+    }
+}

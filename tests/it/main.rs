@@ -10,6 +10,7 @@ mod direct_path;
 mod examples;
 mod hygiene;
 mod login;
+mod policies;
 mod properties;
 mod serve_binary;
 mod serve_router;

@@ -30,6 +30,7 @@ fn policy() -> TokenPolicy {
         algorithms: vec![Algorithm::RS256, Algorithm::ES256],
         required_scopes: vec!["mcp:tools".into()],
         leeway: 30,
+        allowed_orgs: vec![],
     }
 }
 

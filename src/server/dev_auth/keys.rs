@@ -173,6 +173,7 @@ mod tests {
             algorithms: vec![Algorithm::RS256],
             required_scopes: vec![],
             leeway: 0,
+            allowed_orgs: vec![],
         };
         let caller = validate(&token, &policy, &keys, 1_000).unwrap();
         assert_eq!(caller.sub.as_deref(), Some("u"));
