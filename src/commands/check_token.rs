@@ -275,7 +275,7 @@ struct JsonCheck {
 
 type Parts<'a> = Option<(&'a Map<String, Value>, &'a Map<String, Value>)>;
 
-/// The `--json` document: a stable shape, documented in docs/check-token.md.
+/// The `--json` document: a stable shape, documented in the README (`check-token`, Output).
 fn render_json(report: &Report, parts: Parts<'_>) -> String {
     let document = JsonReport {
         header: parts.map(|(header, _)| header),
