@@ -141,7 +141,7 @@ impl ToolScopes {
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.
-fn matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn matches(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
     let Some(mut rest) = name.strip_prefix(first) else {

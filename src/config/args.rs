@@ -425,6 +425,41 @@ pub struct ServeArgs {
     )]
     pub session_idle_timeout: Duration,
 
+    /// Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none.
+    ///
+    /// A caller is the token's issuer and subject (else client id). Requests are admitted at
+    /// the steady rate with bursts of --rate-limit-burst (GCRA); beyond, 429 with Retry-After
+    /// and the RateLimit headers.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_RATE_LIMIT",
+        value_name = "N/UNIT",
+        help_heading = heading::POLICY
+    )]
+    pub rate_limit: Option<String>,
+
+    /// Requests a caller may make at once after a quiet spell (default: a tenth of N, at least 1).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_RATE_LIMIT_BURST",
+        value_name = "N",
+        help_heading = heading::POLICY
+    )]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Calls of a tool each caller may make (repeatable): NAME=N/UNIT; NAME may use *.
+    ///
+    /// Counted per caller and tool, on tools/call, with bursts of a tenth of N (at least 1).
+    /// In the environment, entries are separated by `;`.
+    #[arg(
+        long = "tool-rate-limit",
+        env = "SCALEKIT_MCP_TOOL_RATE_LIMITS",
+        value_delimiter = ';',
+        value_name = "NAME=N/UNIT",
+        help_heading = heading::POLICY
+    )]
+    pub tool_rate_limits: Vec<String>,
+
     /// Log level: error, warn, info, debug, trace (Python names work).
     ///
     /// RUST_LOG overrides it. Default: info.

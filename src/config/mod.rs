@@ -20,9 +20,11 @@ use crate::error::ExitError;
 
 mod args;
 mod builder;
+mod rate;
 pub use args::{PolicyArgs, ServeArgs, Transport};
 pub use builder::{ConfigBuilder, ConfigError};
 pub(crate) use builder::ServeCommand;
+pub use rate::Rate;
 
 /// `--algorithms` default, for `serve` and `check-token`.
 pub const DEFAULT_ALGORITHMS: &str = "RS256";
@@ -131,6 +133,10 @@ pub struct ServeConfig {
     pub(crate) shutdown_timeout: std::time::Duration,
     /// The scopes each tool needs (`--tool-scope`).
     pub(crate) tool_scopes: ToolScopes,
+    /// Requests per caller (`--rate-limit`).
+    pub(crate) rate_limit: Option<Rate>,
+    /// Calls per caller and tool (`--tool-rate-limit`): (tool name or pattern, rate).
+    pub(crate) tool_rate_limits: Vec<(String, Rate)>,
     /// Problems worth a warning at startup that do not stop the server.
     pub(crate) warnings: Vec<String>,
     /// `--dev`: the embedded development authorization server, the only accepted issuer.
@@ -416,6 +422,7 @@ impl ServeConfig {
         if args.max_connections == 0 {
             problems.add("--max-connections (SCALEKIT_MCP_MAX_CONNECTIONS) must be at least 1");
         }
+        let (rate_limit, tool_rate_limits) = rate_limits(args, &mut problems);
         if args.max_sessions == 0 {
             problems.add("--max-sessions (SCALEKIT_MCP_MAX_SESSIONS) must be at least 1");
         }
@@ -463,10 +470,51 @@ impl ServeConfig {
             session_idle_timeout: args.session_idle_timeout.0,
             shutdown_timeout: args.shutdown_timeout.0,
             tool_scopes,
+            rate_limit,
+            tool_rate_limits,
             warnings,
             dev,
         })
     }
+}
+
+/// `--rate-limit` (with `--rate-limit-burst`) and `--tool-rate-limit`, checked.
+fn rate_limits(args: &ServeArgs, problems: &mut Problems) -> (Option<Rate>, Vec<(String, Rate)>) {
+    let parse = |flag: &str, text: &str, problems: &mut Problems| match text.parse::<Rate>() {
+        Ok(rate) => Some(rate),
+        Err(error) => {
+            problems.add(format!("{flag}: {error}"));
+            None
+        }
+    };
+    let mut caller = args
+        .rate_limit
+        .as_deref()
+        .filter(|text| !text.trim().is_empty())
+        .and_then(|text| parse("--rate-limit", text, problems));
+    if let (Some(rate), Some(burst)) = (&mut caller, args.rate_limit_burst) {
+        rate.burst = burst;
+    }
+    let mut tools = Vec::new();
+    for entry in args.tool_rate_limits.iter().map(|entry| entry.trim()) {
+        if entry.is_empty() {
+            continue;
+        }
+        match entry.split_once('=') {
+            Some((pattern, rate)) if !pattern.trim().is_empty() => {
+                if let Some(rate) = parse("--tool-rate-limit", rate, problems) {
+                    tools.push((pattern.trim().to_owned(), rate));
+                }
+            }
+            _ => problems.add(format!(
+                "--tool-rate-limit {entry:?}: write NAME=N/UNIT (e.g. search_*=30/min)"
+            )),
+        }
+    }
+    if args.rate_limit_burst == Some(0) {
+        problems.add("--rate-limit-burst (SCALEKIT_MCP_RATE_LIMIT_BURST) must be at least 1");
+    }
+    (caller, tools)
 }
 
 /// `scopes_supported` of generated metadata: `--scopes-supported`; else, when tools need scopes,

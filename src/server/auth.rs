@@ -118,8 +118,11 @@ where
             // Cloned only for the log line: every clone of the one cached caller touches a
             // reference count shared by all worker threads.
             let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
+            if let Err(over) = state.rate_limits.admit_caller(&caller) {
+                return over.response();
+            }
             let mut lists_tools = false;
-            if !state.tool_scopes.is_empty() && request.method() == Method::POST {
+            if state.reads_tool_calls() && request.method() == Method::POST {
                 (request, lists_tools) = match check_tool_scopes(state, &caller, request).await {
                     Ok(checked) => checked,
                     Err(refusal) => return refusal,
@@ -189,7 +192,7 @@ where
 }
 
 /// Refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
-/// handler sees it); otherwise gives the request back with the body it read, and whether it
+/// handler sees it) or that is over its tool's rate limit (429); otherwise gives the request back with the body it read, and whether it
 /// lists the tools (its answer is then filtered by [`only_allowed_tools`]).
 async fn check_tool_scopes(
     state: &AppState,
@@ -207,6 +210,11 @@ async fn check_tool_scopes(
                 state.challenge.refuse_tool(tool, &needed, &missing),
             ));
         }
+        // Counted only once the call is allowed: a refused call costs the caller nothing.
+        state
+            .rate_limits
+            .admit_tool(caller, tool)
+            .map_err(|over| over.response())?;
     }
     Ok((Request::from_parts(parts, Body::from(bytes)), requests.lists))
 }

@@ -11,16 +11,17 @@
 //! the idle timeout in the connection loop ([`connections`]).
 
 pub mod auth;
+pub mod caller;
 pub mod connections;
 pub mod dev_auth;
 pub mod direct;
+pub mod entry;
 pub mod hosts;
 pub mod limits;
 pub mod mcp_path;
-pub mod sessions;
-pub mod caller;
-pub mod entry;
 pub mod protected;
+pub mod rate_limits;
+pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;
 
@@ -51,6 +52,7 @@ use crate::auth::verdicts::VerdictCache;
 use crate::config::{ServeArgs, ServeConfig, Transport, well_known_url};
 use auth::LoggedSubject;
 use mcp_path::McpPath;
+use rate_limits::RateLimits;
 use sessions::{SessionLimits, Sessions};
 use crate::auth::tool_scopes::ToolScopes;
 
@@ -70,8 +72,17 @@ pub struct AppState {
     pub sessions: Option<Arc<Sessions>>,
     /// The scopes each tool needs, checked before a `tools/call` reaches the handler.
     pub tool_scopes: ToolScopes,
+    /// Requests per caller, and tool calls per caller and tool.
+    pub rate_limits: RateLimits,
     /// The largest request body (a `tools/call` is read whole to check its tool's scopes).
     pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// Whether a `tools/call`'s body is read in the guard: for its tool's scopes or limits.
+    pub fn reads_tool_calls(&self) -> bool {
+        !self.tool_scopes.is_empty() || self.rate_limits.limits_tools()
+    }
 }
 
 impl AppState {
@@ -100,6 +111,7 @@ impl AppState {
             verdicts: VerdictCache::default(),
             sessions,
             tool_scopes,
+            rate_limits: RateLimits::new(config.rate_limit, &config.tool_rate_limits),
             max_body_bytes: config.max_body_bytes,
         })
     }

@@ -134,7 +134,8 @@ where
         self.shutdown.clone()
     }
 
-    /// Loads the signing keys and keeps them fresh, in the background, once.
+    /// Loads the signing keys and keeps them fresh, and forgets idle rate-limit state, in the
+    /// background, once.
     fn start_key_refresh(&self) {
         self.started.call_once(|| {
             for warning in &self.config.warnings {
@@ -146,6 +147,12 @@ where
                     .clone()
                     .maintain(self.shutdown.child_token()),
             );
+            if !self.state.rate_limits.is_empty() {
+                tokio::spawn(forget_idle_rate_limit_keys(
+                    self.state.clone(),
+                    self.shutdown.child_token(),
+                ));
+            }
         });
     }
 
@@ -248,6 +255,18 @@ where
             } => tracing::warn!("in-flight requests did not finish within the shutdown timeout; exiting"),
         }
         Ok(())
+    }
+}
+
+/// Every minute until shutdown, drops the rate-limit state of callers idle long enough to be
+/// back at a full burst, so that memory follows the callers of the last minute or so.
+async fn forget_idle_rate_limit_keys(state: Arc<AppState>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => state.rate_limits.forget_idle(),
+            () = shutdown.cancelled() => return,
+        }
     }
 }
 

@@ -247,3 +247,113 @@ fn check_token_says_whether_a_token_may_call_a_tool() {
     );
     assert_eq!(run(&["whoami"], false).status.code(), Some(0));
 }
+
+fn token_of(subject: &str) -> String {
+    let mut claims = good_claims();
+    claims["sub"] = json!(subject);
+    mint(&claims)
+}
+
+#[tokio::test]
+async fn over_the_caller_rate_limit_is_429_with_the_ratelimit_headers() {
+    let app = policy_app(&[
+        "--stateless",
+        "--rate-limit",
+        "3/min",
+        "--rate-limit-burst",
+        "3",
+    ]);
+    let alice = token_of("alice");
+    for n in 1..=3 {
+        let reply = post(&app, Some(&alice), &call_greet("Ada")).await;
+        assert_eq!(reply.status, 200, "request {n}: {}", reply.body);
+    }
+    let refused = post(&app, Some(&alice), &call_greet("Ada")).await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    let retry_after: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(
+        (1..=20).contains(&retry_after),
+        "one request per 20 s, less the time the first three took: {retry_after}"
+    );
+    assert_eq!(
+        refused.header("ratelimit-policy"),
+        Some("\"caller\";q=3;w=60")
+    );
+    assert_eq!(
+        refused.header("ratelimit"),
+        Some(format!("\"caller\";r=0;t={retry_after}").as_str())
+    );
+    assert_eq!(refused.json()["error"], "rate_limited");
+    assert!(
+        refused.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .starts_with("rate limit 3/min per caller exceeded"),
+        "{}",
+        refused.body
+    );
+
+    let bob = token_of("bob");
+    let reply = post(&app, Some(&bob), &call_greet("Ada")).await;
+    assert_eq!(reply.status, 200, "another caller has its own limit");
+    // A refused token is not a caller: it gets its 401, and counts nowhere.
+    let reply = post(&app, Some("not-a-token"), &call_greet("Ada")).await;
+    assert_eq!(reply.status, 401);
+}
+
+#[tokio::test]
+async fn a_tool_rate_limit_counts_calls_of_that_tool_per_caller_in_a_session_too() {
+    for stateless in [false, true] {
+        let mut flags = vec!["--tool-rate-limit", "greet_*=2/h"];
+        if stateless {
+            flags.push("--stateless");
+        }
+        let app = policy_app(&flags);
+        let alice = token_of("alice");
+        let first = ask(&app, stateless, &alice, &call_greet("Ada")).await;
+        assert_eq!(first.status, 200, "{}", first.body);
+        let second = ask(&app, stateless, &alice, &call_greet("Ada")).await;
+        assert_eq!(
+            second.status, 429,
+            "burst of 1 (a tenth of 2, at least 1): {}",
+            second.body
+        );
+        assert_eq!(
+            second.header("ratelimit-policy"),
+            Some("\"tool-greet_*\";q=2;w=3600")
+        );
+        let whoami = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+                            "params": {"name": "whoami", "arguments": {}}});
+        let other_tool = ask(&app, stateless, &alice, &whoami).await;
+        assert_eq!(other_tool.status, 200, "whoami is not limited");
+        let bob = ask(&app, stateless, &token_of("bob"), &call_greet("Ada")).await;
+        assert_eq!(bob.status, 200, "per caller");
+    }
+}
+
+#[test]
+fn malformed_rate_limits_stop_serve_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = binary(dir.path())
+        .args([
+            "serve",
+            "--sk-env-url",
+            ISSUER,
+            "--rate-limit",
+            "10/day",
+            "--tool-rate-limit",
+            "greet_user",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("--rate-limit: \"10/day\" is not a rate: write N/UNIT"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--tool-rate-limit \"greet_user\": write NAME=N/UNIT"),
+        "{stderr}"
+    );
+}
