@@ -74,6 +74,8 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--rate-limit', '--rate-limit', [CompletionResultType]::ParameterName, 'Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none')
             [CompletionResult]::new('--rate-limit-burst', '--rate-limit-burst', [CompletionResultType]::ParameterName, 'Requests a caller may make at once after a quiet spell (default: a tenth of N, at least 1)')
             [CompletionResult]::new('--tool-rate-limit', '--tool-rate-limit', [CompletionResultType]::ParameterName, 'Calls of a tool each caller may make (repeatable): NAME=N/UNIT; NAME may use *')
+            [CompletionResult]::new('--anonymous-rate-limit', '--anonymous-rate-limit', [CompletionResultType]::ParameterName, 'Requests each client IP may make that need a token checked: N/UNIT. Default: none')
+            [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR)')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level: error, warn, info, debug, trace (Python names work)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format (to stderr)')
             [CompletionResult]::new('--dev-key', '--dev-key', [CompletionResultType]::ParameterName, 'PEM RSA private key kept across restarts (created when missing)')

@@ -70,6 +70,8 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --rate-limit 'Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none'
             cand --rate-limit-burst 'Requests a caller may make at once after a quiet spell (default: a tenth of N, at least 1)'
             cand --tool-rate-limit 'Calls of a tool each caller may make (repeatable): NAME=N/UNIT; NAME may use *'
+            cand --anonymous-rate-limit 'Requests each client IP may make that need a token checked: N/UNIT. Default: none'
+            cand --trusted-proxy 'Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR)'
             cand --log-level 'Log level: error, warn, info, debug, trace (Python names work)'
             cand --log-format 'Log line format (to stderr)'
             cand --dev-key 'PEM RSA private key kept across restarts (created when missing)'

@@ -73,6 +73,8 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l sess
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit -d 'Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit-burst -d 'Requests a caller may make at once after a quiet spell (default: a tenth of N, at least 1)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l tool-rate-limit -d 'Calls of a tool each caller may make (repeatable): NAME=N/UNIT; NAME may use *' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l anonymous-rate-limit -d 'Requests each client IP may make that need a token checked: N/UNIT. Default: none' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l trusted-proxy -d 'Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug, trace (Python names work)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format (to stderr)' -r -f -a "text\t''
 json\t''"

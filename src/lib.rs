@@ -37,7 +37,7 @@
 //!     }
 //! }
 //!
-//! #[tool_handler]
+//! #[tool_handler(router = self.tool_router)]
 //! impl ServerHandler for Hello {}
 //!
 //! fn main() -> std::process::ExitCode {

@@ -460,6 +460,33 @@ pub struct ServeArgs {
     )]
     pub tool_rate_limits: Vec<String>,
 
+    /// Requests each client IP may make that need a token checked: N/UNIT. Default: none.
+    ///
+    /// Counts requests without a usable token and tokens not seen before (a valid token is
+    /// checked once, then remembered), so a flood of bad tokens cannot burn CPU on signature
+    /// checks. Off by default: every MCP client's first request is an unauthenticated discovery
+    /// probe, and behind a proxy all clients share its IP unless --trusted-proxy is set.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_ANONYMOUS_RATE_LIMIT",
+        value_name = "N/UNIT",
+        help_heading = heading::POLICY
+    )]
+    pub anonymous_rate_limit: Option<String>,
+
+    /// Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR).
+    ///
+    /// Only requests whose connection comes from one of these ranges have those headers read;
+    /// the right-most address not in a trusted range is the client. Others' headers are ignored.
+    #[arg(
+        long = "trusted-proxy",
+        env = "SCALEKIT_MCP_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        value_name = "CIDR",
+        help_heading = heading::POLICY
+    )]
+    pub trusted_proxies: Vec<String>,
+
     /// Log level: error, warn, info, debug, trace (Python names work).
     ///
     /// RUST_LOG overrides it. Default: info.

@@ -126,9 +126,10 @@ impl ConfigBuilder {
     /// need every scope in `scopes`.
     pub fn tool_scope<S: AsRef<str>>(
         self,
-        pattern: &str,
+        pattern: impl Into<String>,
         scopes: impl IntoIterator<Item = S>,
     ) -> Self {
+        let pattern = pattern.into();
         let scopes: Vec<String> = scopes.into_iter().map(|s| s.as_ref().to_owned()).collect();
         self.args(|args| {
             args.policy

@@ -20,10 +20,12 @@ use crate::error::ExitError;
 
 mod args;
 mod builder;
+mod cidr;
 mod rate;
 pub use args::{PolicyArgs, ServeArgs, Transport};
 pub use builder::{ConfigBuilder, ConfigError};
 pub(crate) use builder::ServeCommand;
+pub use cidr::Cidr;
 pub use rate::Rate;
 
 /// `--algorithms` default, for `serve` and `check-token`.
@@ -137,6 +139,10 @@ pub struct ServeConfig {
     pub(crate) rate_limit: Option<Rate>,
     /// Calls per caller and tool (`--tool-rate-limit`): (tool name or pattern, rate).
     pub(crate) tool_rate_limits: Vec<(String, Rate)>,
+    /// Requests that need a token checked, per client IP (`--anonymous-rate-limit`).
+    pub(crate) anonymous_rate_limit: Option<Rate>,
+    /// Proxies whose forwarding headers name the client (`--trusted-proxy`).
+    pub(crate) trusted_proxies: Vec<Cidr>,
     /// Problems worth a warning at startup that do not stop the server.
     pub(crate) warnings: Vec<String>,
     /// `--dev`: the embedded development authorization server, the only accepted issuer.
@@ -212,7 +218,7 @@ impl ServeConfig {
 struct Problems {
     list: Vec<String>,
     /// A line for a newcomer, after the list.
-    hint: Option<&'static str>,
+    hint: Option<String>,
 }
 
 impl Problems {
@@ -238,7 +244,7 @@ impl Problems {
             .map(|problem| format!("  - {problem}"))
             .collect();
         let mut message = format!("{title}:\n{}", list.join("\n"));
-        if let Some(hint) = self.hint {
+        if let Some(hint) = &self.hint {
             message.push_str(&format!("\n{hint}"));
         }
         Err(ExitError::usage(message))
@@ -328,10 +334,11 @@ impl ServeConfig {
                 "no accepted token issuer: set SK_ENV_URL (your Scalekit environment URL), or --issuer, \
                  or authorization_servers in PROTECTED_RESOURCE_METADATA",
             );
-            problems.hint = Some(
-                "to try it first without any of these: `scalekit-mcp serve --dev` runs it offline with \
-                 its own authorization server",
-            );
+            problems.hint = Some(format!(
+                "to try it first without any of these: `{}` runs it offline with its own \
+                 authorization server",
+                dev_command()
+            ));
         }
 
         let tool_scopes = ToolScopes::parse(&args.policy.tool_scopes).unwrap_or_else(|errors| {
@@ -423,6 +430,27 @@ impl ServeConfig {
             problems.add("--max-connections (SCALEKIT_MCP_MAX_CONNECTIONS) must be at least 1");
         }
         let (rate_limit, tool_rate_limits) = rate_limits(args, &mut problems);
+        let trusted_proxies: Vec<Cidr> = non_blank(&args.trusted_proxies)
+            .iter()
+            .filter_map(|range| match range.parse() {
+                Ok(range) => Some(range),
+                Err(error) => {
+                    problems.add(format!("--trusted-proxy: {error}"));
+                    None
+                }
+            })
+            .collect();
+        let anonymous_rate_limit = args
+            .anonymous_rate_limit
+            .as_deref()
+            .filter(|text| !text.trim().is_empty())
+            .and_then(|text| match text.parse::<Rate>() {
+                Ok(rate) => Some(rate),
+                Err(error) => {
+                    problems.add(format!("--anonymous-rate-limit: {error}"));
+                    None
+                }
+            });
         if args.max_sessions == 0 {
             problems.add("--max-sessions (SCALEKIT_MCP_MAX_SESSIONS) must be at least 1");
         }
@@ -472,6 +500,8 @@ impl ServeConfig {
             tool_scopes,
             rate_limit,
             tool_rate_limits,
+            anonymous_rate_limit,
+            trusted_proxies,
             warnings,
             dev,
         })
@@ -533,6 +563,23 @@ fn default_scopes_supported(args: &ServeArgs, tool_scopes: &ToolScopes) -> Vec<S
         return vec![DEV_DEFAULT_SCOPE.to_owned()];
     }
     Vec::new()
+}
+
+/// The command that runs this server with `--dev`: `scalekit-mcp serve --dev`, or for a library
+/// user's own server binary, its name and `--dev`.
+fn dev_command() -> String {
+    let program = std::env::args_os()
+        .next()
+        .and_then(|path| {
+            std::path::Path::new(&path)
+                .file_stem()
+                .map(|stem| stem.to_string_lossy().into_owned())
+        })
+        .unwrap_or_default();
+    match program.as_str() {
+        "scalekit-mcp" | "" => "scalekit-mcp serve --dev".to_owned(),
+        name => format!("{name} --dev"),
+    }
 }
 
 /// The rules of `--dev`: loopback only (it logs anyone in without a password), a known port (the

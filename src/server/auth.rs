@@ -109,11 +109,7 @@ async fn authenticate<S>(state: &AppState, mut request: Request, inner: S) -> Re
 where
     S: Service<Request, Response = Response, Error = Infallible>,
 {
-    let caller = match bearer_token(request.headers()) {
-        Ok(token) => check_token(state, token).await,
-        Err(failure) => Err(failure),
-    };
-    match caller {
+    match caller_of(state, request.headers(), request.extensions()).await {
         Ok(caller) => {
             // Cloned only for the log line: every clone of the one cached caller touches a
             // reference count shared by all worker threads.
@@ -144,7 +140,7 @@ where
             }
             response
         }
-        Err(failure) => refusal_response(state.challenge.refuse(&failure)),
+        Err(refusal) => refusal,
     }
 }
 
@@ -265,11 +261,26 @@ fn too_many_sessions(max: usize) -> Response {
     response
 }
 
-/// Validates `token` against the current keys, refetching the key set once (within the cooldown)
-/// when the token names a key it does not hold: that is how a signing-key rotation is picked up.
-/// An accepted token is remembered, so its signature is checked once, not on every request; a
-/// remembered token costs a hash, one atomic load and one map lookup.
-async fn check_token(state: &AppState, token: &str) -> Result<Arc<Caller>, AuthFailure> {
+/// The caller a request's token names, or the answer that refuses the request.
+///
+/// A token accepted before costs a hash, one atomic load and one map lookup. A request without a
+/// usable token, or with one not seen before, first counts against its client IP's
+/// `--anonymous-rate-limit` (429 over it), so that a flood of bad tokens cannot burn CPU on
+/// signature checks.
+async fn caller_of(
+    state: &AppState,
+    headers: &HeaderMap,
+    extensions: &http::Extensions,
+) -> Result<Arc<Caller>, Response> {
+    let unverified = || state.rate_limits.admit_unverified(extensions, headers);
+    let refuse = |failure: AuthFailure| refusal_response(state.challenge.refuse(&failure));
+    let token = match bearer_token(headers) {
+        Ok(token) => token,
+        Err(failure) => {
+            unverified().map_err(|over| over.response())?;
+            return Err(refuse(failure));
+        }
+    };
     let now = time::now();
     let leeway = i64::try_from(state.policy.leeway).unwrap_or(i64::MAX);
     if let Some(caller) = state
@@ -278,6 +289,14 @@ async fn check_token(state: &AppState, token: &str) -> Result<Arc<Caller>, AuthF
     {
         return Ok(caller);
     }
+    unverified().map_err(|over| over.response())?;
+    verify(state, token, now).await.map_err(refuse)
+}
+
+/// Validates `token` against the current keys, refetching the key set once (within the cooldown)
+/// when the token names a key it does not hold: that is how a signing-key rotation is picked up.
+/// An accepted token is remembered, so its signature is checked once, not on every request.
+async fn verify(state: &AppState, token: &str, now: i64) -> Result<Arc<Caller>, AuthFailure> {
     let (mut keys, mut generation) = state
         .keys
         .current_with_generation()
@@ -334,16 +353,12 @@ where
         let ready = std::mem::replace(&mut self.inner, fresh);
         let state = self.state.clone();
         Box::pin(async move {
-            let caller = match bearer_token(request.headers()) {
-                Ok(token) => check_token(&state, token).await,
-                Err(failure) => Err(failure),
-            };
-            Ok(match caller {
+            Ok(match caller_of(&state, request.headers(), request.extensions()).await {
                 Ok(caller) => {
                     request.extensions_mut().insert(caller);
                     pass(ready, request).await
                 }
-                Err(failure) => refusal_response(state.challenge.refuse(&failure)),
+                Err(refusal) => refusal,
             })
         })
     }

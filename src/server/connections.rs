@@ -7,7 +7,10 @@
 //! a header-read timeout: a connection whose next request head has not arrived within
 //! `--idle-timeout` (from the moment it opened or its last response ended) is closed.
 
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use super::limits::{LimitedListener, LimitedStream};
 
@@ -31,7 +35,7 @@ pub async fn serve(
     // Each connection holds a receiver; `closed()` resolves when the last one is dropped.
     let (open_connections, _) = watch::channel(());
     loop {
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = shutdown.cancelled() => break,
         };
@@ -39,7 +43,10 @@ pub async fn serve(
         // A child token per connection: each connection task waits on its own token, not on
         // one shared by all (whose lock every connection would take at every request).
         let closing = shutdown.child_token();
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithPeer {
+            inner: app.clone(),
+            peer: PeerAddr(peer),
+        });
         tokio::spawn(async move {
             serve_connection(stream, service, idle_timeout, closing).await;
             drop(open);
@@ -52,7 +59,7 @@ pub async fn serve(
 /// cancelled (then the request in flight finishes and the connection closes).
 async fn serve_connection(
     stream: LimitedStream,
-    service: TowerToHyperService<Router>,
+    service: TowerToHyperService<WithPeer>,
     idle_timeout: Duration,
     closing: CancellationToken,
 ) {
@@ -72,5 +79,34 @@ async fn serve_connection(
     if let Err(error) = result {
         // A client that goes away mid-request, or an idle connection closed: nothing to act on.
         tracing::debug!(%error, "connection ended");
+    }
+}
+
+/// The address a request's connection came from, in the request's extensions: the client, or the
+/// proxy in front of it (see `client_ip`).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// The application, with each request marked with its connection's peer.
+#[derive(Clone)]
+pub struct WithPeer {
+    inner: Router,
+    peer: PeerAddr,
+}
+
+type Incoming = http::Request<hyper::body::Incoming>;
+
+impl Service<Incoming> for WithPeer {
+    type Response = axum::response::Response;
+    type Error = Infallible;
+    type Future = <Router as Service<Incoming>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        <Router as Service<Incoming>>::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: Incoming) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        self.inner.call(request)
     }
 }

@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod caller;
+pub mod client_ip;
 pub mod connections;
 pub mod dev_auth;
 pub mod direct;
@@ -111,7 +112,12 @@ impl AppState {
             verdicts: VerdictCache::default(),
             sessions,
             tool_scopes,
-            rate_limits: RateLimits::new(config.rate_limit, &config.tool_rate_limits),
+            rate_limits: RateLimits::new(
+                config.rate_limit,
+                &config.tool_rate_limits,
+                config.anonymous_rate_limit,
+                &config.trusted_proxies,
+            ),
             max_body_bytes: config.max_body_bytes,
         })
     }

@@ -173,14 +173,18 @@ where
     }
 
     /// `/health` (liveness) and `/ready` (200 once the signing keys are loaded, else 503 with
-    /// the reason), to merge as well when the application has none of its own.
+    /// the reason), to merge as well when the application has none of its own. Must be called
+    /// inside a Tokio runtime.
     pub fn health_router(&self) -> Router {
+        self.start_key_refresh();
         super::health_routes().with_state(self.state.clone())
     }
 
     /// A layer that gives any other route the MCP endpoint's token validation and challenges,
     /// with the caller available to the handler as [`Authenticated`](crate::Authenticated).
+    /// Must be called inside a Tokio runtime: the signing keys start loading then.
     pub fn auth_layer(&self) -> BearerAuthLayer {
+        self.start_key_refresh();
         BearerAuthLayer {
             state: self.state.clone(),
         }

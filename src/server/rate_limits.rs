@@ -19,12 +19,14 @@ use governor::clock::{Clock, MonotonicClock};
 use governor::middleware::NoOpMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
-use http::{HeaderValue, StatusCode, header};
+use http::{Extensions, HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::json;
 
 use crate::auth::tool_scopes::matches;
 use crate::auth::validate::Caller;
-use crate::config::Rate;
+use crate::config::{Cidr, Rate};
+
+use super::client_ip::client_ip;
 
 /// The state behind one limit, per key.
 pub trait Limiter: Send + Sync {
@@ -99,6 +101,10 @@ struct Limit {
 #[derive(Default)]
 pub struct RateLimits {
     caller: Option<Limit>,
+    /// Requests that need a token checked, per client IP.
+    anonymous: Option<Limit>,
+    /// Proxies whose forwarding headers name the client.
+    trusted_proxies: Vec<Cidr>,
     /// Per caller and tool: (the tool name or pattern it applies to, the limit).
     tools: Vec<(String, Limit)>,
 }
@@ -123,7 +129,12 @@ fn caller_key(caller: &Caller) -> String {
 
 impl RateLimits {
     /// The limits `serve` was configured with.
-    pub fn new(caller: Option<Rate>, tools: &[(String, Rate)]) -> Self {
+    pub fn new(
+        caller: Option<Rate>,
+        tools: &[(String, Rate)],
+        anonymous: Option<Rate>,
+        trusted_proxies: &[Cidr],
+    ) -> Self {
         let limit = |rate: Rate, name: String| Limit {
             rate,
             name,
@@ -131,6 +142,8 @@ impl RateLimits {
         };
         Self {
             caller: caller.map(|rate| limit(rate, "caller".into())),
+            anonymous: anonymous.map(|rate| limit(rate, "client IP".into())),
+            trusted_proxies: trusted_proxies.to_vec(),
             tools: tools
                 .iter()
                 .map(|(pattern, rate)| (pattern.clone(), limit(*rate, format!("tool {pattern}"))))
@@ -140,7 +153,19 @@ impl RateLimits {
 
     /// Whether there is any limit at all.
     pub fn is_empty(&self) -> bool {
-        self.caller.is_none() && self.tools.is_empty()
+        self.caller.is_none() && self.tools.is_empty() && self.anonymous.is_none()
+    }
+
+    /// Counts one request of this client IP that needs a token checked (no usable token, or one
+    /// not seen before). A request whose client is unknown is not counted.
+    pub fn admit_unverified(&self, extensions: &Extensions, headers: &HeaderMap) -> Result<(), OverLimit> {
+        let Some(limit) = &self.anonymous else {
+            return Ok(());
+        };
+        match client_ip(extensions, headers, &self.trusted_proxies) {
+            Some(ip) => admit(limit, &ip.to_string()),
+            None => Ok(()),
+        }
     }
 
     /// Whether `tools/call` requests are counted per tool (their body must then be read).
@@ -171,7 +196,8 @@ impl RateLimits {
 
     /// Drops idle keys' state everywhere.
     pub fn forget_idle(&self) {
-        for limit in self.caller.iter().chain(self.tools.iter().map(|(_, limit)| limit)) {
+        let all = self.caller.iter().chain(&self.anonymous);
+        for limit in all.chain(self.tools.iter().map(|(_, limit)| limit)) {
             limit.limiter.forget_idle();
         }
     }
@@ -196,7 +222,7 @@ impl OverLimit {
     /// remaining until the reset.
     pub fn response(&self) -> Response {
         let seconds = self.retry_seconds().max(1);
-        let policy = self.name.replace(' ', "-");
+        let policy = self.name.replace(' ', "-").to_ascii_lowercase();
         let mut response = (
             StatusCode::TOO_MANY_REQUESTS,
             axum::Json(json!({
@@ -204,7 +230,10 @@ impl OverLimit {
                 "error_description": format!(
                     "rate limit {} per {} exceeded: retry in {seconds} s",
                     self.rate,
-                    if self.name == "caller" { "caller".to_owned() } else { format!("caller and {}", self.name) },
+                    match self.name.as_str() {
+                        "caller" | "client IP" => self.name.clone(),
+                        tool => format!("caller and {tool}"),
+                    },
                 ),
             })),
         )

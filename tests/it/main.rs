@@ -9,6 +9,7 @@ mod dev_auth;
 mod direct_path;
 mod examples;
 mod hygiene;
+mod library;
 mod login;
 mod policies;
 mod properties;

@@ -4,6 +4,7 @@
 
 use axum::Router;
 use axum::body::Body;
+use scalekit_mcp::server::connections::PeerAddr;
 use serde_json::{Value, json};
 
 use crate::util::*;
@@ -356,4 +357,122 @@ fn malformed_rate_limits_stop_serve_naming_each() {
         stderr.contains("--tool-rate-limit \"greet_user\": write NAME=N/UNIT"),
         "{stderr}"
     );
+}
+
+/// A request from `peer` (as the connection loop marks it), with `headers`.
+async fn from_peer(app: &Router, peer: &str, token: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = mcp_post(Some(token));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder
+        .body(Body::from(call_greet("Ada").to_string()))
+        .unwrap();
+    let peer: std::net::SocketAddr = format!("{peer}:40000").parse().unwrap();
+    request.extensions_mut().insert(PeerAddr(peer));
+    send(app, request).await
+}
+
+#[tokio::test]
+async fn unverified_requests_are_limited_per_client_ip_trusting_only_listed_proxies() {
+    // 60/min: a burst of 6, then one a second.
+    let app = policy_app(&[
+        "--stateless",
+        "--anonymous-rate-limit",
+        "60/min",
+        "--trusted-proxy",
+        "10.0.0.0/8",
+    ]);
+    let attacker = "198.51.100.7";
+    for n in 1..=6 {
+        let reply = from_peer(&app, attacker, "bad.token.here", &[]).await;
+        assert_eq!(reply.status, 401, "bad token {n}");
+    }
+    let limited = from_peer(&app, attacker, "bad.token.here", &[]).await;
+    assert_eq!(limited.status, 429, "{}", limited.body);
+    assert_eq!(
+        limited.header("ratelimit-policy"),
+        Some("\"client-ip\";q=60;w=60")
+    );
+    let spoofed = from_peer(
+        &app,
+        attacker,
+        "bad.token.here",
+        &[("x-forwarded-for", "203.0.113.99")],
+    )
+    .await;
+    assert_eq!(
+        spoofed.status, 429,
+        "an untrusted peer cannot pick its address"
+    );
+    assert_eq!(
+        from_peer(&app, "198.51.100.8", "bad.token.here", &[])
+            .await
+            .status,
+        401,
+        "another client has its own budget"
+    );
+
+    // Behind a trusted proxy, each forwarded-for client has its own budget.
+    for n in 1..=6 {
+        let reply = from_peer(
+            &app,
+            "10.0.0.2",
+            "bad",
+            &[("x-forwarded-for", "203.0.113.1")],
+        )
+        .await;
+        assert_eq!(reply.status, 401, "forwarded {n}");
+    }
+    let reply = from_peer(
+        &app,
+        "10.0.0.2",
+        "bad",
+        &[("x-forwarded-for", "203.0.113.1")],
+    )
+    .await;
+    assert_eq!(reply.status, 429);
+    let reply = from_peer(
+        &app,
+        "10.0.0.2",
+        "bad",
+        &[("x-forwarded-for", "203.0.113.2")],
+    )
+    .await;
+    assert_eq!(reply.status, 401);
+
+    // A valid token is checked once and then remembered: its later requests are not counted.
+    let token = mint(&good_claims());
+    for n in 1..=20 {
+        let reply = from_peer(&app, "192.0.2.50", &token, &[]).await;
+        assert_eq!(reply.status, 200, "request {n} with a remembered token");
+    }
+}
+
+/// The connection loop tells the limit who the peer is.
+#[tokio::test]
+async fn the_served_binary_limits_unverified_requests_by_the_connections_peer() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let server = Server::start(&[
+        "--issuer",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+        "--stateless",
+        "--anonymous-rate-limit",
+        "60/min",
+    ]);
+    let url = server.url("/");
+    let mut statuses = Vec::new();
+    for _ in 0..7 {
+        statuses.push(
+            http_post(&url, Some("bad.token.x"), &call_greet("Ada"))
+                .await
+                .status,
+        );
+    }
+    assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429]);
 }
