@@ -169,12 +169,12 @@ pub(crate) fn matches(pattern: &str, name: &str) -> bool {
 /// one counts), so that no spelling of a call reaches the handler with a tool name other than
 /// the one checked here.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct ToolRequests {
+pub struct ToolRequests {
     pub calls: Vec<String>,
     pub lists: bool,
 }
 
-pub(crate) fn tool_requests(body: &[u8]) -> ToolRequests {
+pub fn tool_requests(body: &[u8]) -> ToolRequests {
     let mut requests = ToolRequests::default();
     let mut read = |message: &Value| match message.get("method").and_then(Value::as_str) {
         Some("tools/call") => {

@@ -18,8 +18,9 @@ use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
+use super::audit;
 use super::sessions::Sessions;
-use crate::auth::tool_scopes::{filter_listed_tools, tool_requests};
+use crate::auth::tool_scopes::{ToolRequests, filter_listed_tools, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -117,14 +118,21 @@ where
             if let Err(over) = state.rate_limits.admit_caller(&caller) {
                 return over.response();
             }
-            let mut lists_tools = false;
+            let mut tool_requests = ToolRequests::default();
             if state.reads_tool_calls() && request.method() == Method::POST {
-                (request, lists_tools) = match check_tool_scopes(state, &caller, request).await {
+                (request, tool_requests) = match check_tool_calls(state, &caller, request).await {
                     Ok(checked) => checked,
-                    Err(refusal) => return refusal,
+                    Err((refusal, outcome, calls)) => {
+                        if state.audit {
+                            audit::Call::new(caller, calls).finish(outcome);
+                        }
+                        return refusal;
+                    }
                 };
             }
-            let scopes = lists_tools.then(|| caller.scopes.clone());
+            let scopes = tool_requests.lists.then(|| caller.scopes.clone());
+            let audited = (state.audit && !tool_requests.calls.is_empty())
+                .then(|| audit::Call::new(caller.clone(), tool_requests.calls));
             let mut response = match &state.sessions {
                 Some(sessions) => in_session(sessions, request, caller, inner).await,
                 None => {
@@ -134,6 +142,9 @@ where
             };
             if let Some(scopes) = scopes {
                 response = only_allowed_tools(state, &scopes, response).await;
+            }
+            if let Some(call) = audited {
+                response = call.follow(response);
             }
             if let Some(logged) = logged {
                 response.extensions_mut().insert(logged);
@@ -190,29 +201,29 @@ where
 /// Refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
 /// handler sees it) or that is over its tool's rate limit (429); otherwise gives the request back with the body it read, and whether it
 /// lists the tools (its answer is then filtered by [`only_allowed_tools`]).
-async fn check_tool_scopes(
+async fn check_tool_calls(
     state: &AppState,
     caller: &Caller,
     request: Request,
-) -> Result<(Request, bool), Response> {
+) -> Result<(Request, ToolRequests), (Response, audit::Outcome, Vec<String>)> {
     let (parts, body) = request.into_parts();
-    let bytes = super::direct::read_body(body, state.max_body_bytes).await?;
+    let bytes = super::direct::read_body(body, state.max_body_bytes)
+        .await
+        .map_err(|refusal| (refusal, audit::Outcome::Error, Vec::new()))?;
     let requests = tool_requests(&bytes);
     for tool in &requests.calls {
         let missing = state.tool_scopes.missing(tool, &caller.scopes);
         if !missing.is_empty() {
             let needed = state.tool_scopes.needed_by(tool);
-            return Err(refusal_response(
-                state.challenge.refuse_tool(tool, &needed, &missing),
-            ));
+            let refusal = refusal_response(state.challenge.refuse_tool(tool, &needed, &missing));
+            return Err((refusal, audit::Outcome::Denied, requests.calls));
         }
         // Counted only once the call is allowed: a refused call costs the caller nothing.
-        state
-            .rate_limits
-            .admit_tool(caller, tool)
-            .map_err(|over| over.response())?;
+        if let Err(over) = state.rate_limits.admit_tool(caller, tool) {
+            return Err((over.response(), audit::Outcome::RateLimited, requests.calls));
+        }
     }
-    Ok((Request::from_parts(parts, Body::from(bytes)), requests.lists))
+    Ok((Request::from_parts(parts, Body::from(bytes)), requests))
 }
 
 /// The largest `tools/list` answer read to filter it (a list of a few thousand tools).

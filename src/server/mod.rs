@@ -10,6 +10,7 @@
 //! Below all of this: the connection limit (503) in the listener ([`limits::LimitedListener`]) and
 //! the idle timeout in the connection loop ([`connections`]).
 
+pub mod audit;
 pub mod auth;
 pub mod caller;
 pub mod client_ip;
@@ -77,12 +78,15 @@ pub struct AppState {
     pub rate_limits: RateLimits,
     /// The largest request body (a `tools/call` is read whole to check its tool's scopes).
     pub max_body_bytes: usize,
+    /// Whether each `tools/call` gets an audit line (INFO for the `audit` target).
+    pub audit: bool,
 }
 
 impl AppState {
-    /// Whether a `tools/call`'s body is read in the guard: for its tool's scopes or limits.
+    /// Whether a `tools/call`'s body is read in the guard: for its tool's scopes or limits, or
+    /// the audit line.
     pub fn reads_tool_calls(&self) -> bool {
-        !self.tool_scopes.is_empty() || self.rate_limits.limits_tools()
+        self.audit || !self.tool_scopes.is_empty() || self.rate_limits.limits_tools()
     }
 }
 
@@ -119,6 +123,7 @@ impl AppState {
                 &config.trusted_proxies,
             ),
             max_body_bytes: config.max_body_bytes,
+            audit: audit::enabled(),
         })
     }
 }

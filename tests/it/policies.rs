@@ -476,3 +476,82 @@ async fn the_served_binary_limits_unverified_requests_by_the_connections_peer() 
     }
     assert_eq!(statuses, [401, 401, 401, 401, 401, 401, 429]);
 }
+
+/// One JSON audit line per tools/call, with who, which tool, how it ended and how long it took;
+/// never the arguments or the token.
+#[tokio::test]
+async fn every_tool_call_gets_an_audit_line() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let server = Server::start(&[
+        "--issuer",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+        "--log-format",
+        "json",
+        "--tool-scope",
+        "whoami=who",
+        "--tool-rate-limit",
+        "greet_user=1/h",
+    ]);
+    let url = server.url("/");
+    let token = mint(&good_claims());
+    let secret_name = "Ada-the-argument";
+    let ok = http_session_call(&url, &token, &call_greet(secret_name)).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let limited = http_session_call(&url, &token, &call_greet(secret_name)).await;
+    assert_eq!(limited.status, 429);
+    let whoami = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                        "params": {"name": "whoami", "arguments": {}}});
+    let denied = http_session_call(&url, &token, &whoami).await;
+    assert_eq!(denied.status, 403);
+    let bad_arguments = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+                               "params": {"name": "unknown_tool", "arguments": {}}});
+    let error = http_session_call(&url, &token, &bad_arguments).await;
+    assert_eq!(error.status, 200, "a JSON-RPC error: {}", error.body);
+
+    let mut lines = Vec::new();
+    server.wait_until(|| {
+        lines = server
+            .stderr()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["target"] == "audit")
+            .collect();
+        lines.len() >= 4
+    });
+    let summary: Vec<(String, String)> = lines
+        .iter()
+        .map(|line| {
+            (
+                line["tool"].as_str().unwrap().to_owned(),
+                line["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("greet_user".into(), "ok".into()),
+            ("greet_user".into(), "rate_limited".into()),
+            ("whoami".into(), "denied".into()),
+            ("unknown_tool".into(), "error".into()),
+        ]
+    );
+    for line in &lines {
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["subject"], "usr_42");
+        assert_eq!(line["org"], "org_7");
+        assert_eq!(line["client_id"], "skc_client");
+        assert!(
+            line["duration_ms"].as_str().unwrap().parse::<f64>().is_ok(),
+            "{line}"
+        );
+    }
+    let stderr = server.stderr();
+    assert!(!stderr.contains(secret_name), "an argument reached the log");
+    assert!(!stderr.contains(&token), "the token reached the log");
+}

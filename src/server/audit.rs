@@ -1,0 +1,220 @@
+//! The audit log: one line per `tools/call`, at INFO under the target `audit`, with who called
+//! which tool, how it ended and how long it took. Never the arguments, the result or the token.
+//!
+//! The line is written when the answer's body has been sent in full (or dropped, when the client
+//! goes away), so the duration covers the tool's run, and the outcome reads the answer as it
+//! streams past: `ok`, `tool_error` (a result with `"isError": true`), `error` (a JSON-RPC error
+//! or a failed answer), `denied` (a missing tool scope) or `rate_limited`.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::response::Response;
+use http::StatusCode;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+
+use crate::auth::validate::Caller;
+
+/// Whether audit lines are written: decided once logging has started, like the request line.
+pub fn enabled() -> bool {
+    tracing::enabled!(target: "audit", tracing::Level::INFO)
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    ToolError,
+    Error,
+    Denied,
+    RateLimited,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::ToolError => "tool_error",
+            Outcome::Error => "error",
+            Outcome::Denied => "denied",
+            Outcome::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// One call being audited: who, which tools, since when.
+pub struct Call {
+    caller: Arc<Caller>,
+    tools: Vec<String>,
+    started: Instant,
+}
+
+impl Call {
+    pub fn new(caller: Arc<Caller>, tools: Vec<String>) -> Self {
+        Self {
+            caller,
+            tools,
+            started: Instant::now(),
+        }
+    }
+
+    /// Writes the line now: for an answer given before the handler (a refusal).
+    pub fn finish(self, outcome: Outcome) {
+        for tool in &self.tools {
+            tracing::info!(
+                target: "audit",
+                subject = self.caller.sub.as_deref().unwrap_or("-"),
+                org = self.caller.org_id.as_deref().unwrap_or("-"),
+                client_id = self.caller.client_id.as_deref().unwrap_or("-"),
+                tool = tool.as_str(),
+                outcome = outcome.as_str(),
+                duration_ms = format_args!("{:.1}", self.started.elapsed().as_secs_f64() * 1000.0),
+                "tool call"
+            );
+        }
+    }
+
+    /// The handler's answer, whose body writes the line when it has been sent.
+    pub fn follow(self, response: Response) -> Response {
+        let status = response.status();
+        let (parts, body) = response.into_parts();
+        let outcome = match status {
+            status if status.is_success() => Outcome::Ok,
+            StatusCode::FORBIDDEN => Outcome::Denied,
+            StatusCode::TOO_MANY_REQUESTS => Outcome::RateLimited,
+            _ => Outcome::Error,
+        };
+        let body = Audited {
+            inner: body,
+            call: Some(self),
+            outcome,
+            scan: Scan::default(),
+            finished: false,
+        };
+        Response::from_parts(parts, Body::new(body))
+    }
+}
+
+/// Looks for the marks of a failed call in an answer that arrives in pieces.
+#[derive(Default)]
+struct Scan {
+    /// The end of the previous piece, so that a mark split between two pieces is seen.
+    tail: Vec<u8>,
+    tool_error: bool,
+    rpc_error: bool,
+}
+
+const TOOL_ERROR: &[u8] = br#""isError":true"#;
+const RPC_ERROR: &[u8] = br#""error":{"#;
+
+impl Scan {
+    fn feed(&mut self, piece: &[u8]) {
+        let mut window = std::mem::take(&mut self.tail);
+        window.extend_from_slice(piece);
+        let contains = |needle: &[u8]| window.windows(needle.len()).any(|w| w == needle);
+        self.tool_error |= contains(TOOL_ERROR);
+        self.rpc_error |= contains(RPC_ERROR);
+        let keep = TOOL_ERROR.len().max(RPC_ERROR.len()) - 1;
+        self.tail = window[window.len().saturating_sub(keep)..].to_vec();
+    }
+
+    fn outcome(&self, by_status: Outcome) -> Outcome {
+        match by_status {
+            Outcome::Ok if self.rpc_error => Outcome::Error,
+            Outcome::Ok if self.tool_error => Outcome::ToolError,
+            other => other,
+        }
+    }
+}
+
+/// A response body that writes the audit line once it has been sent, or dropped.
+struct Audited {
+    inner: Body,
+    call: Option<Call>,
+    outcome: Outcome,
+    scan: Scan,
+    finished: bool,
+}
+
+impl Audited {
+    fn write_line(&mut self) {
+        if let Some(call) = self.call.take() {
+            let outcome = if self.finished {
+                self.scan.outcome(self.outcome)
+            } else {
+                // The client went away before the answer was complete.
+                Outcome::Error
+            };
+            call.finish(outcome);
+        }
+    }
+}
+
+impl HttpBody for Audited {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.scan.feed(data);
+                }
+            }
+            Poll::Ready(None) => {
+                this.finished = true;
+                this.write_line();
+            }
+            Poll::Ready(Some(Err(_))) => this.write_line(),
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Audited {
+    fn drop(&mut self) {
+        if self.inner.is_end_stream() {
+            self.finished = true;
+        }
+        self.write_line();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marks_split_between_pieces_are_seen() {
+        let mut scan = Scan::default();
+        scan.feed(br#"data: {"jsonrpc":"2.0","id":1,"result":{"content":[],"isErr"#);
+        scan.feed(br#"or":true}}"#);
+        assert_eq!(scan.outcome(Outcome::Ok), Outcome::ToolError);
+
+        let mut scan = Scan::default();
+        scan.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#);
+        assert_eq!(scan.outcome(Outcome::Ok), Outcome::Ok);
+
+        let mut scan = Scan::default();
+        scan.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602}}"#);
+        assert_eq!(scan.outcome(Outcome::Ok), Outcome::Error);
+        assert_eq!(scan.outcome(Outcome::Denied), Outcome::Denied);
+    }
+}
