@@ -42,6 +42,15 @@ async fn ask(app: &Router, stateless: bool, token: &str, message: &Value) -> Rep
     unreachable!()
 }
 
+/// The string fields `first` and `second` of each object.
+fn field_pairs(objects: &[Value], first: &str, second: &str) -> Vec<(String, String)> {
+    let text = |object: &Value, field: &str| object[field].as_str().unwrap_or_default().to_owned();
+    objects
+        .iter()
+        .map(|object| (text(object, first), text(object, second)))
+        .collect()
+}
+
 fn listed(reply: &Reply) -> Vec<String> {
     assert_eq!(reply.status, 200, "{}", reply.body);
     reply.rpc()["result"]["tools"]
@@ -213,18 +222,14 @@ fn check_token_says_whether_a_token_may_call_a_tool() {
     let output = run(&["whoami", "greet_user", "other"], true);
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let report: Value = serde_json::from_slice(&output.stdout).unwrap();
-    let tools: Vec<(String, String)> = report["checks"]
+    let tool_checks: Vec<Value> = report["checks"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|check| check["name"] == "tool")
-        .map(|check| {
-            (
-                check["status"].as_str().unwrap().to_owned(),
-                check["detail"].as_str().unwrap().to_owned(),
-            )
-        })
+        .cloned()
         .collect();
+    let tools = field_pairs(&tool_checks, "status", "detail");
     assert_eq!(
         tools,
         [
@@ -523,15 +528,7 @@ async fn every_tool_call_gets_an_audit_line() {
             .collect();
         lines.len() >= 4
     });
-    let summary: Vec<(String, String)> = lines
-        .iter()
-        .map(|line| {
-            (
-                line["tool"].as_str().unwrap().to_owned(),
-                line["outcome"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect();
+    let summary = field_pairs(&lines, "tool", "outcome");
     assert_eq!(
         summary,
         [
