@@ -20,7 +20,7 @@ use tower::Service;
 
 use super::audit;
 use super::sessions::Sessions;
-use crate::auth::tool_scopes::{ToolRequests, filter_listed_tools, tool_requests};
+use super::tool_calls::{ToolRequests, filter_listed_tools, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;

@@ -26,6 +26,7 @@ pub mod rate_limits;
 pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;
+pub mod tool_calls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
