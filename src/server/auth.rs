@@ -20,7 +20,9 @@ use tower::Service;
 
 use super::audit;
 use super::sessions::Sessions;
-use super::tool_calls::{ToolRequests, filter_listed_tools, tool_requests};
+use super::tool_calls::{
+    ToolRequests, called_tools_quickly, filter_listed_tools, tool_requests,
+};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -210,7 +212,14 @@ async fn check_tool_calls(
     let bytes = super::direct::read_body(body, state.max_body_bytes)
         .await
         .map_err(|refusal| (refusal, audit::Outcome::Error, Vec::new()))?;
-    let requests = tool_requests(&bytes);
+    let requests = if state.decides_on_tool_calls() {
+        tool_requests(&bytes)
+    } else {
+        ToolRequests {
+            calls: called_tools_quickly(&bytes),
+            lists: false,
+        }
+    };
     for tool in &requests.calls {
         let missing = state.tool_scopes.missing(tool, &caller.scopes);
         if !missing.is_empty() {

@@ -87,7 +87,12 @@ impl AppState {
     /// Whether a `tools/call`'s body is read in the guard: for its tool's scopes or limits, or
     /// the audit line.
     pub fn reads_tool_calls(&self) -> bool {
-        self.audit || !self.tool_scopes.is_empty() || self.rate_limits.limits_tools()
+        self.audit || self.decides_on_tool_calls()
+    }
+
+    /// Whether a `tools/call` can be refused for its tool (its scopes or its limit).
+    pub fn decides_on_tool_calls(&self) -> bool {
+        !self.tool_scopes.is_empty() || self.rate_limits.limits_tools()
     }
 }
 

@@ -2,6 +2,9 @@
 //! (`auth::tool_scopes`, the tool rate limits, the audit line), and a `tools/list` answer with
 //! only the tools a caller may call.
 
+use std::borrow::Cow;
+
+use serde::Deserialize;
 use serde_json::Value;
 
 /// What a JSON-RPC body asks of the tools: the tools it calls (one for a `tools/call` request,
@@ -38,6 +41,41 @@ pub fn tool_requests(body: &[u8]) -> ToolRequests {
         Err(_) => {}
     }
     requests
+}
+
+/// The tools a body calls, read for the audit line alone (no tool scopes or tool limits to
+/// decide): the fields it needs are read in place and everything else is skipped, where
+/// [`tool_requests`] builds the whole message as a JSON value. A body this reader refuses (a
+/// repeated key, say) only goes without an audit line; no decision depends on it.
+pub fn called_tools_quickly(body: &[u8]) -> Vec<String> {
+    #[derive(Deserialize)]
+    struct Message<'a> {
+        #[serde(borrow)]
+        method: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        params: Option<Params<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct Params<'a> {
+        #[serde(borrow)]
+        name: Option<Cow<'a, str>>,
+    }
+    let called = |message: Message<'_>| match (message.method.as_deref(), message.params) {
+        (Some("tools/call"), Some(Params { name: Some(name) })) => Some(name.into_owned()),
+        _ => None,
+    };
+    let batch = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
+    if batch {
+        serde_json::from_slice::<Vec<Message<'_>>>(body)
+            .map(|messages| messages.into_iter().filter_map(called).collect())
+            .unwrap_or_default()
+    } else {
+        serde_json::from_slice::<Message<'_>>(body)
+            .ok()
+            .and_then(called)
+            .into_iter()
+            .collect()
+    }
 }
 
 /// A `tools/list` answer (a JSON body, or an event stream's `data:` lines) with only the tools
@@ -115,6 +153,19 @@ mod tests {
         let repeated = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","name":"admin_x"}}"#;
         assert_eq!(tool_requests(repeated).calls, ["admin_x"], "the last key counts");
         assert_eq!(tool_requests(b"not json"), ToolRequests::default());
+    }
+
+    #[test]
+    fn the_quick_reader_finds_the_same_calls() {
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{"a":[1,{"b":2}]}}}"#;
+        assert_eq!(called_tools_quickly(call), ["add_todo"]);
+        let batch = br#" [{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
+                          {"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
+        assert_eq!(called_tools_quickly(batch), ["a"]);
+        let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x\u0041"}}"#;
+        assert_eq!(called_tools_quickly(escaped), ["xA"]);
+        assert!(called_tools_quickly(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).is_empty());
+        assert!(called_tools_quickly(b"not json").is_empty());
     }
 
     #[test]
