@@ -78,6 +78,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--trusted-proxy', '--trusted-proxy', [CompletionResultType]::ParameterName, 'Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR)')
             [CompletionResult]::new('--log-level', '--log-level', [CompletionResultType]::ParameterName, 'Log level: error, warn, info, debug, trace (Python names work)')
             [CompletionResult]::new('--log-format', '--log-format', [CompletionResultType]::ParameterName, 'Log line format (to stderr)')
+            [CompletionResult]::new('--metrics-addr', '--metrics-addr', [CompletionResultType]::ParameterName, 'Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464). Default: off')
             [CompletionResult]::new('--dev-key', '--dev-key', [CompletionResultType]::ParameterName, 'PEM RSA private key kept across restarts (created when missing)')
             [CompletionResult]::new('--dev-user', '--dev-user', [CompletionResultType]::ParameterName, 'The user the development authorization server logs in (the tokens'' `sub`)')
             [CompletionResult]::new('--dev-token-ttl', '--dev-token-ttl', [CompletionResultType]::ParameterName, 'Lifetime of the development authorization server''s access tokens')

@@ -74,6 +74,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --trusted-proxy 'Proxy whose X-Forwarded-For / Forwarded headers name the client (repeatable; CIDR)'
             cand --log-level 'Log level: error, warn, info, debug, trace (Python names work)'
             cand --log-format 'Log line format (to stderr)'
+            cand --metrics-addr 'Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464). Default: off'
             cand --dev-key 'PEM RSA private key kept across restarts (created when missing)'
             cand --dev-user 'The user the development authorization server logs in (the tokens'' `sub`)'
             cand --dev-token-ttl 'Lifetime of the development authorization server''s access tokens'

@@ -78,6 +78,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l trus
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-level -d 'Log level: error, warn, info, debug, trace (Python names work)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l log-format -d 'Log line format (to stderr)' -r -f -a "text\t''
 json\t''"
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l metrics-addr -d 'Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464). Default: off' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key kept across restarts (created when missing)' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-user -d 'The user the development authorization server logs in (the tokens\' `sub`)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-token-ttl -d 'Lifetime of the development authorization server\'s access tokens' -r

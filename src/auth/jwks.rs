@@ -74,6 +74,22 @@ struct FetchState {
     last_error: Option<String>,
     ttl: Option<Duration>,
     fetches: u64,
+    /// Fetches that loaded keys, and fetches that failed.
+    fetched: u64,
+    failed: u64,
+    /// When the current keys were fetched (or put in place, for a fixed set).
+    loaded_at: Option<Instant>,
+}
+
+/// What the metrics report about the signing keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyStats {
+    pub fetched: u64,
+    pub failed: u64,
+    /// Keys held now.
+    pub keys: usize,
+    /// Time since the current keys were loaded; `None` while none have.
+    pub age: Option<Duration>,
 }
 
 /// The cached key set and the logic that keeps it fresh.
@@ -107,6 +123,7 @@ impl JwksCache {
     pub fn fixed(keys: KeySet) -> Self {
         let cache = Self::new(Box::new(NoFetch), CacheSettings::default());
         cache.replace_keys(keys);
+        cache.lock_state().loaded_at = Some(Instant::now());
         cache
     }
 
@@ -161,6 +178,18 @@ impl JwksCache {
         self.lock_state().fetches
     }
 
+    /// Fetch outcomes, keys held and their age, for the metrics.
+    pub fn stats(&self) -> KeyStats {
+        let keys = self.current().map_or(0, |keys| keys.len());
+        let state = self.lock_state();
+        KeyStats {
+            fetched: state.fetched,
+            failed: state.failed,
+            keys,
+            age: state.loaded_at.map(|at| at.elapsed()),
+        }
+    }
+
     /// Fetches now. On failure the last good keys stay in place and the error is returned.
     pub async fn refresh(&self) -> Result<usize, String> {
         let _gate = self.fetch_gate.lock().await;
@@ -201,6 +230,8 @@ impl JwksCache {
         match result {
             Ok(fetched) => {
                 let count = fetched.keys.len();
+                state.fetched += 1;
+                state.loaded_at = Some(Instant::now());
                 state.last_error = None;
                 state.ttl = fetched.max_age.map(|age| age.clamp(MIN_TTL, MAX_TTL));
                 self.replace_keys(fetched.keys);
@@ -209,6 +240,7 @@ impl JwksCache {
             }
             Err(error) => {
                 tracing::warn!(%error, "could not fetch signing keys; keeping the last good ones");
+                state.failed += 1;
                 state.last_error = Some(error.clone());
                 Err(error)
             }

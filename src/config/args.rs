@@ -24,7 +24,7 @@ pub mod heading {
     pub const LIMITS: &str = "Limits";
     pub const SESSIONS: &str = "Sessions (stateful mode)";
     pub const POLICY: &str = "Policies";
-    pub const LOGGING: &str = "Logging";
+    pub const LOGGING: &str = "Logging and metrics";
     pub const DEVELOPMENT: &str = "Development (--dev)";
 }
 
@@ -507,6 +507,18 @@ pub struct ServeArgs {
         help_heading = heading::LOGGING
     )]
     pub log_format: LogFormat,
+
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 127.0.0.1:9464). Default: off.
+    ///
+    /// A listener of its own, never the MCP port, with no authentication: bind it where only
+    /// the scraper reaches it. HTTP transport only.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_METRICS_ADDR",
+        value_name = "HOST:PORT",
+        help_heading = heading::LOGGING
+    )]
+    pub metrics_addr: Option<String>,
 
     /// Also run a development authorization server, offline, at {public URL}/dev-auth.
     ///

@@ -188,6 +188,13 @@ impl ConfigBuilder {
         self.args(|args| args.stateless = stateless)
     }
 
+    /// `--metrics-addr`: serve Prometheus metrics at `http://ADDRESS/metrics`, on a listener of
+    /// their own (started by [`McpServer::serve`](crate::McpServer::serve), or by the first
+    /// [`McpServer::router`](crate::McpServer::router) of a mounted server).
+    pub fn metrics_addr(self, address: impl Into<String>) -> Self {
+        self.args(|args| args.metrics_addr = Some(address.into()))
+    }
+
     /// `--dev`: also run the offline development authorization server (loopback only).
     pub fn dev(self, dev: bool) -> Self {
         self.args(|args| args.dev = dev)

@@ -143,6 +143,8 @@ pub struct ServeConfig {
     pub(crate) anonymous_rate_limit: Option<Rate>,
     /// Proxies whose forwarding headers name the client (`--trusted-proxy`).
     pub(crate) trusted_proxies: Vec<Cidr>,
+    /// Where `/metrics` is served (`--metrics-addr`); `None`: no metrics are recorded.
+    pub(crate) metrics_addr: Option<SocketAddr>,
     /// Problems worth a warning at startup that do not stop the server.
     pub(crate) warnings: Vec<String>,
     /// `--dev`: the embedded development authorization server, the only accepted issuer.
@@ -153,6 +155,11 @@ impl ServeConfig {
     /// The address `serve` listens on.
     pub fn bind(&self) -> SocketAddr {
         self.bind
+    }
+
+    /// Where Prometheus metrics are served (`--metrics-addr`), if anywhere.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The URL clients reach this server at; challenges and metadata point there.
@@ -465,6 +472,8 @@ impl ServeConfig {
             );
         }
 
+        let metrics_addr = metrics_address(args, bind, &mut problems);
+
         problems.into_result()?;
         Ok(ServeConfig {
             bind: bind.ok_or_else(|| ExitError::usage("bad listen address"))?,
@@ -502,6 +511,7 @@ impl ServeConfig {
             tool_rate_limits,
             anonymous_rate_limit,
             trusted_proxies,
+            metrics_addr,
             warnings,
             dev,
         })
@@ -741,6 +751,47 @@ fn parse_url(raw: &str, name: &str, problems: &mut Problems) -> Option<Url> {
             None
         }
     }
+}
+
+/// `--metrics-addr`, checked: HOST:PORT with an IP address (or `localhost`), and never the MCP
+/// listener's own address.
+fn metrics_address(
+    args: &ServeArgs,
+    mcp: Option<SocketAddr>,
+    problems: &mut Problems,
+) -> Option<SocketAddr> {
+    let text = args.metrics_addr.as_deref()?.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let parsed = text.rsplit_once(':').and_then(|(host, port)| {
+        let port = port.parse::<u16>().ok()?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host {
+            "localhost" => IpAddr::from([127, 0, 0, 1]),
+            host => host.parse().ok()?,
+        };
+        Some(SocketAddr::new(ip, port))
+    });
+    let Some(address) = parsed else {
+        problems.add(format!(
+            "--metrics-addr {text:?} is not HOST:PORT with an IP address (e.g. 127.0.0.1:9464)"
+        ));
+        return None;
+    };
+    let shares_the_mcp_port = mcp.is_some_and(|mcp| {
+        mcp.port() == address.port()
+            && address.port() != 0
+            && (mcp.ip() == address.ip() || mcp.ip().is_unspecified() || address.ip().is_unspecified())
+    });
+    if shares_the_mcp_port {
+        problems.add(format!(
+            "--metrics-addr {address} is the MCP port: metrics need a listener of their own (e.g. \
+             127.0.0.1:9464)"
+        ));
+        return None;
+    }
+    Some(address)
 }
 
 fn bind_address(host: &str, port: u16, problems: &mut Problems) -> Option<SocketAddr> {

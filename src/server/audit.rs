@@ -1,10 +1,13 @@
 //! The audit log: one line per `tools/call`, at INFO under the target `audit`, with who called
 //! which tool, how it ended and how long it took. Never the arguments, the result or the token.
+//! With `--metrics-addr`, the same moment records every MCP operation's duration and outcome
+//! (`mcp_server_operation_duration_seconds`).
 //!
-//! The line is written when the answer's body has been sent in full (or dropped, when the client
+//! Both are written when the answer's body has been sent in full (or dropped, when the client
 //! goes away), so the duration covers the tool's run, and the outcome reads the answer as it
 //! streams past: `ok`, `tool_error` (a result with `"isError": true`), `error` (a JSON-RPC error
-//! or a failed answer), `denied` (a missing tool scope) or `rate_limited`.
+//! or a failed answer), `denied` (a missing tool scope) or `rate_limited`. A batch's operations
+//! share one outcome.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +19,8 @@ use axum::response::Response;
 use http::StatusCode;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 
+use super::metrics::Metrics;
+use super::tool_calls::Operation;
 use crate::auth::validate::Caller;
 
 /// Whether audit lines are written: decided once logging has started, like the request line.
@@ -45,33 +50,65 @@ impl Outcome {
     }
 }
 
-/// One call being audited: who, which tools, since when.
-pub struct Call {
+/// One request's operations being followed to their answer: who, which operations, since
+/// when, and where they are reported (audit lines, metrics).
+pub struct Record {
     caller: Arc<Caller>,
-    tools: Vec<String>,
+    operations: Vec<Operation>,
     started: Instant,
+    audit: bool,
+    metrics: Option<Arc<Metrics>>,
 }
 
-impl Call {
-    pub fn new(caller: Arc<Caller>, tools: Vec<String>) -> Self {
-        Self {
+impl Record {
+    /// `None` when there is nothing to report: no tool call to audit and no metrics.
+    pub fn new(
+        caller: Arc<Caller>,
+        operations: Vec<Operation>,
+        audit: bool,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Option<Self> {
+        let audit = audit && operations.iter().any(|operation| operation.tool.is_some());
+        let measured = metrics.is_some() && !operations.is_empty();
+        (audit || measured).then(|| Self {
             caller,
-            tools,
+            operations,
             started: Instant::now(),
-        }
+            audit,
+            metrics,
+        })
     }
 
-    /// Writes the line now: for an answer given before the handler (a refusal).
+    /// Reports now: for an answer given before the handler (a refusal).
     pub fn finish(self, outcome: Outcome) {
-        for tool in &self.tools {
+        let elapsed = self.started.elapsed();
+        if let Some(metrics) = &self.metrics {
+            for operation in &self.operations {
+                // Only a tool call can end in a tool error; the others of a batch went well.
+                let outcome = match outcome {
+                    Outcome::ToolError if operation.tool.is_none() => Outcome::Ok,
+                    outcome => outcome,
+                };
+                metrics.record_operation(
+                    operation.method,
+                    operation.called_tool(),
+                    outcome.as_str(),
+                    elapsed,
+                );
+            }
+        }
+        if !self.audit {
+            return;
+        }
+        for tool in self.operations.iter().filter_map(Operation::called_tool) {
             tracing::info!(
                 target: "audit",
                 subject = self.caller.sub.as_deref().unwrap_or("-"),
                 org = self.caller.org_id.as_deref().unwrap_or("-"),
                 client_id = self.caller.client_id.as_deref().unwrap_or("-"),
-                tool = tool.as_str(),
+                tool,
                 outcome = outcome.as_str(),
-                duration_ms = format_args!("{:.1}", self.started.elapsed().as_secs_f64() * 1000.0),
+                duration_ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
                 "tool call"
             );
         }
@@ -133,7 +170,7 @@ impl Scan {
 /// A response body that writes the audit line once it has been sent, or dropped.
 struct Audited {
     inner: Body,
-    call: Option<Call>,
+    call: Option<Record>,
     outcome: Outcome,
     scan: Scan,
     finished: bool,

@@ -20,9 +20,8 @@ use tower::Service;
 
 use super::audit;
 use super::sessions::Sessions;
-use super::tool_calls::{
-    ToolRequests, called_tools_quickly, filter_listed_tools, tool_requests,
-};
+use super::rate_limits::OverLimit;
+use super::tool_calls::{ToolRequests, filter_listed_tools, operations_quickly, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
 use crate::auth::time;
@@ -118,23 +117,26 @@ where
             // reference count shared by all worker threads.
             let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
             if let Err(over) = state.rate_limits.admit_caller(&caller) {
-                return over.response();
+                return over_limit(state, &over);
             }
             let mut tool_requests = ToolRequests::default();
-            if state.reads_tool_calls() && request.method() == Method::POST {
+            if state.reads_bodies() && request.method() == Method::POST {
                 (request, tool_requests) = match check_tool_calls(state, &caller, request).await {
                     Ok(checked) => checked,
-                    Err((refusal, outcome, calls)) => {
-                        if state.audit {
-                            audit::Call::new(caller, calls).finish(outcome);
+                    Err((refusal, outcome, operations)) => {
+                        let record = record(state, caller, operations);
+                        if let Some(record) = record {
+                            record.finish(outcome);
                         }
                         return refusal;
                     }
                 };
             }
             let scopes = tool_requests.lists.then(|| caller.scopes.clone());
-            let audited = (state.audit && !tool_requests.calls.is_empty())
-                .then(|| audit::Call::new(caller.clone(), tool_requests.calls));
+            let audited = match tool_requests.operations.is_empty() {
+                true => None,
+                false => record(state, caller.clone(), tool_requests.operations),
+            };
             let mut response = match &state.sessions {
                 Some(sessions) => in_session(sessions, request, caller, inner).await,
                 None => {
@@ -200,14 +202,35 @@ where
     response
 }
 
-/// Refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
-/// handler sees it) or that is over its tool's rate limit (429); otherwise gives the request back with the body it read, and whether it
-/// lists the tools (its answer is then filtered by [`only_allowed_tools`]).
+/// What follows a request's operations to their answer (audit lines, metrics), if anything does.
+fn record(
+    state: &AppState,
+    caller: Arc<Caller>,
+    operations: Vec<super::tool_calls::Operation>,
+) -> Option<audit::Record> {
+    audit::Record::new(caller, operations, state.audit, state.metrics.clone())
+}
+
+/// A refusal for a rate limit: 429, counted in the metrics.
+fn over_limit(state: &AppState, over: &OverLimit) -> Response {
+    if let Some(metrics) = &state.metrics {
+        metrics.record_rate_limited(over.kind());
+    }
+    over.response()
+}
+
+/// A refused request's answer, the reason it was refused, and the operations it asked for.
+type CheckRefusal = (Response, audit::Outcome, Vec<super::tool_calls::Operation>);
+
+/// Reads a POST's body for what it asks (its operations, whether it lists the tools) and
+/// refuses a `tools/call` whose tool needs scopes the caller's token lacks (403, before the
+/// handler sees it) or that is over its tool's rate limit (429); otherwise gives the request
+/// back with the body it read.
 async fn check_tool_calls(
     state: &AppState,
     caller: &Caller,
     request: Request,
-) -> Result<(Request, ToolRequests), (Response, audit::Outcome, Vec<String>)> {
+) -> Result<(Request, ToolRequests), CheckRefusal> {
     let (parts, body) = request.into_parts();
     let bytes = super::direct::read_body(body, state.max_body_bytes)
         .await
@@ -216,21 +239,23 @@ async fn check_tool_calls(
         tool_requests(&bytes)
     } else {
         ToolRequests {
-            calls: called_tools_quickly(&bytes),
+            operations: operations_quickly(&bytes),
             lists: false,
         }
     };
-    for tool in &requests.calls {
+    let refused = requests.calls().find_map(|tool| {
         let missing = state.tool_scopes.missing(tool, &caller.scopes);
         if !missing.is_empty() {
             let needed = state.tool_scopes.needed_by(tool);
             let refusal = refusal_response(state.challenge.refuse_tool(tool, &needed, &missing));
-            return Err((refusal, audit::Outcome::Denied, requests.calls));
+            return Some((refusal, audit::Outcome::Denied));
         }
         // Counted only once the call is allowed: a refused call costs the caller nothing.
-        if let Err(over) = state.rate_limits.admit_tool(caller, tool) {
-            return Err((over.response(), audit::Outcome::RateLimited, requests.calls));
-        }
+        let over = state.rate_limits.admit_tool(caller, tool).err()?;
+        Some((over_limit(state, &over), audit::Outcome::RateLimited))
+    });
+    if let Some((refusal, outcome)) = refused {
+        return Err((refusal, outcome, requests.operations));
     }
     Ok((Request::from_parts(parts, Body::from(bytes)), requests))
 }
@@ -293,11 +318,16 @@ async fn caller_of(
     extensions: &http::Extensions,
 ) -> Result<Arc<Caller>, Response> {
     let unverified = || state.rate_limits.admit_unverified(extensions, headers);
-    let refuse = |failure: AuthFailure| refusal_response(state.challenge.refuse(&failure));
+    let refuse = |failure: AuthFailure| {
+        if let Some(metrics) = &state.metrics {
+            metrics.record_refusal(&failure);
+        }
+        refusal_response(state.challenge.refuse(&failure))
+    };
     let token = match bearer_token(headers) {
         Ok(token) => token,
         Err(failure) => {
-            unverified().map_err(|over| over.response())?;
+            unverified().map_err(|over| over_limit(state, &over))?;
             return Err(refuse(failure));
         }
     };
@@ -309,7 +339,7 @@ async fn caller_of(
     {
         return Ok(caller);
     }
-    unverified().map_err(|over| over.response())?;
+    unverified().map_err(|over| over_limit(state, &over))?;
     verify(state, token, now).await.map_err(refuse)
 }
 

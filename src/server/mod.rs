@@ -21,6 +21,7 @@ pub mod entry;
 pub mod hosts;
 pub mod limits;
 pub mod mcp_path;
+pub mod metrics;
 pub mod protected;
 pub mod rate_limits;
 pub mod sessions;
@@ -81,13 +82,15 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Whether each `tools/call` gets an audit line (INFO for the `audit` target).
     pub audit: bool,
+    /// What `/metrics` reports (`--metrics-addr`); `None`: nothing is recorded.
+    pub metrics: Option<Arc<metrics::Metrics>>,
 }
 
 impl AppState {
-    /// Whether a `tools/call`'s body is read in the guard: for its tool's scopes or limits, or
-    /// the audit line.
-    pub fn reads_tool_calls(&self) -> bool {
-        self.audit || self.decides_on_tool_calls()
+    /// Whether a POST's body is read in the guard: for a `tools/call`'s scopes or limits, the
+    /// audit line, or the operation metrics.
+    pub fn reads_bodies(&self) -> bool {
+        self.audit || self.metrics.is_some() || self.decides_on_tool_calls()
     }
 
     /// Whether a `tools/call` can be refused for its tool (its scopes or its limit).
@@ -97,10 +100,13 @@ impl AppState {
 }
 
 impl AppState {
+    /// The state of a server for `config`; `known_tool` tells which tool names are the
+    /// handler's own (a metrics label only for those).
     pub fn new(
         config: &ServeConfig,
         keys: Arc<JwksCache>,
         tool_scopes: ToolScopes,
+        known_tool: metrics::KnownTool,
     ) -> Arc<Self> {
         let sessions = (!config.stateless).then(|| {
             Arc::new(Sessions::new(SessionLimits {
@@ -108,6 +114,13 @@ impl AppState {
                 max_per_caller: config.max_sessions_per_caller,
                 idle_timeout: config.session_idle_timeout,
             }))
+        });
+        let metrics = config.metrics_addr.map(|_| {
+            let sources = metrics::Sources {
+                keys: keys.clone(),
+                sessions: sessions.clone(),
+            };
+            Arc::new(metrics::Metrics::new(&routes(config), known_tool, sources))
         });
         Arc::new(AppState {
             policy: config.policy.clone(),
@@ -130,8 +143,35 @@ impl AppState {
             ),
             max_body_bytes: config.max_body_bytes,
             audit: audit::enabled(),
+            metrics,
         })
     }
+}
+
+/// The paths the server answers at, as the metrics' `http_route` values: health, readiness, the
+/// metadata and the MCP endpoint.
+fn routes(config: &ServeConfig) -> Vec<String> {
+    let mut routes = vec![
+        "/health".to_owned(),
+        "/ready".to_owned(),
+        "/.well-known/oauth-protected-resource".to_owned(),
+        config.mcp_path.clone(),
+    ];
+    if let Some(suffixed) = suffixed_metadata_path(config) {
+        routes.push(suffixed);
+    }
+    routes
+}
+
+/// The metadata's path with the MCP path appended (RFC 9728 §3.1), when the MCP path is not `/`.
+fn suffixed_metadata_path(config: &ServeConfig) -> Option<String> {
+    if config.mcp_path == "/" {
+        return None;
+    }
+    let suffixed = well_known_url(&config.public_url, &config.mcp_path);
+    url::Url::parse(&suffixed)
+        .map(|url| url.path().to_owned())
+        .ok()
 }
 
 /// The built-in tools' application, for the tests that drive it in-process. `keys` is the JWKS
@@ -148,11 +188,13 @@ pub fn app(
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router {
-    let state = AppState::new(config, keys, config.tool_scopes.clone());
+    let tools = crate::tools::ScalekitTools::new();
+    let known_tool = metrics::known_tools_of(tools.clone());
+    let state = AppState::new(config, keys, config.tool_scopes.clone(), known_tool);
     standalone_app(
         config,
         state,
-        crate::tools::ScalekitTools::new(),
+        tools,
         dev_auth,
         shutdown,
         Authentication::Required,
@@ -238,11 +280,7 @@ fn health_routes() -> Router<Arc<AppState>> {
 /// appended when it is not `/` (RFC 9728 §3.1).
 fn metadata_routes(config: &ServeConfig) -> Router<Arc<AppState>> {
     let mut routes = Router::new().route("/.well-known/oauth-protected-resource", get(metadata));
-    if config.mcp_path != "/" {
-        let suffixed = well_known_url(&config.public_url, &config.mcp_path);
-        let path = url::Url::parse(&suffixed)
-            .map(|url| url.path().to_owned())
-            .unwrap_or_default();
+    if let Some(path) = suffixed_metadata_path(config) {
         routes = routes.route(&path, get(metadata));
     }
     routes
@@ -261,6 +299,7 @@ where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
     let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    let state_metrics = state.metrics.clone();
     // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
     // public), then the MCP endpoint or 404.
     let protected = McpPath::new(&config.mcp_path, mcp);
@@ -287,6 +326,7 @@ where
     // is fixed when logging starts (before this is built), so without the request line the
     // layer is left out rather than run and skipped on every request.
     let outer = ServiceBuilder::new()
+        .option_layer(state_metrics.map(metrics::MeasuredLayer))
         .option_layer(request_log_enabled().then(|| middleware::from_fn(log_request)))
         .layer(limits::SizeLimits {
             max_header_bytes: config.max_header_bytes,
@@ -315,6 +355,7 @@ where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
     let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    let measured = tower::util::option_layer(state.metrics.clone().map(metrics::MeasuredLayer));
     let guarded = auth::Guarded::new(state.clone(), Authentication::Required, mcp);
     let routes = metadata_routes(config)
         .route_service(&config.mcp_path, guarded)
@@ -327,7 +368,8 @@ where
         .layer(limits::SizeLimits {
             max_header_bytes: config.max_header_bytes,
             max_body_bytes: config.max_body_bytes,
-        });
+        })
+        .layer(measured);
     match dev_auth {
         Some(dev_auth) => routes.merge(dev_auth),
         None => routes,

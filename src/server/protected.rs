@@ -112,7 +112,8 @@ where
         };
         let keys = Arc::new(JwksCache::new(fetcher, config.cache));
         let tool_scopes = config.tool_scopes.clone().and(&tool_scopes);
-        let state = AppState::new(&config, keys, tool_scopes);
+        let known_tool = super::metrics::known_tools_of(handler.clone());
+        let state = AppState::new(&config, keys, tool_scopes, known_tool);
         Ok(Self {
             config,
             handler,
@@ -134,9 +135,10 @@ where
         self.shutdown.clone()
     }
 
-    /// Loads the signing keys and keeps them fresh, and forgets idle rate-limit state, in the
+    /// Loads the signing keys and keeps them fresh, forgets idle rate-limit state, and serves
+    /// `/metrics` (on `metrics_listener`, or on the configured address, bound now), in the
     /// background, once.
-    fn start_key_refresh(&self) {
+    fn start_background(&self, metrics_listener: Option<tokio::net::TcpListener>) {
         self.started.call_once(|| {
             for warning in &self.config.warnings {
                 tracing::warn!("{warning}");
@@ -153,7 +155,22 @@ where
                     self.shutdown.child_token(),
                 ));
             }
+            if let (Some(metrics), Some(address)) = (&self.state.metrics, self.config.metrics_addr)
+            {
+                tokio::spawn(serve_metrics(
+                    metrics_listener,
+                    address,
+                    metrics.clone(),
+                    self.shutdown.child_token(),
+                ));
+            }
         });
+    }
+
+    /// [`McpServer::start_background`] for a mounted server: the metrics address is bound in
+    /// the background (a failure is logged).
+    fn start_key_refresh(&self) {
+        self.start_background(None);
     }
 
     /// The routes to merge into an axum application: the MCP endpoint at the configured MCP path,
@@ -206,7 +223,12 @@ where
 
     async fn serve_with(self, authentication: Authentication) -> anyhow::Result<()> {
         let config = &self.config;
-        self.start_key_refresh();
+        // Bound before anything starts, so that a taken port stops `serve` with its reason.
+        let metrics_listener = match config.metrics_addr {
+            Some(address) => Some(bind_metrics(address).await?),
+            None => None,
+        };
+        self.start_background(metrics_listener);
         let shutdown = self.shutdown.clone();
         // Before the first request: see `timer_floor` for why the request timeout needs it.
         tokio::spawn(super::timer_floor::hold(
@@ -260,6 +282,39 @@ where
         }
         Ok(())
     }
+}
+
+/// The metrics listener at `address`.
+async fn bind_metrics(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(address).await.with_context(|| {
+        format!(
+            "listening for metrics on {address} (is another process using the port? set \
+             --metrics-addr / SCALEKIT_MCP_METRICS_ADDR)"
+        )
+    })
+}
+
+/// Serves `/metrics` until `shutdown`, on `listener` or else on `address`, bound now.
+async fn serve_metrics(
+    listener: Option<tokio::net::TcpListener>,
+    address: std::net::SocketAddr,
+    metrics: Arc<super::metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
+    let listener = match listener {
+        Some(listener) => listener,
+        None => match bind_metrics(address).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                tracing::error!("{}", crate::error::error_chain(error.as_ref()));
+                return;
+            }
+        },
+    };
+    if let Ok(local) = listener.local_addr() {
+        tracing::info!(address = %local, "serving metrics at /metrics");
+    }
+    super::metrics::serve(listener, metrics, shutdown).await;
 }
 
 /// Every minute until shutdown, drops the rate-limit state of callers idle long enough to be

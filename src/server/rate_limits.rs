@@ -212,6 +212,15 @@ fn admit(limit: &Limit, key: &str) -> Result<(), OverLimit> {
 }
 
 impl OverLimit {
+    /// Which kind of limit it is, for the metrics: `caller`, `client_ip` or `tool`.
+    pub fn kind(&self) -> &'static str {
+        match self.name.as_str() {
+            "caller" => "caller",
+            "client IP" => "client_ip",
+            _ => "tool",
+        }
+    }
+
     /// Whole seconds until a retry can succeed, at least 1.
     fn retry_seconds(&self) -> u64 {
         self.retry_after.as_secs() + u64::from(self.retry_after.subsec_nanos() > 0)

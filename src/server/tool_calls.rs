@@ -7,33 +7,61 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-/// What a JSON-RPC body asks of the tools: the tools it calls (one for a `tools/call` request,
-/// several for a batch) and whether it lists them. Nothing for anything else, including a body
-/// that is not JSON (which rmcp then refuses).
+use super::metrics::method_label;
+
+/// One JSON-RPC request or notification of a body: its method (one of the known MCP methods,
+/// else `other`: see [`method_label`]) and, for a `tools/call`, the tool it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operation {
+    pub method: &'static str,
+    pub tool: Option<String>,
+}
+
+impl Operation {
+    fn new(method: &str, tool: Option<&str>) -> Self {
+        let method = method_label(method);
+        let tool = tool.filter(|_| method == "tools/call").map(str::to_owned);
+        Self { method, tool }
+    }
+
+    /// The tool a `tools/call` calls.
+    pub fn called_tool(&self) -> Option<&str> {
+        self.tool.as_deref()
+    }
+}
+
+/// What a JSON-RPC body asks: its requests and notifications (one, or several for a batch) and
+/// whether it lists the tools. Nothing for a body that is not JSON (which rmcp then refuses),
+/// nor for a client's answers to the server (they have no method).
 ///
 /// Read as a generic JSON value, the way a lenient parser would read it (a repeated key: the last
 /// one counts), so that no spelling of a call reaches the handler with a tool name other than
 /// the one checked here.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct ToolRequests {
-    pub calls: Vec<String>,
+    pub operations: Vec<Operation>,
     pub lists: bool,
+}
+
+impl ToolRequests {
+    /// The tools the body calls.
+    pub fn calls(&self) -> impl Iterator<Item = &str> {
+        self.operations.iter().filter_map(Operation::called_tool)
+    }
 }
 
 pub fn tool_requests(body: &[u8]) -> ToolRequests {
     let mut requests = ToolRequests::default();
-    let mut read = |message: &Value| match message.get("method").and_then(Value::as_str) {
-        Some("tools/call") => {
-            if let Some(name) = message
-                .get("params")
-                .and_then(|params| params.get("name"))
-                .and_then(Value::as_str)
-            {
-                requests.calls.push(name.to_owned());
-            }
-        }
-        Some("tools/list") => requests.lists = true,
-        _ => {}
+    let mut read = |message: &Value| {
+        let Some(method) = message.get("method").and_then(Value::as_str) else {
+            return;
+        };
+        let tool = message
+            .get("params")
+            .and_then(|params| params.get("name"))
+            .and_then(Value::as_str);
+        requests.lists |= method == "tools/list";
+        requests.operations.push(Operation::new(method, tool));
     };
     match serde_json::from_slice::<Value>(body) {
         Ok(Value::Array(messages)) => messages.iter().for_each(&mut read),
@@ -43,11 +71,11 @@ pub fn tool_requests(body: &[u8]) -> ToolRequests {
     requests
 }
 
-/// The tools a body calls, read for the audit line alone (no tool scopes or tool limits to
-/// decide): the fields it needs are read in place and everything else is skipped, where
-/// [`tool_requests`] builds the whole message as a JSON value. A body this reader refuses (a
-/// repeated key, say) only goes without an audit line; no decision depends on it.
-pub fn called_tools_quickly(body: &[u8]) -> Vec<String> {
+/// The operations of a body, read for the audit line and the metrics alone (no tool scopes or
+/// tool limits to decide): the fields they need are read in place and everything else is
+/// skipped, where [`tool_requests`] builds the whole message as a JSON value. A body this reader
+/// refuses (a repeated key, say) only goes unrecorded; no decision depends on it.
+pub fn operations_quickly(body: &[u8]) -> Vec<Operation> {
     #[derive(Deserialize)]
     struct Message<'a> {
         #[serde(borrow)]
@@ -60,19 +88,19 @@ pub fn called_tools_quickly(body: &[u8]) -> Vec<String> {
         #[serde(borrow)]
         name: Option<Cow<'a, str>>,
     }
-    let called = |message: Message<'_>| match (message.method.as_deref(), message.params) {
-        (Some("tools/call"), Some(Params { name: Some(name) })) => Some(name.into_owned()),
-        _ => None,
+    let operation = |message: Message<'_>| {
+        let tool = message.params.and_then(|params| params.name);
+        Some(Operation::new(message.method.as_deref()?, tool.as_deref()))
     };
     let batch = body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[');
     if batch {
         serde_json::from_slice::<Vec<Message<'_>>>(body)
-            .map(|messages| messages.into_iter().filter_map(called).collect())
+            .map(|messages| messages.into_iter().filter_map(operation).collect())
             .unwrap_or_default()
     } else {
         serde_json::from_slice::<Message<'_>>(body)
             .ok()
-            .and_then(called)
+            .and_then(operation)
             .into_iter()
             .collect()
     }
@@ -135,37 +163,65 @@ fn filter_message(json: &[u8], allowed: &impl Fn(&str) -> bool) -> Option<Vec<u8
 mod tests {
     use super::*;
 
+    fn calls(requests: &ToolRequests) -> Vec<&str> {
+        requests.calls().collect()
+    }
+
+    fn call(method: &'static str, tool: Option<&str>) -> Operation {
+        Operation {
+            method,
+            tool: tool.map(str::to_owned),
+        }
+    }
+
     #[test]
     fn tool_calls_and_lists_are_found() {
-        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{}}}"#;
-        assert_eq!(tool_requests(call).calls, ["add_todo"]);
-        assert!(!tool_requests(call).lists);
+        let one = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{}}}"#;
+        assert_eq!(calls(&tool_requests(one)), ["add_todo"]);
+        assert!(!tool_requests(one).lists);
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
                          {"jsonrpc":"2.0","id":2,"method":"tools/list"},
-                         {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b"}}]"#;
+                         {"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"b"}},
+                         {"jsonrpc":"2.0","id":4,"method":"prompts/get","params":{"name":"p"}},
+                         {"jsonrpc":"2.0","id":5,"method":"vendor/thing"}]"#;
         assert_eq!(
             tool_requests(batch),
             ToolRequests {
-                calls: vec!["a".into(), "b".into()],
+                operations: vec![
+                    call("tools/call", Some("a")),
+                    call("tools/list", None),
+                    call("tools/call", Some("b")),
+                    call("prompts/get", None),
+                    call("other", None),
+                ],
                 lists: true
             }
         );
         let repeated = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","name":"admin_x"}}"#;
-        assert_eq!(tool_requests(repeated).calls, ["admin_x"], "the last key counts");
+        assert_eq!(calls(&tool_requests(repeated)), ["admin_x"], "the last key counts");
         assert_eq!(tool_requests(b"not json"), ToolRequests::default());
+        let answer = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
+        assert_eq!(tool_requests(answer), ToolRequests::default());
     }
 
     #[test]
-    fn the_quick_reader_finds_the_same_calls() {
-        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{"a":[1,{"b":2}]}}}"#;
-        assert_eq!(called_tools_quickly(call), ["add_todo"]);
+    fn the_quick_reader_finds_the_same_operations() {
+        let one = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{"a":[1,{"b":2}]}}}"#;
+        assert_eq!(operations_quickly(one), [call("tools/call", Some("add_todo"))]);
         let batch = br#" [{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
                           {"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
-        assert_eq!(called_tools_quickly(batch), ["a"]);
+        assert_eq!(
+            operations_quickly(batch),
+            [call("tools/call", Some("a")), call("tools/list", None)]
+        );
         let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x\u0041"}}"#;
-        assert_eq!(called_tools_quickly(escaped), ["xA"]);
-        assert!(called_tools_quickly(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).is_empty());
-        assert!(called_tools_quickly(b"not json").is_empty());
+        assert_eq!(operations_quickly(escaped), [call("tools/call", Some("xA"))]);
+        assert_eq!(
+            operations_quickly(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
+            [call("notifications/initialized", None)]
+        );
+        assert!(operations_quickly(br#"{"jsonrpc":"2.0","id":3,"result":{}}"#).is_empty());
+        assert!(operations_quickly(b"not json").is_empty());
     }
 
     #[test]

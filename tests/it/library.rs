@@ -47,3 +47,51 @@ async fn an_auth_layer_alone_loads_the_signing_keys() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A mounted server with `metrics_addr`: its first router starts the metrics listener, and the
+/// mounted MCP endpoint's requests are counted there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mounted_server_serves_its_metrics_on_their_own_listener() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let metrics_port = free_port();
+    let config = Config::builder()
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .jwks_url(format!("{}/keys", jwks.url()))
+        .mcp_path("/mcp")
+        .metrics_addr(format!("127.0.0.1:{metrics_port}"))
+        .build()
+        .unwrap();
+    let mcp = McpServer::new(config, ScalekitTools::new()).unwrap();
+    let app = Router::new().merge(mcp.router());
+    let request = http::Request::post("/mcp")
+        .header("host", "localhost:3002")
+        .body(Body::empty())
+        .unwrap();
+    let refused = send(&app, request).await;
+    assert_eq!(refused.status, 401);
+
+    let url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    let started = Instant::now();
+    let text = loop {
+        if let Ok(response) = reqwest::get(&url).await {
+            break response.text().await.unwrap();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no metrics listener"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        text.contains(
+            "http_server_request_duration_seconds_count{http_request_method=\"POST\",\
+             http_route=\"/mcp\",http_response_status_code=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("scalekit_mcp_auth_refusals_total{reason=\"missing\"} 1"),
+        "{text}"
+    );
+}
