@@ -3,11 +3,13 @@
 Starts every row on a free loopback port, checks that it answers the greeting and refuses a bad
 token (a row that does not is reported as failed and not measured), then drives the rows with wrk
 at each concurrency, taking turns round by round (see `measure_interleaved`), measures the auth
-overhead from paired runs of rows (a) and (c) (see `measure_auth_pairs`), samples RSS from /proc,
+overhead from paired runs of rows (a) and (c) and the metrics overhead from paired runs of rows (am)
+and (a) (see `measure_pairs`), samples RSS from /proc,
 and writes results.md, results.json and throughput.svg.
 
     python3 bench/harness.py --out DIR --bin BIN --no-auth BIN --ceiling BIN \
         --venv DIR --node-dir DIR [--duration SECONDS] [--rows a,b,...] [--auth-pairs N]
+        [--metrics-pairs N]
 """
 
 import argparse
@@ -199,6 +201,9 @@ def rows(args, sk_url, jwks_url):
     seed = os.path.join(ROOT, "bench", "peers", "seed_server.py")
     return [
         ("a", "scalekit-mcp serve --stateless", ours(args.bin, "--stateless"), {}, "/ready", False, True),
+        ("am", "scalekit-mcp serve --stateless --metrics-addr (metrics recorded)",
+         ours(args.bin, "--stateless", "--metrics-addr", "127.0.0.1:{metrics_port}"), {}, "/ready", False,
+         True),
         ("b", "scalekit-mcp serve (stateful)", ours(args.bin), {}, "/ready", True, True),
         ("c", "serve --stateless, auth off (bench_no_auth)", ours(args.no_auth, "--stateless"), {},
          "/ready", False, False),
@@ -221,7 +226,9 @@ class Row:
     def __init__(self, row, log_dir):
         self.name, self.label, command, extra_env, self.ready_path, self.stateful, self.has_auth = row
         self.port = free_port()
-        command = [part.replace("{port}", str(self.port)) for part in command]
+        self.metrics_port = free_port()
+        command = [part.replace("{port}", str(self.port)).replace("{metrics_port}", str(self.metrics_port))
+                   for part in command]
         env = dict(os.environ, **{k: v.replace("{port}", str(self.port)) for k, v in extra_env.items()})
         env.pop("RUST_LOG", None)
         self.result = {"row": self.name, "label": self.label, "stateful": self.stateful, "auth": self.has_auth}
@@ -336,11 +343,12 @@ def measure_interleaved(rows, token, duration, rounds):
                     row.measure(token, concurrency, duration, warm_up=round_index == 0)
 
 
-def measure_auth_pairs(on, off, token, pairs, duration, concurrency=64):
-    """The auth overhead from paired runs: rows (a) and (c) back to back, in ABBA order, `pairs`
-    times; the median of the pairs' ratios. Two runs a few seconds apart see the same machine,
-    and the median ignores the pairs that a burst of outside load split; the best-of-three cells
-    of the main table move by more than the 10 % this measures (see docs/performance.md)."""
+def measure_pairs(what, on, off, token, pairs, duration, concurrency=64):
+    """The overhead of `what` from paired runs: rows `on` and `off` back to back, in ABBA order,
+    `pairs` times; the median of the pairs' ratios. Two runs a few seconds apart see the same
+    machine, and the median ignores the pairs that a burst of outside load split; the best-of-three
+    cells of the main table move by more than the few percent this measures (see
+    docs/performance.md)."""
     def one(row):
         settle([on, off])
         before = cpu_seconds(row.process.pid)
@@ -356,13 +364,14 @@ def measure_auth_pairs(on, off, token, pairs, duration, concurrency=64):
             pair["cpu_overhead"] = pair["on"]["cpu_us_per_request"] / pair["off"]["cpu_us_per_request"] - 1
             pair["rps_overhead"] = 1 - pair["on"]["rps"] / pair["off"]["rps"]
             results.append(pair)
-            print(f"  auth pair {index + 1}/{pairs}: CPU/request {pair['cpu_overhead']:+.1%}, "
+            print(f"  {what} pair {index + 1}/{pairs}: CPU/request {pair['cpu_overhead']:+.1%}, "
                   f"req/s {-pair['rps_overhead']:+.1%}", flush=True)
     except Exception as error:
-        print(f"  auth pairs stopped: {error}", flush=True)
+        print(f"  {what} pairs stopped: {error}", flush=True)
     if not results:
         return None
     return {"pairs": results, "duration_s": duration, "concurrency": concurrency,
+            "on": on.name, "off": off.name,
             "cpu_overhead_median": statistics.median(p["cpu_overhead"] for p in results),
             "rps_overhead_median": statistics.median(p["rps_overhead"] for p in results)}
 
@@ -404,6 +413,8 @@ def main():
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     parser.add_argument("--auth-pairs", type=int, default=10,
                         help="paired runs of rows a and c for the auth overhead (0: none)")
+    parser.add_argument("--metrics-pairs", type=int, default=10,
+                        help="paired runs of rows am and a for the metrics overhead (0: none)")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     log_dir = tempfile.mkdtemp(prefix="bench-logs-")
@@ -428,22 +439,30 @@ def main():
     standin = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers", "standin.py"),
                                 str(sk_port), os.path.join(FIXTURES, "jwks-a.json")])
     started = []
-    auth_pairs = None
+    auth_pairs = metrics_pairs = None
     try:
         wait_ready(sk_port, "/keys")
         token = mint(sk_url, "rsa-a.pem")
         bad_token = mint(sk_url, "rsa-b.pem")  # names key-a, signed with key b: a bad signature
         wanted = set(args.rows.split(","))
+        # Row (am) only serves the metrics pairs, unless asked for by name.
+        paired_only = {"am"} - wanted if args.metrics_pairs and "a" in wanted else set()
         for row in rows(args, sk_url, f"{sk_url}/keys"):
-            if row[0] in wanted:
+            if row[0] in wanted | paired_only:
                 print(f"row {row[0]}: {row[1]}", flush=True)
                 started.append(Row(row, log_dir))
                 started[-1].check(token, bad_token)
-        measure_interleaved(started, token, args.duration, args.rounds)
-        on, off = (next((row for row in started if row.name == name and row.ok), None) for name in "ac")
-        if on and off and args.auth_pairs:
+        measure_interleaved([row for row in started if row.name not in paired_only], token, args.duration,
+                            args.rounds)
+        ok = lambda name: next((row for row in started if row.name == name and row.ok), None)  # noqa: E731
+        pair_duration = min(args.duration, 3)
+        if ok("a") and ok("c") and args.auth_pairs:
             print(f"auth overhead: {args.auth_pairs} paired runs of (a) and (c)", flush=True)
-            auth_pairs = measure_auth_pairs(on, off, token, args.auth_pairs, min(args.duration, 3))
+            auth_pairs = measure_pairs("auth", ok("a"), ok("c"), token, args.auth_pairs, pair_duration)
+        if ok("am") and ok("a") and args.metrics_pairs:
+            print(f"metrics overhead: {args.metrics_pairs} paired runs of (am) and (a)", flush=True)
+            metrics_pairs = measure_pairs("metrics", ok("am"), ok("a"), token, args.metrics_pairs,
+                                          pair_duration)
     finally:
         results = [row.finish() for row in started]
         standin.terminate()
@@ -458,9 +477,10 @@ def main():
             "call.sh", {"RUNS": "30", "SCALEKIT_MCP_BIN": args.bin}),
     }
     machine["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    report = {"machine": machine, "rows": results, "extras": extras, "auth_pairs": auth_pairs}
+    report = {"machine": machine, "rows": results, "extras": extras, "auth_pairs": auth_pairs,
+              "metrics_pairs": metrics_pairs}
     report["ratios"] = ratios(results)
-    report["targets"] = targets(results, extras, auth_pairs)
+    report["targets"] = targets(results, extras, auth_pairs, metrics_pairs)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(report, f, indent=2)
     with open(os.path.join(args.out, "results.md"), "w") as f:
@@ -472,7 +492,7 @@ def main():
 
 
 def by_row(results):
-    return {r["row"]: r for r in results if "runs" in r}
+    return {r["row"]: r for r in results if r.get("runs")}
 
 
 def ratios(results):
@@ -501,7 +521,7 @@ def least_cpu(row, concurrency=64):
     return min(values) if values else None
 
 
-def targets(results, extras, auth_pairs):
+def targets(results, extras, auth_pairs, metrics_pairs=None):
     rows = by_row(results)
     a, c, d, f = (rows.get(k) for k in ("a", "c", "d", "f"))
     rps = lambda row, conc=64: row["runs"][str(conc)]["rps"] if row else None  # noqa: E731
@@ -526,6 +546,14 @@ def targets(results, extras, auth_pairs):
         overhead = auth_pairs["rps_overhead_median"]
         check(f"auth overhead at c=64, throughput (1 − on/off, median of {pairs} pairs)",
               "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
+    if metrics_pairs:
+        pairs = len(metrics_pairs["pairs"])
+        overhead = metrics_pairs["rps_overhead_median"]
+        check(f"metrics overhead at c=64, throughput (1 − on/off, median of {pairs} pairs)",
+              "≤ 3 %", f"{overhead:.1%}", overhead <= 0.03)
+        overhead = metrics_pairs["cpu_overhead_median"]
+        check(f"metrics overhead at c=64, server CPU per request (on/off − 1, median of {pairs} pairs)",
+              "≤ 3 %", f"{overhead:.1%}", overhead <= 0.03)
     if a:
         p99 = a["runs"]["64"]["p99_us"] / 1000
         check("p99 at c=64, stateless", "≤ 5 ms", f"{p99:.2f}", p99 <= 5, " ms")
@@ -580,14 +608,16 @@ def markdown(report):
         values = ratio["by_concurrency"]
         cell = lambda c: f"{values[c]:.2f}×" if c in values else "—"  # noqa: E731
         lines.append(f"| {ratio['label']} | {cell('1')} | {cell('16')} | {cell('64')} |")
-    pairs = report.get("auth_pairs")
-    if pairs:
+    for what, key in (("Auth", "auth_pairs"), ("Metrics", "metrics_pairs")):
+        pairs = report.get(key)
+        if not pairs:
+            continue
         cpu = ", ".join(f"{p['cpu_overhead']:+.0%}" for p in pairs["pairs"])
         rps = ", ".join(f"{-p['rps_overhead']:+.0%}" for p in pairs["pairs"])
-        lines += ["", f"Auth overhead from {len(pairs['pairs'])} paired runs of (a) and (c) at "
-                      f"c={pairs['concurrency']}, {pairs['duration_s']} s each, in ABBA order: server CPU per "
-                      f"request with auth against without, pair by pair: {cpu} (median "
-                      f"{pairs['cpu_overhead_median']:+.1%}); req/s: {rps} (median "
+        lines += ["", f"{what} overhead from {len(pairs['pairs'])} paired runs of ({pairs['on']}) and "
+                      f"({pairs['off']}) at c={pairs['concurrency']}, {pairs['duration_s']} s each, in ABBA "
+                      f"order: server CPU per request with {what.lower()} against without, pair by pair: "
+                      f"{cpu} (median {pairs['cpu_overhead_median']:+.1%}); req/s: {rps} (median "
                       f"{-pairs['rps_overhead_median']:+.1%})."]
     e = report["extras"]
     fmt = lambda x: f"{x['median_ms']:.1f} ms median" if x.get("median_ms") is not None else x["status"]  # noqa: E731
@@ -605,7 +635,7 @@ def svg(results):
     """Throughput against concurrency, log-scale y, one line per row; written by hand."""
     width, height, left, right, top, bottom = 760, 420, 70, 330, 30, 50
     plot_w, plot_h = width - left - right, height - top - bottom
-    measured = [r for r in results if "runs" in r]
+    measured = [r for r in results if r.get("runs")]
     values = [run["rps"] for r in measured for run in r["runs"].values() if run["rps"] > 0]
     import math
     lo = 10 ** math.floor(math.log10(min(values))) if values else 1

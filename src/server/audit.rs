@@ -50,6 +50,15 @@ impl Outcome {
     }
 }
 
+/// What an endpoint that read the request itself (the direct path) says it answered: the
+/// operations, and their outcome when the answer is complete already (else it is read from the
+/// answer as it is sent). Left on the response for the guard, which then reads no body.
+#[derive(Clone)]
+pub struct Reported {
+    pub operations: Vec<Operation>,
+    pub outcome: Option<Outcome>,
+}
+
 /// One request's operations being followed to their answer: who, which operations, since
 /// when, and where they are reported (audit lines, metrics).
 pub struct Record {
@@ -138,24 +147,52 @@ impl Record {
 /// Looks for the marks of a failed call in an answer that arrives in pieces.
 #[derive(Default)]
 struct Scan {
-    /// The end of the previous piece, so that a mark split between two pieces is seen.
-    tail: Vec<u8>,
+    /// The end of the previous piece (its last `SEAM` bytes), so that a mark split between two
+    /// pieces is seen.
+    tail: [u8; SEAM],
+    tail_len: usize,
     tool_error: bool,
     rpc_error: bool,
 }
 
 const TOOL_ERROR: &[u8] = br#""isError":true"#;
 const RPC_ERROR: &[u8] = br#""error":{"#;
+/// The most of a mark that can sit at the end of one piece: the longest mark less a byte.
+const SEAM: usize = TOOL_ERROR.len() - 1;
 
 impl Scan {
     fn feed(&mut self, piece: &[u8]) {
-        let mut window = std::mem::take(&mut self.tail);
-        window.extend_from_slice(piece);
-        let contains = |needle: &[u8]| window.windows(needle.len()).any(|w| w == needle);
-        self.tool_error |= contains(TOOL_ERROR);
-        self.rpc_error |= contains(RPC_ERROR);
-        let keep = TOOL_ERROR.len().max(RPC_ERROR.len()) - 1;
-        self.tail = window[window.len().saturating_sub(keep)..].to_vec();
+        if self.tool_error && self.rpc_error {
+            return;
+        }
+        if self.tail_len > 0 {
+            let mut seam = [0u8; 2 * SEAM];
+            let head = piece.len().min(SEAM);
+            seam[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+            seam[self.tail_len..self.tail_len + head].copy_from_slice(&piece[..head]);
+            self.look(&seam[..self.tail_len + head]);
+        }
+        self.look(piece);
+        // What the next piece's seam needs: the end of this piece, after the earlier tail when
+        // this piece is shorter than a seam.
+        let mut joined = [0u8; 2 * SEAM];
+        joined[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        let added = piece.len().min(SEAM);
+        joined[self.tail_len..self.tail_len + added].copy_from_slice(&piece[piece.len() - added..]);
+        let total = self.tail_len + added;
+        let kept = total.min(SEAM);
+        self.tail[..kept].copy_from_slice(&joined[total - kept..total]);
+        self.tail_len = kept;
+    }
+
+    /// Both marks start with a quote: each quote is a place to compare (an answer has a few
+    /// dozen), which costs less than setting up a substring search for a short answer.
+    fn look(&mut self, bytes: &[u8]) {
+        for at in memchr::memchr_iter(b'"', bytes) {
+            let rest = &bytes[at..];
+            self.tool_error |= rest.starts_with(TOOL_ERROR);
+            self.rpc_error |= rest.starts_with(RPC_ERROR);
+        }
     }
 
     fn outcome(&self, by_status: Outcome) -> Outcome {
@@ -248,6 +285,13 @@ mod tests {
         let mut scan = Scan::default();
         scan.feed(br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#);
         assert_eq!(scan.outcome(Outcome::Ok), Outcome::Ok);
+
+        // A mark spread over three pieces, one shorter than the mark.
+        let mut scan = Scan::default();
+        scan.feed(br#"data: {"jsonrpc":"2.0","id":1,"result":{"content":[],"is"#);
+        scan.feed(br#"Err"#);
+        scan.feed(br#"or":true}}"#);
+        assert_eq!(scan.outcome(Outcome::Ok), Outcome::ToolError);
 
         let mut scan = Scan::default();
         scan.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602}}"#);

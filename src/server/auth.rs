@@ -133,6 +133,8 @@ where
                 };
             }
             let scopes = tool_requests.lists.then(|| caller.scopes.clone());
+            // Cloned only when the endpoint may report: see `logged` above.
+            let caller_for_report = state.endpoint_reports.then(|| caller.clone());
             let audited = match tool_requests.operations.is_empty() {
                 true => None,
                 false => record(state, caller.clone(), tool_requests.operations),
@@ -147,8 +149,12 @@ where
             if let Some(scopes) = scopes {
                 response = only_allowed_tools(state, &scopes, response).await;
             }
+            let reported = caller_for_report
+                .and_then(|caller| Some((caller, response.extensions_mut().remove::<audit::Reported>()?)));
             if let Some(call) = audited {
                 response = call.follow(response);
+            } else if let Some((caller, reported)) = reported {
+                response = follow_reported(state, caller, reported, response);
             }
             if let Some(logged) = logged {
                 response.extensions_mut().insert(logged);
@@ -200,6 +206,26 @@ where
         sessions.bind(opened, &caller, reservation);
     }
     response
+}
+
+/// The operations the endpoint reported it answered ([`audit::Reported`]), recorded now when
+/// the endpoint knows how they ended, else when the answer has been sent.
+fn follow_reported(
+    state: &AppState,
+    caller: Arc<Caller>,
+    reported: audit::Reported,
+    response: Response,
+) -> Response {
+    let Some(record) = record(state, caller, reported.operations) else {
+        return response;
+    };
+    match reported.outcome {
+        Some(outcome) => {
+            record.finish(outcome);
+            response
+        }
+        None => record.follow(response),
+    }
 }
 
 /// What follows a request's operations to their answer (audit lines, metrics), if anything does.

@@ -23,6 +23,10 @@
 //! `context.protocol_version()` is `None`, which rmcp's dispatch treats like the pre-2026
 //! versions this path admits. `tests/it/direct_path.rs` sends the same requests through this
 //! path and through rmcp and asserts byte-identical answers.
+//!
+//! With `--metrics-addr`, every answer also says which operations it answered and, for its own
+//! answers, how they ended ([`Reported`]): the body is read here anyway, so the guard in front
+//! need not read and parse it a second time.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -46,7 +50,9 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
+use super::audit::{Outcome, Reported};
 use super::sessions::Sessions;
+use super::tool_calls::{Operation, operations_quickly};
 
 /// The newest protocol version this path serves; from this one on, requests carry their own
 /// metadata and headers that only rmcp checks.
@@ -73,16 +79,20 @@ impl<H: ServerHandler> Clone for DirectOrRmcp<H> {
 struct DirectPath<H: ServerHandler> {
     tools: H,
     max_body_bytes: usize,
+    /// Whether each answer says which operations it answered ([`Reported`]), for the metrics:
+    /// this path reads every body anyway, so the guard need not read it again.
+    report: bool,
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
     idle: OnceLock<RunningService<RoleServer, H>>,
     rmcp: RmcpService<H>,
 }
 
 impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
-    pub fn new(tools: H, max_body_bytes: usize, rmcp: RmcpService<H>) -> Self {
+    pub fn new(tools: H, max_body_bytes: usize, report: bool, rmcp: RmcpService<H>) -> Self {
         Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
+            report,
             idle: OnceLock::new(),
             rmcp,
         }))
@@ -122,7 +132,11 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
     }
 
     async fn answer_or_pass(&self, request: Request) -> Response {
-        if request.method() != Method::POST || !plain_headers(request.headers()) {
+        if request.method() != Method::POST {
+            return self.pass(request).await;
+        }
+        let plain = plain_headers(request.headers());
+        if !plain && !self.report {
             return self.pass(request).await;
         }
         let (parts, body) = request.into_parts();
@@ -130,11 +144,21 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             Ok(bytes) => bytes,
             Err(refusal) => return refusal,
         };
-        match direct_request(&bytes) {
+        match direct_request(&bytes).filter(|_| plain) {
             Some(request) => self.answer(request, parts).await,
             None => {
-                self.pass(Request::from_parts(parts, Body::from(bytes)))
-                    .await
+                // rmcp answers; the outcome is read from its answer (see `audit::Record`).
+                let operations = self.report.then(|| operations_quickly(&bytes));
+                let mut response = self
+                    .pass(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+                if let Some(operations) = operations {
+                    response.extensions_mut().insert(Reported {
+                        operations,
+                        outcome: None,
+                    });
+                }
+                response
             }
         }
     }
@@ -159,11 +183,33 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         context.meta = std::mem::take(request.get_meta_mut());
         context.extensions = std::mem::take(request.extensions_mut());
         context.extensions.insert(parts);
-        let message = match self.tools.handle_request(request, context).await {
-            Ok(result) => ServerJsonRpcMessage::response(result, id),
-            Err(error) => ServerJsonRpcMessage::error(error, Some(id)),
+        let operation = self.report.then(|| {
+            let tool = match &request {
+                ClientRequest::CallToolRequest(call) => Some(call.params.name.as_ref()),
+                _ => None,
+            };
+            Operation::new(request.method(), tool)
+        });
+        let (message, outcome) = match self.tools.handle_request(request, context).await {
+            Ok(result) => {
+                let outcome = match &result {
+                    rmcp::model::ServerResult::CallToolResult(result) if result.is_error == Some(true) => {
+                        Outcome::ToolError
+                    }
+                    _ => Outcome::Ok,
+                };
+                (ServerJsonRpcMessage::response(result, id), outcome)
+            }
+            Err(error) => (ServerJsonRpcMessage::error(error, Some(id)), Outcome::Error),
         };
-        json_response(&message)
+        let mut response = json_response(&message);
+        if let Some(operation) = operation {
+            response.extensions_mut().insert(Reported {
+                operations: vec![operation],
+                outcome: Some(outcome),
+            });
+        }
+        response
     }
 }
 

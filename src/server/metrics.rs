@@ -11,7 +11,7 @@
 //! docs/performance.md for the measured cost); without `--metrics-addr` nothing is recorded.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures::future::BoxFuture;
 use http::{HeaderValue, Method, header};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
@@ -28,6 +27,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+use rustc_hash::FxHashMap;
 use tower::{Layer, Service};
 
 use super::sessions::Sessions;
@@ -133,6 +133,13 @@ pub struct Metrics {
     routes: Vec<Arc<String>>,
     other_route: Arc<String>,
     known_tool: KnownTool,
+    /// The handler's tools seen so far, as label values: asked of `known_tool` once each.
+    tool_labels: RwLock<FxHashMap<String, Arc<String>>>,
+    /// The histograms of label sets seen before, by the addresses of their label values (every
+    /// one a `&'static str` or an `Arc` kept here): a pointer-keyed lookup instead of hashing
+    /// the label strings through `Family` on every request.
+    http_cache: RwLock<FxHashMap<(StrKey, usize, u16), Histogram>>,
+    mcp_cache: RwLock<FxHashMap<(StrKey, usize, StrKey), Histogram>>,
     no_tool: Arc<String>,
     other_tool: Arc<String>,
 }
@@ -197,6 +204,9 @@ impl Metrics {
             routes: routes.iter().cloned().map(Arc::new).collect(),
             other_route: Arc::new(OTHER.to_owned()),
             known_tool,
+            tool_labels: Default::default(),
+            http_cache: Default::default(),
+            mcp_cache: Default::default(),
             no_tool: Arc::new(String::new()),
             other_tool: Arc::new(OTHER.to_owned()),
         }
@@ -222,14 +232,14 @@ impl Metrics {
 
     /// One HTTP request answered.
     fn record_http(&self, method: &Method, route: Arc<String>, status: u16, elapsed: Duration) {
-        let labels = HttpLabels {
-            http_request_method: http_method_label(method),
-            http_route: route,
+        let method = http_method_label(method);
+        let key = (str_key(method), Arc::as_ptr(&route) as usize, status);
+        let labels = || HttpLabels {
+            http_request_method: method,
+            http_route: route.clone(),
             http_response_status_code: status,
         };
-        self.http_requests
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        observe(&self.http_cache, key, &self.http_requests, labels, elapsed);
     }
 
     /// One MCP request or notification answered. `tool` is the called tool's name (for
@@ -243,17 +253,37 @@ impl Metrics {
     ) {
         let tool = match tool {
             None => self.no_tool.clone(),
-            Some(name) if (self.known_tool)(name) => Arc::new(name.to_owned()),
-            Some(_) => self.other_tool.clone(),
+            Some(name) => self.tool_label(name),
         };
-        let labels = McpLabels {
+        let key = (str_key(method), Arc::as_ptr(&tool) as usize, str_key(outcome));
+        let labels = || McpLabels {
             mcp_method_name: method,
-            gen_ai_tool_name: tool,
+            gen_ai_tool_name: tool.clone(),
             outcome,
         };
-        self.mcp_operations
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
+        observe(&self.mcp_cache, key, &self.mcp_operations, labels, elapsed);
+    }
+
+    /// The label of a called tool: its name when the handler knows it, else `other`.
+    fn tool_label(&self, name: &str) -> Arc<String> {
+        let known = self
+            .tool_labels
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(name)
+            .cloned();
+        if let Some(label) = known {
+            return label;
+        }
+        if !(self.known_tool)(name) {
+            return self.other_tool.clone();
+        }
+        let label = Arc::new(name.to_owned());
+        self.tool_labels
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(name.to_owned(), label.clone());
+        label
     }
 
     /// One request refused for its token.
@@ -268,6 +298,40 @@ impl Metrics {
     pub fn record_rate_limited(&self, limit: &'static str) {
         self.rate_limited.get_or_create(&LimitLabel { limit }).inc();
     }
+}
+
+/// A static label value by address and length (two literals may start at the same address).
+type StrKey = (usize, usize);
+
+fn str_key(value: &'static str) -> StrKey {
+    (value.as_ptr() as usize, value.len())
+}
+
+/// Observes `elapsed` in the histogram of a label set: found by `key` in `cache`, else taken
+/// from `family` (which creates it) and kept there.
+fn observe<K, S>(
+    cache: &RwLock<FxHashMap<K, Histogram>>,
+    key: K,
+    family: &Family<S, Histogram>,
+    labels: impl FnOnce() -> S,
+    elapsed: Duration,
+) where
+    K: std::hash::Hash + Eq,
+    S: Clone + std::hash::Hash + Eq,
+{
+    let seconds = elapsed.as_secs_f64();
+    let cached = cache.read().unwrap_or_else(|poison| poison.into_inner());
+    if let Some(histogram) = cached.get(&key) {
+        histogram.observe(seconds);
+        return;
+    }
+    drop(cached);
+    let histogram = family.get_or_create_owned(&labels());
+    histogram.observe(seconds);
+    cache
+        .write()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .insert(key, histogram);
 }
 
 /// The `reason` label of a refused token: which check failed.
@@ -371,29 +435,56 @@ pub struct Measured<S> {
 
 impl<S> Service<Request> for Measured<S>
 where
-    S: Service<Request, Response = Response, Error = Infallible> + Send + 'static,
-    S::Future: Send,
+    S: Service<Request, Response = Response, Error = Infallible>,
 {
     type Response = Response;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+    type Future = MeasuredFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let started = Instant::now();
-        let method = request.method().clone();
-        let route = self.metrics.route_label(request.uri().path());
-        let metrics = self.metrics.clone();
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let Ok(response) = answer.await;
-            let status = response.status().as_u16();
-            metrics.record_http(&method, route, status, started.elapsed());
-            Ok(response)
-        })
+        MeasuredFuture {
+            started: Instant::now(),
+            method: request.method().clone(),
+            route: self.metrics.route_label(request.uri().path()),
+            metrics: self.metrics.clone(),
+            answer: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The answer of the service below, recorded when it is ready. Not boxed: the future below
+    /// is the whole application's, and boxing it would copy it on every request.
+    pub struct MeasuredFuture<F> {
+        started: Instant,
+        method: Method,
+        route: Arc<String>,
+        metrics: Arc<Metrics>,
+        #[pin]
+        answer: F,
+    }
+}
+
+impl<F> std::future::Future for MeasuredFuture<F>
+where
+    F: std::future::Future<Output = Result<Response, Infallible>>,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Poll::Ready(Ok(response)) = this.answer.poll(cx) else {
+            return Poll::Pending;
+        };
+        let status = response.status().as_u16();
+        let route = this.route.clone();
+        this.metrics
+            .record_http(this.method, route, status, this.started.elapsed());
+        Poll::Ready(Ok(response))
     }
 }
 

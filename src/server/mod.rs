@@ -84,13 +84,18 @@ pub struct AppState {
     pub audit: bool,
     /// What `/metrics` reports (`--metrics-addr`); `None`: nothing is recorded.
     pub metrics: Option<Arc<metrics::Metrics>>,
+    /// Whether the MCP endpoint says which operations it answered ([`audit::Reported`]): the
+    /// direct path of `--stateless` does, when there are metrics.
+    pub endpoint_reports: bool,
 }
 
 impl AppState {
     /// Whether a POST's body is read in the guard: for a `tools/call`'s scopes or limits, the
-    /// audit line, or the operation metrics.
+    /// audit line, or the operation metrics (unless the endpoint reports its operations itself:
+    /// see [`audit::Reported`]).
     pub fn reads_bodies(&self) -> bool {
-        self.audit || self.metrics.is_some() || self.decides_on_tool_calls()
+        let metrics = self.metrics.is_some() && !self.endpoint_reports;
+        self.audit || metrics || self.decides_on_tool_calls()
     }
 
     /// Whether a `tools/call` can be refused for its tool (its scopes or its limit).
@@ -143,6 +148,7 @@ impl AppState {
             ),
             max_body_bytes: config.max_body_bytes,
             audit: audit::enabled(),
+            endpoint_reports: metrics.is_some() && config.stateless,
             metrics,
         })
     }
@@ -255,6 +261,7 @@ where
         Either::Left(direct::DirectOrRmcp::new(
             handler,
             config.max_body_bytes,
+            state.metrics.is_some(),
             rmcp,
         ))
     } else {

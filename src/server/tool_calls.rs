@@ -18,7 +18,8 @@ pub struct Operation {
 }
 
 impl Operation {
-    fn new(method: &str, tool: Option<&str>) -> Self {
+    /// The operation of a request for `method`, calling `tool` (for a `tools/call`).
+    pub fn new(method: &str, tool: Option<&str>) -> Self {
         let method = method_label(method);
         let tool = tool.filter(|_| method == "tools/call").map(str::to_owned);
         Self { method, tool }

@@ -268,8 +268,18 @@ async fn metrics_count_a_known_sequence_of_requests() {
 async fn metrics_are_not_on_the_mcp_port_and_count_stateless_calls() {
     let measured = start(&["--stateless"]);
     let token = mint(&good_claims());
-    let reply = http_post(&measured.server.url("/"), Some(&token), &call_greet("Ada")).await;
+    let url = measured.server.url("/");
+    let reply = http_post(&url, Some(&token), &call_greet("Ada")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
+    // Answered by the direct path (a tool the server lacks, a listing) and by rmcp (initialize).
+    let unknown = http_post(&url, Some(&token), &tool_call("no-such-tool-7f3a")).await;
+    assert!(unknown.body.contains("error"), "{}", unknown.body);
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert_eq!(http_post(&url, Some(&token), &list).await.status, 200);
+    assert_eq!(
+        http_post(&url, Some(&token), &initialize()).await.status,
+        200
+    );
     // The MCP port has no /metrics: like any path that is not public, it needs a token.
     let (status, _) = measured.server.get_blocking("/metrics").unwrap();
     assert_eq!(status, 401);
