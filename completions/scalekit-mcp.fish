@@ -82,6 +82,10 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l metr
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-key -d 'PEM RSA private key kept across restarts (created when missing)' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-user -d 'The user the development authorization server logs in (the tokens\' `sub`)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-token-ttl -d 'Lifetime of the development authorization server\'s access tokens' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l upstream -d 'The upstream MCP server\'s Streamable HTTP URL: serve its tools, resources and prompts' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l upstream-header -d 'A header for the HTTP upstream (repeatable): \'Name: value\'' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l upstream-bearer-env -d 'Send `Authorization: Bearer $VAR` to the HTTP upstream (the name of a variable, so the secret is never on the command line)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l upstream-timeout -d 'Longest wait for an upstream answer (each progress notification restarts it)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l stateless -d 'No sessions: plain JSON answers, for several instances behind a load balancer'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev -d 'Also run a development authorization server, offline, at {public URL}/dev-auth'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l dev-auto-approve -d 'Approve every authorization request without the consent page (scripts, tests)'

@@ -96,6 +96,8 @@ internal_modules!(auth, error);
 internal_modules!(config, logging, server, tools);
 #[cfg(feature = "client")]
 internal_modules!(client, output);
+#[cfg(feature = "gateway")]
+internal_modules!(gateway);
 #[cfg(feature = "cli")]
 internal_modules!(allocator, cli, commands);
 

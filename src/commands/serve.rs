@@ -11,7 +11,16 @@ use crate::auth::tool_scopes::ToolScopes;
 use crate::tools::ScalekitTools;
 
 /// Runs the server with the built-in tools until SIGINT / SIGTERM.
+/// With an upstream (`--upstream URL`, or a command after `--`), its tools instead.
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let upstream = crate::gateway::upstream_of(&args)?;
     logging::init(args.log_format, args.log_level.as_deref(), "info");
-    crate::server::run(&args, ScalekitTools::new(), ToolScopes::default()).await
+    match upstream {
+        Some(upstream) => {
+            tracing::info!("serving {} behind OAuth", upstream.describe());
+            let gateway = crate::gateway::Gateway::new(std::sync::Arc::new(upstream));
+            crate::server::run(&args, gateway, ToolScopes::default()).await
+        }
+        None => crate::server::run(&args, ScalekitTools::new(), ToolScopes::default()).await,
+    }
 }

@@ -26,6 +26,7 @@ pub mod heading {
     pub const POLICY: &str = "Policies";
     pub const LOGGING: &str = "Logging and metrics";
     pub const DEVELOPMENT: &str = "Development (--dev)";
+    pub const GATEWAY: &str = "Gateway (in front of another MCP server)";
 }
 
 /// Which transport `serve` speaks.
@@ -573,4 +574,50 @@ pub struct ServeArgs {
         help_heading = heading::DEVELOPMENT
     )]
     pub dev_token_ttl: Duration,
+
+    /// Serve another MCP server's tools instead of the built-in ones (see the Gateway flags).
+    #[cfg(feature = "gateway")]
+    #[command(flatten)]
+    pub gateway: GatewayArgs,
+}
+
+/// `serve -- <command>` / `serve --upstream <url>`: the MCP server this one stands in front of.
+#[cfg(feature = "gateway")]
+#[derive(Debug, Clone, Args)]
+pub struct GatewayArgs {
+    /// The upstream MCP server's Streamable HTTP URL: serve its tools, resources and prompts.
+    ///
+    /// Every request still needs a valid token here; the upstream gets the caller in
+    /// X-Forwarded-User, -Org-Id, -Client-Id and -Scopes and in _meta, never the client's token.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_UPSTREAM",
+        value_name = "URL",
+        conflicts_with = "upstream_command",
+        help_heading = heading::GATEWAY
+    )]
+    pub upstream: Option<String>,
+
+    /// A header for the HTTP upstream (repeatable): 'Name: value'.
+    #[arg(long = "upstream-header", value_name = "NAME: VALUE", help_heading = heading::GATEWAY)]
+    pub upstream_headers: Vec<String>,
+
+    /// Send `Authorization: Bearer $VAR` to the HTTP upstream (the name of a variable, so the
+    /// secret is never on the command line).
+    #[arg(long, value_name = "VAR", help_heading = heading::GATEWAY)]
+    pub upstream_bearer_env: Option<String>,
+
+    /// Longest wait for an upstream answer (each progress notification restarts it).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_UPSTREAM_TIMEOUT",
+        default_value = "60s",
+        value_name = "DURATION",
+        help_heading = heading::GATEWAY
+    )]
+    pub upstream_timeout: Duration,
+
+    /// An MCP server to run on stdio, one process per session: everything after `--`.
+    #[arg(last = true, value_name = "COMMAND", help_heading = heading::GATEWAY)]
+    pub upstream_command: Vec<String>,
 }

@@ -22,6 +22,8 @@ mod args;
 mod builder;
 mod cidr;
 mod rate;
+#[cfg(feature = "gateway")]
+pub use args::GatewayArgs;
 pub use args::{PolicyArgs, ServeArgs, Transport};
 pub use builder::{ConfigBuilder, ConfigError};
 pub(crate) use builder::ServeCommand;

@@ -8,6 +8,7 @@ mod completions;
 mod dev_auth;
 mod direct_path;
 mod examples;
+mod gateway;
 mod hygiene;
 mod library;
 mod login;

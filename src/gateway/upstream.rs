@@ -1,0 +1,290 @@
+//! The upstream MCP server: what it is (a command, or a Streamable HTTP URL), and one session's
+//! connection to it.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use rmcp::model::{InitializeRequestParams, InitializeResult, ServerPeerInfo};
+use rmcp::service::{Peer, RunningService, ServiceError};
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{ErrorData as McpError, RoleClient, RoleServer, ServiceExt};
+use tokio::io::AsyncBufReadExt;
+
+use super::relay::Relay;
+use crate::auth::validate::Caller;
+
+/// Where the upstream MCP server is.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A command speaking MCP on stdin/stdout, started once per session.
+    Command { program: String, args: Vec<String> },
+    /// A Streamable HTTP endpoint.
+    Http {
+        url: String,
+        /// Static headers (`--upstream-header`), and the bearer token (`--upstream-bearer-env`),
+        /// never logged.
+        headers: Vec<(HeaderName, HeaderValue)>,
+        bearer: Option<String>,
+    },
+}
+
+/// The upstream and how long its answers may take.
+pub struct Upstream {
+    pub target: Target,
+    /// Longest wait for an answer (reset by each progress notification of that request).
+    pub timeout: Duration,
+    /// Numbers the sessions' connections, for the log lines of their children.
+    sessions: AtomicU64,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(&self.describe())
+    }
+}
+
+/// One session's connection: the upstream client, the upstream's `initialize` answer, and the
+/// relay that brings the upstream's own messages to the client.
+pub struct Connected {
+    client: RunningService<RoleClient, Relay>,
+    pub info: InitializeResult,
+    pub relay: Relay,
+}
+
+impl Connected {
+    pub fn peer(&self) -> &Peer<RoleClient> {
+        self.client.peer()
+    }
+}
+
+impl Upstream {
+    pub fn new(target: Target, timeout: Duration) -> Self {
+        Self {
+            target,
+            timeout,
+            sessions: AtomicU64::new(0),
+        }
+    }
+
+    /// The upstream as named in messages: the command's program, or the URL (never a header).
+    pub fn describe(&self) -> String {
+        match &self.target {
+            Target::Command { program, .. } => format!("upstream command {program}"),
+            Target::Http { url, .. } => format!("upstream {url}"),
+        }
+    }
+
+    /// Connects one session: starts the command (or opens an HTTP session) and initializes it
+    /// with the client's own `initialize` parameters. `downstream` is the client, for what the
+    /// upstream sends on its own.
+    pub async fn connect(
+        &self,
+        client_info: InitializeRequestParams,
+        caller: Option<&Caller>,
+        downstream: Peer<RoleServer>,
+    ) -> Result<Connected, McpError> {
+        let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let relay = Relay::new(downstream, client_info);
+        let connecting = async {
+            match &self.target {
+                Target::Command { program, args } => {
+                    let transport = self.spawn(program, args, caller, number)?;
+                    relay.clone().serve(transport).await.map_err(|error| {
+                        self.unavailable(format!("{} did not initialize: {error}", self.describe()))
+                    })
+                }
+                Target::Http {
+                    url,
+                    headers,
+                    bearer,
+                } => {
+                    let mut config = StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                        .custom_headers(forwarded_headers(headers, caller));
+                    if let Some(bearer) = bearer {
+                        config = config.auth_header(bearer.as_str());
+                    }
+                    let transport = StreamableHttpClientTransport::from_config(config);
+                    relay.clone().serve(transport).await.map_err(|error| {
+                        self.unavailable(format!("{} did not initialize: {error}", self.describe()))
+                    })
+                }
+            }
+        };
+        let client = tokio::time::timeout(self.timeout, connecting)
+            .await
+            .map_err(|_| {
+                self.unavailable(format!(
+                    "{} did not answer initialize within {} s (--upstream-timeout)",
+                    self.describe(),
+                    self.timeout.as_secs()
+                ))
+            })??;
+        let info = client
+            .peer()
+            .peer_info()
+            .map(|info| initialize_result(&info))
+            .ok_or_else(|| self.unavailable(format!("{} sent no initialize result", self.describe())))?;
+        Ok(Connected {
+            client,
+            info,
+            relay,
+        })
+    }
+
+    /// Starts the command for session `number`, with the caller in its environment and its
+    /// stderr in our log.
+    fn spawn(
+        &self,
+        program: &str,
+        args: &[String],
+        caller: Option<&Caller>,
+        number: u64,
+    ) -> Result<TokioChildProcess, McpError> {
+        let mut command = tokio::process::Command::new(program);
+        command.args(args).kill_on_drop(true);
+        // The gateway's own secrets and settings stay with the gateway.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            if name.starts_with("SCALEKIT_MCP_") || name.starts_with("SK_") {
+                command.env_remove(name.as_ref());
+            }
+        }
+        for (name, value) in forwarded_environment(caller) {
+            command.env(name, value);
+        }
+        let (transport, stderr) = TokioChildProcess::builder(command)
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|error| {
+                self.unavailable(format!("cannot start {}: {error}", self.describe()))
+            })?;
+        if let Some(stderr) = stderr {
+            tokio::spawn(log_stderr(stderr, number));
+        }
+        Ok(transport)
+    }
+
+    /// The error a client gets when the upstream cannot be reached or started.
+    fn unavailable(&self, message: String) -> McpError {
+        tracing::error!("{message}");
+        McpError::internal_error(message, None)
+    }
+
+    /// The error a client gets when a forwarded request fails: the upstream's own JSON-RPC
+    /// error as it is, anything else named.
+    pub fn failure(&self, error: &ServiceError) -> McpError {
+        match error {
+            ServiceError::McpError(error) => error.clone(),
+            ServiceError::Timeout { timeout } => McpError::internal_error(
+                format!(
+                    "{} did not answer within {} s (--upstream-timeout)",
+                    self.describe(),
+                    timeout.as_secs()
+                ),
+                None,
+            ),
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => self.unavailable(
+                format!("{} is gone (its connection closed): {error}", self.describe()),
+            ),
+            other => McpError::internal_error(format!("{}: {other}", self.describe()), None),
+        }
+    }
+}
+
+/// The upstream's `initialize` answer, to give the client as ours.
+fn initialize_result(upstream: &ServerPeerInfo) -> InitializeResult {
+    let mut result = InitializeResult::new(upstream.capabilities.clone());
+    result.protocol_version = upstream.protocol_version.clone();
+    if let Some(server_info) = &upstream.server_info {
+        result.server_info = server_info.clone();
+    }
+    result.instructions = upstream.instructions.clone();
+    result.meta = upstream.meta.clone();
+    result
+}
+
+/// The caller as environment variables of a command upstream.
+fn forwarded_environment(caller: Option<&Caller>) -> Vec<(&'static str, String)> {
+    let Some(caller) = caller else {
+        return Vec::new();
+    };
+    vec![
+        ("MCP_FORWARDED_USER", caller.sub.clone().unwrap_or_default()),
+        ("MCP_FORWARDED_ORG_ID", caller.org_id.clone().unwrap_or_default()),
+        ("MCP_FORWARDED_CLIENT_ID", caller.client_id.clone().unwrap_or_default()),
+        ("MCP_FORWARDED_SCOPES", caller.scopes.join(" ")),
+    ]
+}
+
+/// The headers of an HTTP upstream: the configured ones, then the caller's `X-Forwarded-*`
+/// (which no configured header can replace).
+fn forwarded_headers(
+    configured: &[(HeaderName, HeaderValue)],
+    caller: Option<&Caller>,
+) -> HashMap<HeaderName, HeaderValue> {
+    let mut headers: HashMap<HeaderName, HeaderValue> = configured.iter().cloned().collect();
+    let names = [
+        "x-forwarded-user",
+        "x-forwarded-org-id",
+        "x-forwarded-client-id",
+        "x-forwarded-scopes",
+    ];
+    for name in names {
+        headers.remove(&HeaderName::from_static(name));
+    }
+    for ((_, value), name) in forwarded_environment(caller).into_iter().zip(names) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    headers
+}
+
+/// Writes each line a child writes on stderr to our log, under its session's number.
+async fn log_stderr(stderr: tokio::process::ChildStderr, session: u64) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "upstream", session, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller() -> Caller {
+        Caller {
+            sub: Some("usr_1".into()),
+            org_id: Some("org_2".into()),
+            client_id: Some("skc_3".into()),
+            scopes: vec!["mcp:tools".into(), "admin".into()],
+            issuer: None,
+            audiences: Vec::new(),
+            expires_at: None,
+            claims: Default::default(),
+        }
+    }
+
+    #[test]
+    fn configured_headers_cannot_replace_the_callers() {
+        let configured = vec![
+            (HeaderName::from_static("x-forwarded-user"), HeaderValue::from_static("spoofed")),
+            (HeaderName::from_static("x-api-key"), HeaderValue::from_static("k")),
+        ];
+        let headers = forwarded_headers(&configured, Some(&caller()));
+        let header = |headers: &HashMap<HeaderName, HeaderValue>, name: &'static str| {
+            headers.get(&HeaderName::from_static(name)).cloned()
+        };
+        assert_eq!(header(&headers, "x-forwarded-user").unwrap(), "usr_1");
+        assert_eq!(header(&headers, "x-forwarded-org-id").unwrap(), "org_2");
+        assert_eq!(header(&headers, "x-forwarded-client-id").unwrap(), "skc_3");
+        assert_eq!(header(&headers, "x-forwarded-scopes").unwrap(), "mcp:tools admin");
+        assert_eq!(header(&headers, "x-api-key").unwrap(), "k");
+        let anonymous = forwarded_headers(&configured, None);
+        assert_eq!(header(&anonymous, "x-forwarded-user"), None, "a spoofed value is removed");
+    }
+}

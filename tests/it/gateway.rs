@@ -1,0 +1,159 @@
+//! `serve -- <command>` and `serve --upstream <url>`: the OAuth checks in front of an MCP server
+//! this crate did not build into itself, its answers passed through, and the caller forwarded.
+
+use serde_json::{Value, json};
+
+use crate::util::*;
+
+/// A gateway started with `upstream` (flags, or `--` and a command), and a token for it.
+fn gateway(upstream: &[&str]) -> (Server, JwksServer, String) {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let mut args = vec![
+        "--sk-env-url",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+    ];
+    args.extend_from_slice(upstream);
+    let server = Server::start(&args);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    (server, jwks, mint(&good_claims()))
+}
+
+fn tool_call(name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_command_upstream_answers_through_the_gateway_and_only_with_a_token() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let (server, _jwks, token) = gateway(&["--", ours, "serve", "--transport", "stdio"]);
+    let url = server.url("/");
+
+    let refused = http_post(&url, None, &initialize()).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    assert!(
+        refused
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Bearer ")
+    );
+
+    let greeted = http_session_call(&url, &token, &call_greet("Ada")).await;
+    assert_eq!(greeted.status, 200, "{}", greeted.body);
+    assert_eq!(tool_text(&greeted.rpc()), "Hi Ada, welcome to Scalekit!");
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let listed = http_session_call(&url, &token, &list).await;
+    let listed_rpc = listed.rpc();
+    let names: Vec<&str> = listed_rpc["result"]["tools"]
+        .as_array()
+        .expect("a tool list")
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["greet_user", "whoami"], "{}", listed.body);
+
+    // The upstream's own JSON-RPC errors come back as they are.
+    let unknown = http_session_call(&url, &token, &tool_call("no_such_tool", json!({}))).await;
+    assert_eq!(unknown.status, 200, "{}", unknown.body);
+    assert_eq!(
+        unknown.rpc()["error"],
+        json!({"code": -32602, "message": "tool not found"}),
+        "{}",
+        unknown.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_caller_reaches_a_command_upstream_in_its_environment_and_in_meta() {
+    let upstream = example_path("forwarded_identity");
+    let upstream = upstream.to_str().unwrap();
+    let (server, _jwks, _) = gateway(&["--", upstream]);
+    let mut claims = good_claims();
+    claims["scope"] = json!("mcp:tools admin");
+    let token = mint(&claims);
+
+    // A client cannot speak for someone else: its own value under the key is replaced.
+    let mut call = tool_call("identity", json!({}));
+    call["params"]["_meta"] = json!({"scalekit-mcp/caller": {"sub": "spoofed"}});
+    let reply = http_session_call(&server.url("/"), &token, &call).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let identity: Value = serde_json::from_str(tool_text(&reply.rpc())).unwrap();
+    assert_eq!(
+        identity,
+        json!({
+            "session": {
+                "user": "usr_42",
+                "org_id": "org_7",
+                "client_id": "skc_client",
+                "scopes": "mcp:tools admin",
+            },
+            "request": {
+                "sub": "usr_42",
+                "org_id": "org_7",
+                "client_id": "skc_client",
+                "scopes": ["mcp:tools", "admin"],
+            },
+        })
+    );
+    // The gateway's own settings and the client's token stay with the gateway.
+    assert!(!server.stderr().contains(&token));
+}
+
+#[test]
+fn gateway_flags_that_cannot_work_are_refused_with_the_fix() {
+    let refused = |args: &[&str], env: &[(&str, &str)]| {
+        let output = binary(tempfile::tempdir().unwrap().path())
+            .args(["serve", "--sk-env-url", ISSUER])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = refused(&["--upstream", "ftp://example.com/"], &[]);
+    assert!(
+        stderr.contains("must be an http:// or https:// URL"),
+        "{stderr}"
+    );
+    let stderr = refused(
+        &[
+            "--upstream",
+            "http://127.0.0.1:9/mcp",
+            "--upstream-bearer-env",
+            "NOT_SET_7F3A",
+        ],
+        &[],
+    );
+    assert!(
+        stderr.contains("the variable NOT_SET_7F3A is not set"),
+        "{stderr}"
+    );
+    let stderr = refused(
+        &[
+            "--upstream",
+            "http://127.0.0.1:9/mcp",
+            "--upstream-header",
+            "Authorization: Bearer s3cret",
+        ],
+        &[],
+    );
+    assert!(stderr.contains("--upstream-bearer-env"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+    let stderr = refused(&["--upstream-header", "X-Key: 1"], &[]);
+    assert!(stderr.contains("need --upstream URL"), "{stderr}");
+    let stderr = refused(&["--stateless", "--", "some-server"], &[]);
+    assert!(
+        stderr.contains("--stateless in front of an upstream is not supported yet"),
+        "{stderr}"
+    );
+}
