@@ -134,6 +134,22 @@ type Candidates = Vec<(Algorithm, EncodingKey)>;
 /// The algorithms a PEM key may sign with, most likely first (the test signature picks).
 fn from_pem(path: &Path, pem: &[u8]) -> anyhow::Result<Candidates> {
     let mut candidates = Vec::new();
+    if let Some(der) = pem_body(pem, "EC PRIVATE KEY") {
+        // SEC1 (RFC 5915), which the signer does not read: re-wrapped as PKCS#8.
+        use aws_lc_rs::signature::{
+            ECDSA_P256_SHA256_FIXED_SIGNING, ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair,
+        };
+        for (algorithm, signing) in [
+            (Algorithm::ES256, &ECDSA_P256_SHA256_FIXED_SIGNING),
+            (Algorithm::ES384, &ECDSA_P384_SHA384_FIXED_SIGNING),
+        ] {
+            if let Ok(pair) = EcdsaKeyPair::from_private_key_der(signing, &der)
+                && let Ok(pkcs8) = pair.to_pkcs8v1()
+            {
+                candidates.push((algorithm, EncodingKey::from_ec_der(pkcs8.as_ref())));
+            }
+        }
+    }
     if let Ok(key) = EncodingKey::from_ec_pem(pem) {
         candidates.push((Algorithm::ES256, key.clone()));
         candidates.push((Algorithm::ES384, key));
@@ -161,6 +177,17 @@ fn from_pem(path: &Path, pem: &[u8]) -> anyhow::Result<Candidates> {
         return Err(bad_key(path, "not a private key this tool can read"));
     }
     Ok(candidates)
+}
+
+/// The DER inside `-----BEGIN {label}-----`, if the text has that block.
+fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(pem).ok()?;
+    let start = text.find(&format!("-----BEGIN {label}-----"))?;
+    let body = &text[start..];
+    let body = &body[body.find('\n')? + 1..];
+    let end = body.find("-----END")?;
+    let base64: String = body[..end].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(base64).ok()
 }
 
 /// An EC (P-256, P-384) or OKP (Ed25519) private JWK; RSA JWKs are refused with the fix.
@@ -277,6 +304,49 @@ mod tests {
         assert_eq!(claims["aud"], "https://as.example");
         assert_eq!(claims["exp"], 1_000 + LIFETIME_SECS);
         assert!(!format!("{key:?}").contains("PRIVATE"));
+    }
+
+    #[test]
+    fn sec1_and_jwk_keys_are_read_with_their_algorithm_and_kid() {
+        use aws_lc_rs::encoding::{AsBigEndian, AsDer};
+        use aws_lc_rs::signature::{ECDSA_P384_SHA384_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let pair = EcdsaKeyPair::generate(&ECDSA_P384_SHA384_FIXED_SIGNING).unwrap();
+        let sec1 = pair.private_key().as_der().unwrap();
+        let body = base64::engine::general_purpose::STANDARD.encode(sec1.as_ref());
+        let pem = format!("-----BEGIN EC PRIVATE KEY-----\n{body}\n-----END EC PRIVATE KEY-----\n");
+        let key = AssertionKey::load(&write(&dir, "sec1.pem", &pem)).unwrap();
+        assert_eq!((key.algorithm, key.kid.clone()), (Algorithm::ES384, None));
+
+        let point = pair.public_key().as_ref();
+        let (x, y) = point[1..].split_at(48);
+        let d = pair.private_key().as_be_bytes().unwrap();
+        let jwk = json!({
+            "kty": "EC", "crv": "P-384", "kid": "ci-key-2", "alg": "ES384",
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+            "d": URL_SAFE_NO_PAD.encode(d.as_ref()),
+        });
+        let key = AssertionKey::load(&write(&dir, "key.jwk", &jwk.to_string())).unwrap();
+        assert_eq!(key.algorithm, Algorithm::ES384);
+        let jwt = key.sign("c", "https://as.example", 0).unwrap();
+        let header = jsonwebtoken::decode_header(jwt.expose()).unwrap();
+        assert_eq!(header.kid.as_deref(), Some("ci-key-2"));
+        // Verifies with the public half.
+        let public = jsonwebtoken::DecodingKey::from_ec_components(
+            &URL_SAFE_NO_PAD.encode(x),
+            &URL_SAFE_NO_PAD.encode(y),
+        )
+        .unwrap();
+        let mut validation = jsonwebtoken::Validation::new(Algorithm::ES384);
+        validation.set_audience(&["https://as.example"]);
+        validation.validate_exp = false;
+        jsonwebtoken::decode::<Value>(jwt.expose(), &public, &validation).unwrap();
+
+        // A JWK whose alg does not fit its key is refused.
+        let mut wrong = jwk.clone();
+        wrong["alg"] = json!("ES256");
+        let error = AssertionKey::load(&write(&dir, "wrong.jwk", &wrong.to_string())).unwrap_err();
+        assert!(format!("{error:#}").contains("says alg ES256"), "{error:#}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ mod examples;
 mod hygiene;
 mod library;
 mod login;
+mod oauth_client;
 mod policies;
 mod properties;
 mod serve_binary;
