@@ -596,7 +596,12 @@ pub async fn login_after_refusal(
     challenge: Option<&str>,
     options: &Reauthorize,
 ) -> anyhow::Result<Secret> {
+    crate::output::stop_delayed_spinners();
     let existing = home.load()?.servers.get(server_url).cloned();
+    let storage = match &existing {
+        Some(record) => Storage::parse(&record.storage),
+        None => Storage::chosen(false)?,
+    };
     let challenge_scopes = challenge
         .and_then(|c| super::mcp::challenge_attribute(c, "scope"))
         .map(|scope| scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
@@ -605,10 +610,6 @@ pub async fn login_after_refusal(
         let scopes = scope_union(&record.scopes, &challenge_scopes);
         return reauthorize_record(home, record, scopes, options).await;
     }
-    let storage = match home.load()?.servers.get(server_url) {
-        Some(record) => Storage::parse(&record.storage),
-        None => Storage::chosen(false)?,
-    };
     let vault = Vault::open(storage, home).await?;
     let server = url::Url::parse(server_url)?;
     let client = super::discovery::http_client()?;
@@ -636,6 +637,7 @@ pub async fn step_up(
     required: &[String],
     options: &Reauthorize,
 ) -> anyhow::Result<Secret> {
+    crate::output::stop_delayed_spinners();
     let record = stored_record(home, server_url)?;
     let scopes = scope_union(&record.scopes, required);
     eprintln!(

@@ -107,6 +107,13 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
         }
     }
     let discovered = discovered?;
+    if discovered.legacy {
+        eprintln!(
+            "note: {server_url} publishes no protected resource metadata (RFC 9728); logging in the \
+             2025-03-26 way, at the authorization server {} (-v shows how it was found)",
+            discovered.issuer
+        );
+    }
 
     let record = if args.client_credentials {
         let client_id = args.client_id.as_deref().unwrap_or_default();

@@ -543,7 +543,10 @@ async fn servers_without_resource_metadata_use_the_2025_03_26_fallbacks() {
         let stderr = text(&output.stderr);
         assert!(output.status.success(), "{prefix:?}: {stderr}");
         assert!(
-            stderr.contains("trying the 2025-03-26 discovery"),
+            stderr.contains("trying the 2025-03-26 discovery")
+                && stderr.contains(
+                    "publishes no protected resource metadata (RFC 9728); logging in the 2025-03-26 way"
+                ),
             "{stderr}"
         );
         let issuer = format!("{}{}", fake.base(), prefix.unwrap_or(""));
