@@ -112,8 +112,27 @@ pub async fn with_session<T>(
             ));
         };
         let login = connection.reauthorize.as_ref();
+        // A 401 that a refresh cannot cure (none possible, or done): the login, once.
+        let may_refresh = matches!(credentials, Credentials::Stored(_)) && !refreshed;
+        if !refusal.forbidden
+            && !may_refresh
+            && !logged_in
+            && !matches!(credentials, Credentials::Given)
+            && let Some(options) = login
+        {
+            logged_in = true;
+            let home = Home::locate()?;
+            token = Some(login_after_refusal(&home, url, Some(&refusal.challenge), options).await?);
+            credentials = Credentials::Stored(home);
+            // The new token is fresh: a refusal of it is not cured by a refresh.
+            refreshed = true;
+            deadline = tokio::time::Instant::now() + connection.timeout;
+            continue;
+        }
+        // Where `--login` would have helped, the message says so.
+        let hint = if login.is_none() { " (or pass --login)" } else { "" };
         match (&credentials, refusal.forbidden) {
-            (Credentials::Given, true) => return Err(forbidden(url, &refusal, &[])),
+            (Credentials::Given, true) => return Err(forbidden(url, &refusal, &[], "")),
             (Credentials::Given, false) => {
                 return Err(exit(
                     Exit::Auth,
@@ -154,31 +173,19 @@ pub async fn with_session<T>(
                         ),
                     ));
                 }
-                return Err(forbidden(url, &refusal, &granted));
+                return Err(forbidden(url, &refusal, &granted, hint));
             }
-            (Credentials::None, true) => return Err(forbidden(url, &refusal, &[])),
+            (Credentials::None, true) => return Err(forbidden(url, &refusal, &[], hint)),
             (Credentials::Stored(home), false) if !refreshed => {
                 tracing::debug!("the server refused the stored token; refreshing once");
                 token = Some(within(connection, deadline, force_refresh(home, url)).await??);
                 refreshed = true;
             }
-            (_, false) if login.is_some() && !logged_in => {
-                let options = login.expect("checked above");
-                logged_in = true;
-                let home = Home::locate()?;
-                token = Some(
-                    login_after_refusal(&home, url, Some(&refusal.challenge), options).await?,
-                );
-                credentials = Credentials::Stored(home);
-                // The new token is fresh: a refusal of it is not cured by a refresh.
-                refreshed = true;
-                deadline = tokio::time::Instant::now() + connection.timeout;
-            }
             (Credentials::Stored(_), false) => {
                 return Err(exit(
                     Exit::Auth,
                     format!(
-                        "{url} refused the stored token even after a refresh{}: run scalekit-mcp login {url}",
+                        "{url} refused the stored token even after a refresh{}: run scalekit-mcp login {url}{hint}",
                         refusal.reason()
                     ),
                 ));
@@ -187,7 +194,7 @@ pub async fn with_session<T>(
                 return Err(exit(
                     Exit::Auth,
                     format!(
-                        "{url} requires authentication{}: run scalekit-mcp login {url}",
+                        "{url} requires authentication{}: run scalekit-mcp login {url}{hint}",
                         refusal.reason()
                     ),
                 ));
@@ -218,7 +225,7 @@ async fn within<F: Future>(
 
 /// The `login --scope` command that gets what a 403 asked for, keeping the scopes `granted`
 /// already (a login replaces the token, and the new one must still do what the old one did).
-fn forbidden(url: &str, refusal: &Refusal, granted: &[String]) -> anyhow::Error {
+fn forbidden(url: &str, refusal: &Refusal, granted: &[String], hint: &str) -> anyhow::Error {
     let required = refusal.scopes();
     if required.is_empty() {
         return exit(
@@ -237,8 +244,7 @@ fn forbidden(url: &str, refusal: &Refusal, granted: &[String]) -> anyhow::Error 
     exit(
         Exit::Auth,
         format!(
-            "the token lacks the scope {} that {url} requires{}: run scalekit-mcp login {url} {} \
-             (or pass --login)",
+            "the token lacks the scope {} that {url} requires{}: run scalekit-mcp login {url} {}{hint}",
             required.join(" "),
             refusal.reason(),
             flags.join(" ")
@@ -599,7 +605,10 @@ mod tests {
         assert_eq!(challenge_attribute("Bearer realm=\"x\"", "scope"), None);
         let refusal = Refusal::from_challenge(challenge);
         assert!(refusal.forbidden);
-        let message = format!("{:#}", forbidden("http://x/", &refusal, &[]));
+        let message = format!(
+            "{:#}",
+            forbidden("http://x/", &refusal, &[], " (or pass --login)")
+        );
         assert!(
             message.ends_with(
                 "run scalekit-mcp login http://x/ --scope mcp:tools --scope admin (or pass --login)"
@@ -608,9 +617,9 @@ mod tests {
         );
         // The login command keeps the scopes the token has.
         let granted = ["openid".to_owned(), "admin".to_owned()];
-        let message = format!("{:#}", forbidden("http://x/", &refusal, &granted));
+        let message = format!("{:#}", forbidden("http://x/", &refusal, &granted, ""));
         assert!(
-            message.contains("login http://x/ --scope openid --scope admin --scope mcp:tools ("),
+            message.ends_with("login http://x/ --scope openid --scope admin --scope mcp:tools"),
             "{message}"
         );
     }
