@@ -51,6 +51,8 @@ struct Script {
     registrations: usize,
     /// `method → status` of every MCP request.
     mcp: Vec<(String, u16)>,
+    /// Every revocation request's form.
+    revocations: Vec<HashMap<String, String>>,
 }
 
 #[derive(Clone)]
@@ -93,6 +95,7 @@ impl Fake {
                     .route("/token", axum::routing::post(token))
                     .route("/oauth/token", axum::routing::post(token))
                     .route("/register", axum::routing::post(register))
+                    .route("/revoke", axum::routing::post(revoke))
                     .route("/oauth/register", axum::routing::post(register))
                     .with_state(state);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
@@ -137,6 +140,7 @@ async fn as_metadata(State(fake): State<Fake>) -> Response {
         "authorization_endpoint": at("/authorize"),
         "token_endpoint": at("/token"),
         "registration_endpoint": at("/register"),
+        "revocation_endpoint": at("/revoke"),
         "response_types_supported": ["code"],
         "grant_types_supported": ["authorization_code", "client_credentials"],
         "code_challenge_methods_supported": ["S256"],
@@ -181,6 +185,14 @@ async fn register(State(fake): State<Fake>, body: String) -> Response {
         })),
     )
         .into_response()
+}
+
+async fn revoke(State(fake): State<Fake>, body: String) -> Response {
+    let form = url::form_urlencoded::parse(body.as_bytes())
+        .into_owned()
+        .collect();
+    fake.script().revocations.push(form);
+    http::StatusCode::OK.into_response()
 }
 
 async fn token(State(fake): State<Fake>, body: String) -> Response {
@@ -658,7 +670,45 @@ async fn client_credentials_with_a_private_key_jwt() {
         assert_eq!(script.token_requests[2]["scope"], "read write");
     }
 
+    // logout authenticates its revocation with an assertion too.
+    let output = client(home.path(), &["logout", &url]).output().unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("revoked"),
+        "{}",
+        text(&output.stdout)
+    );
+    {
+        let script = fake.script();
+        let form = &script.revocations[0];
+        assert_eq!(
+            form["client_assertion_type"],
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        );
+        assert!(!form.contains_key("client_id") && !form.contains_key("client_secret"));
+        let (x, y) = script.assertion_key.clone().unwrap();
+        let key = jsonwebtoken::DecodingKey::from_ec_components(&x, &y).unwrap();
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+        validation.set_audience(&[fake.base()]);
+        jsonwebtoken::decode::<Value>(&form["client_assertion"], &key, &validation).unwrap();
+    }
+
     // A key file that went away is named, with the fix.
+    let output = client(
+        home.path(),
+        &[
+            "login",
+            &url,
+            "--client-credentials",
+            "--client-id",
+            "ci-bot",
+            "--client-assertion-key",
+            key_arg,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(output.status.success(), "{}", text(&output.stderr));
     std::fs::remove_file(&key).unwrap();
     let output = client(home.path(), &["token"]).output().unwrap();
     assert_eq!(output.status.code(), Some(3));
