@@ -33,7 +33,7 @@ use tokio::io::AsyncReadExt;
 use super::home::Home;
 use super::oauth::{Reauthorize, force_refresh, login_after_refusal, step_up, valid_access_token};
 use super::secret::Secret;
-use crate::error::{Exit, ExitError, error_chain};
+use crate::error::{Exit, ExitError, error_chain, exit_code_for};
 
 /// Where the server is.
 #[derive(Debug, Clone)]
@@ -112,10 +112,27 @@ pub async fn with_session<T>(
             ));
         };
         let login = connection.reauthorize.as_ref();
-        // A 401 that a refresh cannot cure (none possible, or done): the login, once.
-        let may_refresh = matches!(credentials, Credentials::Stored(_)) && !refreshed;
+        // A 401 of the stored token: one forced refresh. When that fails too and --login is on,
+        // the login below takes over.
+        if let Credentials::Stored(home) = &credentials
+            && !refusal.forbidden
+            && !refreshed
+        {
+            refreshed = true;
+            tracing::debug!("the server refused the stored token; refreshing once");
+            match within(connection, deadline, force_refresh(home, url)).await? {
+                Ok(fresh) => {
+                    token = Some(fresh);
+                    continue;
+                }
+                Err(error) if login.is_none() || exit_code_for(&error) != Exit::Auth => {
+                    return Err(error);
+                }
+                Err(error) => tracing::debug!("the refresh failed ({error:#}); logging in"),
+            }
+        }
+        // A 401 that a refresh cannot cure: the login, once.
         if !refusal.forbidden
-            && !may_refresh
             && !logged_in
             && !matches!(credentials, Credentials::Given)
             && let Some(options) = login
@@ -176,11 +193,6 @@ pub async fn with_session<T>(
                 return Err(forbidden(url, &refusal, &granted, hint));
             }
             (Credentials::None, true) => return Err(forbidden(url, &refusal, &[], hint)),
-            (Credentials::Stored(home), false) if !refreshed => {
-                tracing::debug!("the server refused the stored token; refreshing once");
-                token = Some(within(connection, deadline, force_refresh(home, url)).await??);
-                refreshed = true;
-            }
             (Credentials::Stored(_), false) => {
                 return Err(exit(
                     Exit::Auth,

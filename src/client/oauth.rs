@@ -606,9 +606,12 @@ pub async fn login_after_refusal(
         .and_then(|c| super::mcp::challenge_attribute(c, "scope"))
         .map(|scope| scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
         .unwrap_or_default();
-    if let Some(record) = existing.filter(|record| record.grant != "authorization_code") {
+    // A login of ours is done again the way it was done, keeping its scopes; a token stored with
+    // --with-token (or none) gets a browser login from discovery.
+    if let Some(record) = existing.filter(|record| record.grant != "token") {
+        eprintln!("{server_url} refused the stored login; logging in again.");
         let scopes = scope_union(&record.scopes, &challenge_scopes);
-        return reauthorize_record(home, record, scopes, options).await;
+        return reauthorize_record(home, record, scopes, options, true).await;
     }
     let vault = Vault::open(storage, home).await?;
     let server = url::Url::parse(server_url)?;
@@ -645,15 +648,17 @@ pub async fn step_up(
         required.join(" "),
         scopes.join(" ")
     );
-    reauthorize_record(home, record, scopes, options).await
+    reauthorize_record(home, record, scopes, options, false).await
 }
 
-/// A new token for an existing login, for `scopes`, with what that login used before.
+/// A new token for an existing login, for `scopes`, with what that login used before (its
+/// authorization server, client, grant). `verify_registration`: see [`BrowserLogin`].
 async fn reauthorize_record(
     home: &Home,
     record: ServerRecord,
     scopes: Vec<String>,
     options: &Reauthorize,
+    verify_registration: bool,
 ) -> anyhow::Result<Secret> {
     let server_url = record.server_url.clone();
     let vault = Vault::open(Storage::parse(&record.storage), home).await?;
@@ -716,7 +721,7 @@ async fn reauthorize_record(
                 callback_port: 0,
                 timeout: options.timeout,
                 open_browser: options.open_browser,
-                verify_registration: false,
+                verify_registration,
             };
             login_in_browser(home, &vault, &server_url, &discovered, &options).await?;
         }

@@ -441,6 +441,41 @@ async fn tools_logs_in_when_asked_and_otherwise_names_a_login_that_works() {
     assert_eq!(fake.script().authorizations.len(), 1);
 }
 
+/// A stored login the server no longer accepts, with no refresh token: --no-login names the
+/// login command; --login logs in again the way the login was made, keeping its scopes.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_stored_login_that_cannot_refresh_logs_in_again_with_login() {
+    let fake = step_up_server();
+    let home = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let output = run_with_browser(client(home.path(), &["login", &url, "--no-browser"])).await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    fake.script().tokens.clear();
+
+    let output = client(home.path(), &["tools", "--server", &url])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3));
+    assert!(
+        text(&output.stderr).contains(&format!(
+            "there is no refresh token: run scalekit-mcp login {url}"
+        )),
+        "{}",
+        text(&output.stderr)
+    );
+
+    let output = run_with_browser(client(
+        home.path(),
+        &["tools", "--server", &url, "--login", "--no-browser"],
+    ))
+    .await;
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(text(&output.stderr).contains("refused the stored login; logging in again"));
+    let script = fake.script();
+    assert_eq!(script.authorizations.last(), Some(&Some("read".to_owned())));
+    assert_eq!(script.registrations, 1, "the registration is reused");
+}
+
 /// A 403 insufficient_scope: --no-login names the login command with the scopes held plus the
 /// ones asked for; --login re-authorizes with exactly that union and retries the call once.
 #[tokio::test(flavor = "multi_thread")]
