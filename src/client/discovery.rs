@@ -118,6 +118,7 @@ async fn find(
     {
         candidates.push(url);
     }
+    let named_metadata = !candidates.is_empty();
     candidates.extend(well_known_resource_urls(server));
     let (prm_url, prm) = match first_json(client, &candidates, "protected resource metadata", &mut trace)
         .await
@@ -132,7 +133,9 @@ async fn find(
             ))
             .into());
         }
-        Err(_) if probe.refused => {
+        // Only a server that names no metadata and answers that it has none is a 2025-03-26 one:
+        // a named or failing (5xx, unreachable) metadata URL is reported, not guessed around.
+        Err(misses) if probe.refused && misses.absent && !named_metadata => {
             let mut discovered = legacy(client, server, &mut trace).await?;
             discovered.challenge_scope = params.and_then(|p| p.scope);
             discovered.challenge = probe.challenge;
@@ -340,14 +343,29 @@ fn well_known_resource_urls(server: &Url) -> Vec<Url> {
     urls
 }
 
+/// Why no document was found: each URL tried with what came back.
+struct Misses {
+    attempts: Vec<String>,
+    /// Every URL answered, and none had it (a 4xx, or something that is not a JSON object), as
+    /// opposed to an unreachable or failing (5xx) server, where absence is not established.
+    absent: bool,
+}
+
+impl Misses {
+    fn join(&self, separator: &str) -> String {
+        self.attempts.join(separator)
+    }
+}
+
 /// GETs each URL in turn and returns the first JSON object; the error lists every attempt.
 async fn first_json(
     client: &reqwest::Client,
     urls: &[Url],
     what: &str,
     trace: &mut Vec<String>,
-) -> Result<(Url, Value), Vec<String>> {
+) -> Result<(Url, Value), Misses> {
     let mut attempts = Vec::new();
+    let mut absent = true;
     for url in urls {
         let outcome = match client
             .get(url.clone())
@@ -355,8 +373,12 @@ async fn first_json(
             .send()
             .await
         {
-            Err(err) => Err(error_chain(&err)),
+            Err(err) => {
+                absent = false;
+                Err(error_chain(&err))
+            }
             Ok(response) if !response.status().is_success() => {
+                absent &= response.status().is_client_error();
                 Err(format!("HTTP {}", response.status()))
             }
             Ok(response) => match response.json::<Value>().await {
@@ -376,7 +398,7 @@ async fn first_json(
             }
         }
     }
-    Err(attempts)
+    Err(Misses { attempts, absent })
 }
 
 fn string_list(value: Option<&Value>) -> Vec<String> {

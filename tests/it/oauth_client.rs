@@ -28,6 +28,8 @@ struct Script {
     open_initialize: bool,
     /// Publishes protected resource metadata (else: a 2025-03-26 server).
     prm: bool,
+    /// The 401 challenge names the metadata URL even when it is not published (a broken server).
+    names_missing_metadata: bool,
     /// Publishes authorization server metadata at the origin: `Some("")` for an issuer at the
     /// origin, `Some("/oauth")` for endpoints under that prefix (2025-03-26 back-compat).
     metadata_prefix: Option<&'static str>,
@@ -263,7 +265,7 @@ fn mcp_answer(fake: &Fake, headers: &http::HeaderMap, message: &Value, method: &
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer "));
         let Some(granted) = token.and_then(|token| script.tokens.get(token)) else {
-            let challenge = if script.prm {
+            let challenge = if script.prm || script.names_missing_metadata {
                 format!("Bearer resource_metadata=\"{metadata}\", scope=\"read\"")
             } else {
                 "Bearer".to_owned()
@@ -616,6 +618,28 @@ async fn servers_without_resource_metadata_use_the_2025_03_26_fallbacks() {
             .unwrap();
         assert!(output.status.success(), "{}", text(&output.stderr));
     }
+}
+
+/// Metadata the server names but does not serve is an error naming it, not a 2025-03-26 guess.
+#[test]
+fn named_but_missing_metadata_is_reported_not_guessed_around() {
+    let fake = Fake::start(Script {
+        names_missing_metadata: true,
+        metadata_prefix: Some(""),
+        ..Script::default()
+    });
+    let home = tempfile::tempdir().unwrap();
+    let output = client(home.path(), &["login", &fake.url(), "--no-browser"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(4), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("could not find the protected resource metadata; tried")
+            && stderr.contains("/.well-known/oauth-protected-resource/mcp: HTTP 404"),
+        "{stderr}"
+    );
+    assert!(fake.script().authorizations.is_empty());
 }
 
 fn p256_key(dir: &Path) -> (std::path::PathBuf, (String, String)) {
