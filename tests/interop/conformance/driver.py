@@ -6,8 +6,8 @@ scenario's server as a user would, and plays the browser for every authorization
 The suite appends the server URL to the command and names the scenario in
 MCP_CONFORMANCE_SCENARIO; credentials a scenario hands out (client id, secret, private key) are
 in MCP_CONFORMANCE_CONTEXT (JSON). SCALEKIT_MCP_BIN is the binary under test. Each run gets its
-own temporary HOME and config directory, with file storage (no keyring). Exits with the first
-failing command's exit status, else 0.
+own temporary HOME and config directory, with file storage (no keyring), removed afterwards.
+Exits with the first failing command's exit status, else 0.
 
 Standard library only: it must share no code with the client it drives.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -90,10 +91,17 @@ def run(args: list[str], env: dict[str, str]) -> int:
 
 
 def main() -> int:
+    home = Path(tempfile.mkdtemp(prefix="scalekit-mcp-conformance-"))
+    try:
+        return drive(home)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def drive(home: Path) -> int:
     server = sys.argv[-1]
     scenario = os.environ.get("MCP_CONFORMANCE_SCENARIO", "")
     context = json.loads(os.environ.get("MCP_CONFORMANCE_CONTEXT") or "{}")
-    home = Path(tempfile.mkdtemp(prefix="scalekit-mcp-conformance-"))
     env = {
         key: value
         for key, value in os.environ.items()
