@@ -103,7 +103,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__call)
-            opts="-h -V --args --server --token --timeout --json --help --version"
+            opts="-h -V --args --server --token --timeout --json --login --no-login --no-browser --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -389,7 +389,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__login)
-            opts="-v -h -V --scope --client-id --client-secret-env --client-metadata-url --callback-port --timeout --no-browser --client-credentials --with-token --insecure-storage --verbose --help --version"
+            opts="-v -h -V --scope --client-id --client-secret-env --client-metadata-url --callback-port --timeout --no-browser --client-credentials --client-assertion-key --with-token --insecure-storage --verbose --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -416,6 +416,10 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-assertion-key)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -689,7 +693,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__tools)
-            opts="-h -V --server --token --timeout --json --help --version"
+            opts="-h -V --server --token --timeout --json --login --no-login --no-browser --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

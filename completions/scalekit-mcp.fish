@@ -97,6 +97,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l clie
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l client-metadata-url -d 'HTTPS URL of this client\'s metadata document, used when the server supports Client ID Metadata Documents' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l callback-port -d 'Port of the 127.0.0.1 redirect listener (0 = random; pre-registered clients need a fixed one)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l timeout -d 'How long to wait for the browser login' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l client-assertion-key -d 'With --client-credentials: authenticate with a JWT signed by this private key (private_key_jwt, RFC 7523) instead of a secret. A PEM key (algorithm from the key: RSA → RS256, P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA) or a private JWK (its kid and alg)' -r -F
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l no-browser -d 'Print the login URL instead of opening a browser'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l client-credentials -d 'Machine-to-machine login with --client-id and its secret (client credentials grant), no browser'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand login" -l with-token -d 'Read an access token from stdin and store it, for tokens obtained elsewhere'
@@ -117,12 +118,18 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l serve
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l token -d 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l timeout -d 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l json -d 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l login -d 'When the server asks for a login (401) or for more scopes (403 insufficient_scope), log in (step-up: the scopes held plus the ones asked for) and retry, once each. Default when stdin and stderr are a terminal'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l no-login -d 'Never log in: exit 3 with the exact login command to run. Default without a terminal, so CI never waits for a browser'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -l no-browser -d 'When logging in, print the login URL instead of opening a browser'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand call" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l server -d 'The MCP server URL; default: the one logged in to last' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l token -d 'Access token to send as is (never stored, never refreshed), e.g. in CI. Prefer the SCALEKIT_MCP_TOKEN variable: a flag shows in the process list. Default: the stored login' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l timeout -d 'Give up after this long (connecting, refreshing and calling): 30s, 2m, 500ms' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l json -d 'Machine-readable output: the whole result as JSON on stdout; errors as one JSON line {"error":{"code","message"}} on stderr'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l login -d 'When the server asks for a login (401) or for more scopes (403 insufficient_scope), log in (step-up: the scopes held plus the ones asked for) and retry, once each. Default when stdin and stderr are a terminal'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l no-login -d 'Never log in: exit 3 with the exact login command to run. Default without a terminal, so CI never waits for a browser'
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -l no-browser -d 'When logging in, print the login URL instead of opening a browser'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s h -l help -d 'Print help'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand tools" -s V -l version -d 'Print version'
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand check-token" -l server -d 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)' -r

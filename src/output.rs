@@ -2,7 +2,24 @@
 //! never with NO_COLOR.
 
 use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+/// Set once a login starts in the middle of a command: delayed spinners stay hidden from then on.
+static DELAYED_OFF: AtomicBool = AtomicBool::new(false);
+/// The delayed spinners on screen, to clear them when a login starts.
+static DELAYED_SHOWN: Mutex<Vec<indicatif::ProgressBar>> = Mutex::new(Vec::new());
+
+/// Clears the delayed spinners and keeps new ones hidden: a login in the middle of `call` or
+/// `tools` prints its URL and runs its own spinner, which a "calling…" spinner would overwrite.
+pub fn stop_delayed_spinners() {
+    DELAYED_OFF.store(true, Ordering::SeqCst);
+    let shown = std::mem::take(&mut *DELAYED_SHOWN.lock().unwrap_or_else(|p| p.into_inner()));
+    for bar in shown {
+        bar.finish_and_clear();
+    }
+}
 
 /// A spinner on stderr with `message`, or `None` when stderr is not a terminal.
 pub fn spinner(message: &str) -> Option<indicatif::ProgressBar> {
@@ -37,8 +54,13 @@ pub fn delayed_spinner(message: &str, delay: Duration) -> DelayedSpinner {
     let shown = bar.clone();
     let task = tokio::spawn(async move {
         tokio::time::sleep(delay).await;
+        let mut on_screen = DELAYED_SHOWN.lock().unwrap_or_else(|p| p.into_inner());
+        if DELAYED_OFF.load(Ordering::SeqCst) {
+            return;
+        }
         shown.set_draw_target(indicatif::ProgressDrawTarget::stderr());
         shown.enable_steady_tick(Duration::from_millis(100));
+        on_screen.push(shown);
     });
     DelayedSpinner {
         bar: Some(bar),

@@ -47,6 +47,10 @@ pub struct ServerRecord {
     pub storage: String,
     /// `authorization_code`, `client_credentials` or `token` (stored as given).
     pub grant: String,
+    /// For client credentials with `private_key_jwt`: the key file's path (never its contents),
+    /// to sign the assertion of the next token request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_assertion_key: Option<PathBuf>,
 }
 
 /// A client registration with one authorization server, reused across logins.

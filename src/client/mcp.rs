@@ -9,8 +9,14 @@
 //! - Over stdio, when a command follows `--`: the server runs as a child; MCP uses no OAuth there.
 //!
 //! A 401 with stored credentials gets one forced refresh and one retry (a token revoked or
-//! rotated early looks fresh locally). A 403 names the scope the server asked for and the
-//! `login --scope` command that gets it. Everything runs under one deadline (`--timeout`).
+//! rotated early looks fresh locally). Without `--login`, a 401 that refreshing cannot fix names
+//! the `login` command, and a 403 names the scope the server asked for and the `login --scope`
+//! command that gets it. With `--login` ([`Connection::reauthorize`]) the client does it itself:
+//! a 401 runs the login (discovery from that very refusal), a 403 `insufficient_scope` a step-up
+//! to the union of the scopes held and the ones asked for (MCP authorization, "Scope Challenge
+//! Handling"); each at most once per session, so a server that keeps asking cannot loop the
+//! client, and the operation is retried after each. Everything but the browser login runs under
+//! one deadline (`--timeout`), which starts again after a login.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -25,9 +31,9 @@ use rmcp::{Peer, RoleClient, ServiceError, ServiceExt};
 use tokio::io::AsyncReadExt;
 
 use super::home::Home;
-use super::oauth::{force_refresh, valid_access_token};
+use super::oauth::{Reauthorize, force_refresh, login_after_refusal, step_up, valid_access_token};
 use super::secret::Secret;
-use crate::error::{Exit, ExitError, error_chain};
+use crate::error::{Exit, ExitError, error_chain, exit_code_for};
 
 /// Where the server is.
 #[derive(Debug, Clone)]
@@ -66,6 +72,9 @@ pub struct Connection {
     pub token: Option<Secret>,
     /// The deadline for the whole session, refresh included.
     pub timeout: Duration,
+    /// Log in, or step up the scopes, when the server asks (`--login`); `None` reports the
+    /// command to run instead (`--no-login`).
+    pub reauthorize: Option<Reauthorize>,
 }
 
 fn exit(exit: Exit, message: String) -> anyhow::Error {
@@ -78,10 +87,12 @@ pub async fn with_session<T>(
     connection: &Connection,
     operation: impl AsyncFn(&Peer<RoleClient>) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    let deadline = tokio::time::Instant::now() + connection.timeout;
-    let (credentials, mut token) =
+    let mut deadline = tokio::time::Instant::now() + connection.timeout;
+    let (mut credentials, mut token) =
         within(connection, deadline, resolve_credentials(connection)).await??;
     let mut refreshed = false;
+    let mut logged_in = false;
+    let mut stepped_up = false;
     loop {
         let attempt = within(
             connection,
@@ -100,22 +111,45 @@ pub async fn with_session<T>(
                 format!("the stdio server refused the call: {}", refusal.challenge),
             ));
         };
+        let login = connection.reauthorize.as_ref();
+        // A 401 of the stored token: one forced refresh. When that fails too and --login is on,
+        // the login below takes over.
+        if let Credentials::Stored(home) = &credentials
+            && !refusal.forbidden
+            && !refreshed
+        {
+            refreshed = true;
+            tracing::debug!("the server refused the stored token; refreshing once");
+            match within(connection, deadline, force_refresh(home, url)).await? {
+                Ok(fresh) => {
+                    token = Some(fresh);
+                    continue;
+                }
+                Err(error) if login.is_none() || exit_code_for(&error) != Exit::Auth => {
+                    return Err(error);
+                }
+                Err(error) => tracing::debug!("the refresh failed ({error:#}); logging in"),
+            }
+        }
+        // A 401 that a refresh cannot cure: the login, once.
+        if !refusal.forbidden
+            && !logged_in
+            && !matches!(credentials, Credentials::Given)
+            && let Some(options) = login
+        {
+            logged_in = true;
+            let home = Home::locate()?;
+            token = Some(login_after_refusal(&home, url, Some(&refusal.challenge), options).await?);
+            credentials = Credentials::Stored(home);
+            // The new token is fresh: a refusal of it is not cured by a refresh.
+            refreshed = true;
+            deadline = tokio::time::Instant::now() + connection.timeout;
+            continue;
+        }
+        // Where `--login` would have helped, the message says so.
+        let hint = if login.is_none() { " (or pass --login)" } else { "" };
         match (&credentials, refusal.forbidden) {
-            (_, true) => return Err(forbidden(url, &refusal)),
-            (Credentials::Stored(home), false) if !refreshed => {
-                tracing::debug!("the server refused the stored token; refreshing once");
-                token = Some(within(connection, deadline, force_refresh(home, url)).await??);
-                refreshed = true;
-            }
-            (Credentials::Stored(_), false) => {
-                return Err(exit(
-                    Exit::Auth,
-                    format!(
-                        "{url} refused the stored token even after a refresh{}: run scalekit-mcp login {url}",
-                        refusal.reason()
-                    ),
-                ));
-            }
+            (Credentials::Given, true) => return Err(forbidden(url, &refusal, &[], "")),
             (Credentials::Given, false) => {
                 return Err(exit(
                     Exit::Auth,
@@ -126,11 +160,53 @@ pub async fn with_session<T>(
                     ),
                 ));
             }
+            (Credentials::Stored(home), true) => {
+                let required = refusal.scopes();
+                if let Some(options) = login
+                    && !stepped_up
+                    && !required.is_empty()
+                {
+                    stepped_up = true;
+                    token = Some(step_up(home, url, &required, options).await?);
+                    deadline = tokio::time::Instant::now() + connection.timeout;
+                    continue;
+                }
+                let granted = home
+                    .load()?
+                    .servers
+                    .get(url)
+                    .map(|record| record.scopes.clone())
+                    .unwrap_or_default();
+                if stepped_up {
+                    return Err(exit(
+                        Exit::Auth,
+                        format!(
+                            "{url} still refuses the token for lack of the scope {} after authorizing \
+                             again with it{}: the authorization server did not grant it, or the server \
+                             asks for a scope it never accepts; ask its operator (not retrying, so this \
+                             cannot loop)",
+                            required.join(" "),
+                            refusal.reason()
+                        ),
+                    ));
+                }
+                return Err(forbidden(url, &refusal, &granted, hint));
+            }
+            (Credentials::None, true) => return Err(forbidden(url, &refusal, &[], hint)),
+            (Credentials::Stored(_), false) => {
+                return Err(exit(
+                    Exit::Auth,
+                    format!(
+                        "{url} refused the stored token even after a refresh{}: run scalekit-mcp login {url}{hint}",
+                        refusal.reason()
+                    ),
+                ));
+            }
             (Credentials::None, false) => {
                 return Err(exit(
                     Exit::Auth,
                     format!(
-                        "{url} requires authentication{}: run scalekit-mcp login {url}",
+                        "{url} requires authentication{}: run scalekit-mcp login {url}{hint}",
                         refusal.reason()
                     ),
                 ));
@@ -159,13 +235,11 @@ async fn within<F: Future>(
         })
 }
 
-fn forbidden(url: &str, refusal: &Refusal) -> anyhow::Error {
-    let scopes: Vec<&str> = refusal
-        .scope
-        .as_deref()
-        .map(|scope| scope.split_whitespace().collect())
-        .unwrap_or_default();
-    if scopes.is_empty() {
+/// The `login --scope` command that gets what a 403 asked for, keeping the scopes `granted`
+/// already (a login replaces the token, and the new one must still do what the old one did).
+fn forbidden(url: &str, refusal: &Refusal, granted: &[String], hint: &str) -> anyhow::Error {
+    let required = refusal.scopes();
+    if required.is_empty() {
         return exit(
             Exit::Auth,
             format!(
@@ -175,15 +249,15 @@ fn forbidden(url: &str, refusal: &Refusal) -> anyhow::Error {
             ),
         );
     }
-    let flags: Vec<String> = scopes
+    let flags: Vec<String> = super::oauth::scope_union(granted, &required)
         .iter()
         .map(|scope| format!("--scope {scope}"))
         .collect();
     exit(
         Exit::Auth,
         format!(
-            "the token lacks the scope {} that {url} requires{}: run scalekit-mcp login {url} {}",
-            scopes.join(" "),
+            "the token lacks the scope {} that {url} requires{}: run scalekit-mcp login {url} {}{hint}",
+            required.join(" "),
             refusal.reason(),
             flags.join(" ")
         ),
@@ -226,6 +300,14 @@ impl Refusal {
             scope: challenge_attribute(challenge, "scope"),
             description: challenge_attribute(challenge, "error_description"),
         }
+    }
+
+    /// The scopes the challenge asks for.
+    fn scopes(&self) -> Vec<String> {
+        self.scope
+            .as_deref()
+            .map(|scope| scope.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default()
     }
 
     /// ` (the server's description)` or nothing.
@@ -535,9 +617,21 @@ mod tests {
         assert_eq!(challenge_attribute("Bearer realm=\"x\"", "scope"), None);
         let refusal = Refusal::from_challenge(challenge);
         assert!(refusal.forbidden);
-        let message = format!("{:#}", forbidden("http://x/", &refusal));
+        let message = format!(
+            "{:#}",
+            forbidden("http://x/", &refusal, &[], " (or pass --login)")
+        );
         assert!(
-            message.ends_with("run scalekit-mcp login http://x/ --scope mcp:tools --scope admin"),
+            message.ends_with(
+                "run scalekit-mcp login http://x/ --scope mcp:tools --scope admin (or pass --login)"
+            ),
+            "{message}"
+        );
+        // The login command keeps the scopes the token has.
+        let granted = ["openid".to_owned(), "admin".to_owned()];
+        let message = format!("{:#}", forbidden("http://x/", &refusal, &granted, ""));
+        assert!(
+            message.ends_with("login http://x/ --scope openid --scope admin --scope mcp:tools"),
             "{message}"
         );
     }

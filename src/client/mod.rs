@@ -5,12 +5,15 @@
 //! - [`vault`]: where secrets live — the OS keyring, or an explicit 0600 file.
 //! - [`credentials`]: rmcp's `CredentialStore` over those two, one server at a time.
 //! - [`oauth`]: discovery, the authorization-code flow with its loopback redirect listener,
-//!   client credentials, and refresh, built on rmcp's `auth` module.
+//!   client credentials, refresh, and the login or scope step-up a refused request asks for,
+//!   built on rmcp's `auth` module.
+//! - [`assertion`]: `private_key_jwt` client authentication (RFC 7523 assertions from a key file).
 //! - [`mcp`]: one MCP session for `call` and `tools` (HTTP with the token rules, or a stdio child).
 //! - [`arguments`]: `key=value` / `key:=json` / `--args` checked against a tool's input schema.
 //! - [`render`]: tool results and tool lists for a terminal.
 
 pub mod arguments;
+pub mod assertion;
 pub mod callback;
 pub mod credentials;
 pub mod discovery;

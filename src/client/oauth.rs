@@ -60,6 +60,10 @@ pub struct BrowserLogin {
     pub callback_port: u16,
     pub timeout: Duration,
     pub open_browser: bool,
+    /// Check that a remembered registration is still known before sending the user to the
+    /// browser (costs one request to the authorization endpoint). A step-up skips it: the
+    /// registration has just been used.
+    pub verify_registration: bool,
 }
 
 /// The scopes to request: explicit ones, else the challenge's, else the resource's, else the
@@ -237,7 +241,7 @@ async fn browser_flow(
         .get_credentials()
         .await
         .map_err(|err| rmcp_error("reading the client registration", err))?;
-    if reused {
+    if reused && options.verify_registration {
         check_registration_alive(session.get_authorization_url()).await?;
     }
 
@@ -367,6 +371,14 @@ fn finish_login(home: &Home, server_url: &str) -> anyhow::Result<ServerRecord> {
     .ok_or_else(|| anyhow::anyhow!("the login succeeded but its record was not saved"))
 }
 
+/// How a confidential client proves who it is at the token endpoint.
+pub enum ClientAuth {
+    /// A client secret (`client_secret_basic` or `_post`, as the server supports).
+    Secret(Secret),
+    /// `private_key_jwt`: an RFC 7523 assertion signed with the key in this file.
+    PrivateKeyJwt(std::path::PathBuf),
+}
+
 /// Machine-to-machine login (client credentials grant), for CI.
 pub async fn login_with_client_credentials(
     home: &Home,
@@ -374,37 +386,59 @@ pub async fn login_with_client_credentials(
     server_url: &str,
     discovered: &Discovered,
     client_id: &str,
-    client_secret: &Secret,
+    auth: &ClientAuth,
     scopes: &[String],
 ) -> anyhow::Result<ServerRecord> {
+    let mut record = template(
+        server_url,
+        discovered,
+        "client_credentials",
+        vault.storage(),
+    );
+    if let ClientAuth::PrivateKeyJwt(path) = auth {
+        // An absolute path, so renewing works from any directory.
+        record.client_assertion_key = Some(std::path::absolute(path).unwrap_or(path.clone()));
+    }
     let store = ServerCredentials {
         home: home.clone(),
         vault: vault.clone(),
-        template: template(
-            server_url,
-            discovered,
-            "client_credentials",
-            vault.storage(),
-        ),
+        template: record,
     };
-    client_credentials_exchange(
-        store,
-        &discovered.resource,
-        discovered.metadata.clone(),
-        client_id,
-        client_secret,
-        &select_scopes(scopes, discovered),
-    )
-    .await?;
-    vault
-        .set(&account("client-secret", &discovered.issuer), client_secret)
-        .await?;
+    let scopes = select_scopes(scopes, discovered);
+    match auth {
+        ClientAuth::Secret(secret) => {
+            client_credentials_exchange(
+                store,
+                &discovered.resource,
+                discovered.metadata.clone(),
+                client_id,
+                secret,
+                &scopes,
+            )
+            .await?;
+            vault
+                .set(&account("client-secret", &discovered.issuer), secret)
+                .await?;
+        }
+        ClientAuth::PrivateKeyJwt(path) => {
+            let key = super::assertion::AssertionKey::load(path)?;
+            private_key_jwt_exchange(
+                &store,
+                &discovered.issuer,
+                &discovered.metadata_document,
+                client_id,
+                &key,
+                &scopes,
+            )
+            .await?;
+        }
+    }
     home.update(|state| {
         state.registrations.insert(
             discovered.issuer.clone(),
             Registration {
                 client_id: client_id.to_owned(),
-                has_secret: true,
+                has_secret: matches!(auth, ClientAuth::Secret(_)),
                 kind: "preregistered".into(),
             },
         );
@@ -435,6 +469,280 @@ async fn client_credentials_exchange(
         .await
         .map_err(|err| rmcp_error("requesting a token with the client credentials", err))?;
     Ok(())
+}
+
+/// The client credentials grant with `private_key_jwt` (RFC 7523 §2.2): the assertion replaces
+/// the secret, and `client_id` is left out of the body (the assertion's `sub` names the client).
+///
+/// Ours rather than rmcp's: rmcp's signs without a `kid` and reads RSA and P-256/P-384 PEM only,
+/// and an authorization server holding several keys for a client needs the `kid`.
+async fn private_key_jwt_exchange(
+    store: &ServerCredentials,
+    issuer: &str,
+    metadata: &serde_json::Value,
+    client_id: &str,
+    key: &super::assertion::AssertionKey,
+    scopes: &[String],
+) -> anyhow::Result<()> {
+    let listed = |field: &str| -> Option<Vec<String>> {
+        metadata.get(field)?.as_array().map(|items| {
+            items
+                .iter()
+                .filter_map(|item| item.as_str().map(str::to_owned))
+                .collect()
+        })
+    };
+    if let Some(methods) = listed("token_endpoint_auth_methods_supported")
+        && !methods.iter().any(|method| method == "private_key_jwt")
+    {
+        return Err(auth_error(format!(
+            "the authorization server {issuer} does not accept private_key_jwt (it lists {}): use a \
+             client secret instead of --client-assertion-key",
+            methods.join(", ")
+        )));
+    }
+    let algorithm = key.algorithm_name();
+    if let Some(algorithms) = listed("token_endpoint_auth_signing_alg_values_supported")
+        && !algorithms.contains(&algorithm)
+    {
+        return Err(auth_error(format!(
+            "the authorization server {issuer} does not accept {algorithm} client assertions (it \
+             lists {}): give a key of one of those kinds",
+            algorithms.join(", ")
+        )));
+    }
+    let token_endpoint = metadata
+        .get("token_endpoint")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| auth_error(format!("{issuer} has no token_endpoint")))?;
+    let now = crate::auth::time::now();
+    let assertion = key.sign(client_id, issuer, now)?;
+    let mut form = vec![
+        ("grant_type", "client_credentials"),
+        ("client_assertion_type", super::assertion::ASSERTION_TYPE),
+        ("client_assertion", assertion.expose()),
+        ("resource", store.template.resource.as_str()),
+    ];
+    let scope = scopes.join(" ");
+    if !scope.is_empty() {
+        form.push(("scope", &scope));
+    }
+    let response = super::discovery::http_client()?
+        .post(token_endpoint)
+        .header("accept", "application/json")
+        .form(&form)
+        .send()
+        .await
+        .map_err(|err| {
+            ExitError {
+                exit: Exit::Unreachable,
+                message: format!(
+                    "requesting a token from {token_endpoint}: {}",
+                    crate::error::error_chain(&err)
+                ),
+            }
+        })?;
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    if !status.is_success() {
+        let field = |name: &str| body.get(name).and_then(serde_json::Value::as_str);
+        return Err(auth_error(format!(
+            "{token_endpoint} refused the client assertion (HTTP {status}{}{}): check --client-id and \
+             that the authorization server has this key's public half for the client",
+            field("error").map(|e| format!(", {e}")).unwrap_or_default(),
+            field("error_description")
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default(),
+        )));
+    }
+    let token: rmcp::transport::auth::OAuthTokenResponse = serde_json::from_value(body)
+        .map_err(|err| auth_error(format!("{token_endpoint} answered with no usable token ({err})")))?;
+    store
+        .store_token(client_id, &token, scopes, now as u64)
+        .await?;
+    Ok(())
+}
+
+/// What `call` and `tools` (and the stdio proxy) may do when a server asks for a login or for
+/// more scopes in the middle of a session: the `--login` behaviour.
+#[derive(Debug, Clone)]
+pub struct Reauthorize {
+    /// Open the login page in a browser (else print its URL).
+    pub open_browser: bool,
+    /// How long to wait for the browser login.
+    pub timeout: Duration,
+}
+
+/// `granted` followed by the scopes of `required` it lacks, in order and without duplicates: the
+/// scope set a step-up asks for (MCP authorization, "Scope Challenge Handling"), so a new token
+/// keeps what the old one could do.
+pub fn scope_union(granted: &[String], required: &[String]) -> Vec<String> {
+    let mut union: Vec<String> = Vec::new();
+    for scope in granted.iter().chain(required) {
+        if !union.contains(scope) {
+            union.push(scope.clone());
+        }
+    }
+    union
+}
+
+/// Logs in to `server_url` after it refused a request with a 401 and no stored login could fix
+/// it: discovery from that refusal (its challenge's `resource_metadata` and `scope`), then the
+/// browser login (or, for a client-credentials login, a new token without one). Returns the new
+/// access token, stored as `login` stores it.
+pub async fn login_after_refusal(
+    home: &Home,
+    server_url: &str,
+    challenge: Option<&str>,
+    options: &Reauthorize,
+) -> anyhow::Result<Secret> {
+    crate::output::stop_delayed_spinners();
+    let existing = home.load()?.servers.get(server_url).cloned();
+    let storage = match &existing {
+        Some(record) => Storage::parse(&record.storage),
+        None => Storage::chosen(false)?,
+    };
+    let challenge_scopes = challenge
+        .and_then(|c| super::mcp::challenge_attribute(c, "scope"))
+        .map(|scope| scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .unwrap_or_default();
+    // A login of ours is done again the way it was done, keeping its scopes; a token stored with
+    // --with-token (or none) gets a browser login from discovery.
+    if let Some(record) = existing.filter(|record| record.grant != "token") {
+        eprintln!("{server_url} refused the stored login; logging in again.");
+        let scopes = scope_union(&record.scopes, &challenge_scopes);
+        return reauthorize_record(home, record, scopes, options, true).await;
+    }
+    let vault = Vault::open(storage, home).await?;
+    let server = url::Url::parse(server_url)?;
+    let client = super::discovery::http_client()?;
+    let discovered =
+        super::discovery::discover_after_refusal(&client, &server, challenge).await?;
+    eprintln!("{server_url} asks for a login.");
+    let options = BrowserLogin {
+        scopes: Vec::new(),
+        identity: ClientIdentity::default(),
+        callback_port: 0,
+        timeout: options.timeout,
+        open_browser: options.open_browser,
+        verify_registration: true,
+    };
+    login_in_browser(home, &vault, server_url, &discovered, &options).await?;
+    read_access_token(&vault, server_url).await
+}
+
+/// Step-up authorization after a 403 `insufficient_scope`: a new token for the union of the
+/// scopes the stored login has and `required` (the challenge's `scope`), through the browser for
+/// a user's login and without one for client credentials. Returns the new access token.
+pub async fn step_up(
+    home: &Home,
+    server_url: &str,
+    required: &[String],
+    options: &Reauthorize,
+) -> anyhow::Result<Secret> {
+    crate::output::stop_delayed_spinners();
+    let record = stored_record(home, server_url)?;
+    let scopes = scope_union(&record.scopes, required);
+    eprintln!(
+        "{server_url} asks for the scope {}; authorizing again with {}.",
+        required.join(" "),
+        scopes.join(" ")
+    );
+    reauthorize_record(home, record, scopes, options, false).await
+}
+
+/// A new token for an existing login, for `scopes`, with what that login used before (its
+/// authorization server, client, grant). `verify_registration`: see [`BrowserLogin`].
+async fn reauthorize_record(
+    home: &Home,
+    record: ServerRecord,
+    scopes: Vec<String>,
+    options: &Reauthorize,
+    verify_registration: bool,
+) -> anyhow::Result<Secret> {
+    let server_url = record.server_url.clone();
+    let vault = Vault::open(Storage::parse(&record.storage), home).await?;
+    let login_again = |why: &str| {
+        auth_error(format!(
+            "{why}: run scalekit-mcp login {server_url}{}",
+            scopes
+                .iter()
+                .map(|scope| format!(" --scope {scope}"))
+                .collect::<String>()
+        ))
+    };
+    let document = record
+        .authorization_server
+        .clone()
+        .ok_or_else(|| login_again("the stored login has no authorization server to ask"))?;
+    let metadata: AuthorizationMetadata = serde_json::from_value(document.clone())
+        .map_err(|_| login_again("the stored authorization server metadata is unusable"))?;
+    let issuer = record.issuer.clone().unwrap_or_default();
+    match record.grant.as_str() {
+        "client_credentials" => {
+            let secret = vault.get(&account("client-secret", &issuer)).await?;
+            let store = ServerCredentials {
+                home: home.clone(),
+                vault: vault.clone(),
+                template: record.clone(),
+            };
+            client_credentials_again(store, &record, metadata, secret, &scopes).await?;
+        }
+        "authorization_code" => {
+            let discovered = Discovered {
+                challenge: None,
+                challenge_scope: None,
+                resource: record.resource.clone(),
+                resource_scopes: Vec::new(),
+                issuer: issuer.clone(),
+                metadata,
+                metadata_document: document,
+                legacy: false,
+                trace: Vec::new(),
+            };
+            // The client the login used: the remembered registration (login_in_browser finds
+            // it), else the client id it was given (a pre-registered or metadata-document one).
+            let remembered = home.load()?.registrations.get(&issuer).cloned();
+            let identity = if remembered.is_some_and(|r| r.client_id == record.client_id) {
+                ClientIdentity::default()
+            } else {
+                ClientIdentity {
+                    client_id: Some(record.client_id.clone()),
+                    client_secret: std::env::var("SK_CLIENT_SECRET")
+                        .ok()
+                        .filter(|secret| !secret.is_empty())
+                        .map(Secret::new),
+                    client_metadata_url: None,
+                }
+            };
+            let options = BrowserLogin {
+                scopes,
+                identity,
+                callback_port: 0,
+                timeout: options.timeout,
+                open_browser: options.open_browser,
+                verify_registration,
+            };
+            login_in_browser(home, &vault, &server_url, &discovered, &options).await?;
+        }
+        _ => {
+            return Err(login_again(
+                "the stored token was given with login --with-token, so it cannot be renewed here",
+            ));
+        }
+    }
+    read_access_token(&vault, &server_url).await
+}
+
+async fn read_access_token(vault: &Vault, server_url: &str) -> anyhow::Result<Secret> {
+    vault
+        .get(&account("access-token", server_url))
+        .await?
+        .ok_or_else(|| {
+            auth_error(format!(
+                "no token stored after logging in: run scalekit-mcp login {server_url}"
+            ))
+        })
 }
 
 /// Stores a token obtained elsewhere (`login --with-token`).
@@ -535,6 +843,51 @@ pub fn is_fresh(record: &ServerRecord) -> bool {
         .is_none_or(|expires_at| expires_at - crate::auth::time::now() > REFRESH_MARGIN_SECS)
 }
 
+/// The client credentials grant again, for `scopes`: with the stored secret, or a new assertion
+/// signed with the remembered key file.
+async fn client_credentials_again(
+    store: ServerCredentials,
+    record: &ServerRecord,
+    metadata: AuthorizationMetadata,
+    secret: Option<Secret>,
+    scopes: &[String],
+) -> anyhow::Result<()> {
+    let server_url = &record.server_url;
+    if let Some(path) = &record.client_assertion_key {
+        let key = super::assertion::AssertionKey::load(path).map_err(|err| {
+            auth_error(format!(
+                "{err:#}; the login of {server_url} signs with that file: restore it, or run \
+                 scalekit-mcp login {server_url} --client-credentials again"
+            ))
+        })?;
+        let document = record.authorization_server.clone().unwrap_or_default();
+        let issuer = record.issuer.clone().unwrap_or_default();
+        return private_key_jwt_exchange(
+            &store,
+            &issuer,
+            &document,
+            &record.client_id,
+            &key,
+            scopes,
+        )
+        .await;
+    }
+    let secret = secret.ok_or_else(|| {
+        auth_error(format!(
+            "the client secret is no longer stored: run scalekit-mcp login {server_url}"
+        ))
+    })?;
+    client_credentials_exchange(
+        store,
+        &record.resource,
+        metadata,
+        &record.client_id,
+        &secret,
+        scopes,
+    )
+    .await
+}
+
 /// Gets a new access token: the refresh token, or the client credentials again.
 async fn renew(home: &Home, vault: &Vault, record: ServerRecord) -> anyhow::Result<()> {
     let server_url = record.server_url.clone();
@@ -553,16 +906,7 @@ async fn renew(home: &Home, vault: &Vault, record: ServerRecord) -> anyhow::Resu
     };
 
     if record.grant == "client_credentials" {
-        let secret = secret.ok_or_else(|| login_again("the client secret is no longer stored"))?;
-        return client_credentials_exchange(
-            store,
-            &record.resource,
-            metadata,
-            &record.client_id,
-            &secret,
-            &record.scopes,
-        )
-        .await;
+        return client_credentials_again(store, &record, metadata, secret, &record.scopes).await;
     }
     if !record.has_refresh_token {
         return Err(login_again(

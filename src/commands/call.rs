@@ -18,6 +18,7 @@ use serde_json::Value;
 use crate::client::arguments::{self, Pair};
 use crate::client::home::Home;
 use crate::client::mcp::{self, Connection, Target, with_session};
+use crate::client::oauth::Reauthorize;
 use crate::client::render;
 use crate::client::secret::Secret;
 use crate::commands::token::target_server;
@@ -49,6 +50,21 @@ pub struct ConnectionArgs {
     /// {"error":{"code","message"}} on stderr.
     #[arg(long)]
     pub json: bool,
+
+    /// When the server asks for a login (401) or for more scopes (403 insufficient_scope), log in
+    /// (step-up: the scopes held plus the ones asked for) and retry, once each. Default when
+    /// stdin and stderr are a terminal.
+    #[arg(long, overrides_with = "no_login")]
+    pub login: bool,
+
+    /// Never log in: exit 3 with the exact login command to run. Default without a terminal, so
+    /// CI never waits for a browser.
+    #[arg(long, overrides_with = "login")]
+    pub no_login: bool,
+
+    /// When logging in, print the login URL instead of opening a browser.
+    #[arg(long)]
+    pub no_browser: bool,
 }
 
 impl ConnectionArgs {
@@ -76,9 +92,25 @@ impl ConnectionArgs {
             target,
             token,
             timeout: self.timeout.0,
+            reauthorize: self.logs_in().then_some(Reauthorize {
+                open_browser: !self.no_browser,
+                timeout: BROWSER_LOGIN_TIMEOUT,
+            }),
         })
     }
+
+    /// `--login`, `--no-login`, else whether a person is at a terminal to finish a login.
+    fn logs_in(&self) -> bool {
+        use std::io::IsTerminal;
+        if self.login || self.no_login {
+            return self.login;
+        }
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
 }
+
+/// How long `--login` waits for the browser (login's own `--timeout` default).
+const BROWSER_LOGIN_TIMEOUT: StdDuration = StdDuration::from_secs(300);
 
 #[derive(Debug, Args)]
 pub struct CallArgs {

@@ -1,5 +1,6 @@
 //! `scalekit-mcp login <SERVER_URL>`: gets an access token the way MCP clients must — discovery
-//! from the server's 401, PKCE, client registration — and keeps it in the OS keyring.
+//! (protected resource metadata, or the 2025-03-26 fallback), PKCE, client registration — and
+//! keeps it in the OS keyring.
 
 use std::io::Read;
 
@@ -7,7 +8,8 @@ use clap::Args;
 
 use crate::client::discovery::{discover, http_client};
 use crate::client::home::{Home, ServerRecord, canonical_server_url};
-use crate::client::oauth::{self, BrowserLogin, ClientIdentity};
+use crate::client::assertion::AssertionKey;
+use crate::client::oauth::{self, BrowserLogin, ClientAuth, ClientIdentity};
 use crate::client::secret::Secret;
 use crate::client::vault::{Storage, Vault};
 use crate::config::Duration;
@@ -51,6 +53,12 @@ pub struct LoginArgs {
     /// Machine-to-machine login with --client-id and its secret (client credentials grant), no browser.
     #[arg(long, requires = "client_id")]
     pub client_credentials: bool,
+
+    /// With --client-credentials: authenticate with a JWT signed by this private key
+    /// (private_key_jwt, RFC 7523) instead of a secret. A PEM key (algorithm from the key: RSA →
+    /// RS256, P-256 → ES256, P-384 → ES384, Ed25519 → EdDSA) or a private JWK (its kid and alg).
+    #[arg(long, requires = "client_credentials", value_name = "FILE")]
+    pub client_assertion_key: Option<std::path::PathBuf>,
 
     /// Read an access token from stdin and store it, for tokens obtained elsewhere.
     #[arg(long, conflicts_with = "client_credentials")]
@@ -99,21 +107,36 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
         }
     }
     let discovered = discovered?;
+    if discovered.legacy {
+        eprintln!(
+            "note: {server_url} publishes no protected resource metadata (RFC 9728); logging in the \
+             2025-03-26 way, at the authorization server {} (-v shows how it was found)",
+            discovered.issuer
+        );
+    }
 
     let record = if args.client_credentials {
         let client_id = args.client_id.as_deref().unwrap_or_default();
-        let secret = client_secret(&args.client_secret_env)?
-            .ok_or_else(|| ExitError::usage(format!(
-                "--client-credentials needs the client secret in ${}: export it (or name another variable with --client-secret-env)",
-                args.client_secret_env
-            )))?;
+        let auth = match &args.client_assertion_key {
+            Some(path) => {
+                // Read before any request, so a bad file costs a usage error, not a round trip.
+                AssertionKey::load(path)?;
+                ClientAuth::PrivateKeyJwt(path.clone())
+            }
+            None => ClientAuth::Secret(client_secret(&args.client_secret_env)?
+                .ok_or_else(|| ExitError::usage(format!(
+                    "--client-credentials needs the client secret in ${} (or a key: --client-assertion-key FILE): \
+                     export it (or name another variable with --client-secret-env)",
+                    args.client_secret_env
+                )))?),
+        };
         oauth::login_with_client_credentials(
             &home,
             &vault,
             &server_url,
             &discovered,
             client_id,
-            &secret,
+            &auth,
             &args.scopes,
         )
         .await?
@@ -132,6 +155,7 @@ pub async fn run(args: LoginArgs) -> anyhow::Result<()> {
             callback_port: args.callback_port,
             timeout: args.timeout.0,
             open_browser: !args.no_browser,
+            verify_registration: true,
         };
         oauth::login_in_browser(&home, &vault, &server_url, &discovered, &options).await?
     };

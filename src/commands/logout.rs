@@ -5,6 +5,7 @@ use clap::Args;
 
 use crate::client::credentials::ServerCredentials;
 use crate::client::home::{Home, ServerRecord};
+use crate::client::assertion::{ASSERTION_TYPE, AssertionKey};
 use crate::client::secret::Secret;
 use crate::client::vault::{Storage, Vault, account};
 use crate::commands::token::target_server;
@@ -82,25 +83,53 @@ async fn revoke(vault: &Vault, record: &ServerRecord) -> Option<Result<(), Strin
             .flatten(),
         None => None,
     };
-    Some(post_revocation(&endpoint, &token, hint, &record.client_id, secret.as_ref()).await)
+    // A private_key_jwt client authenticates its revocation as it did its token request.
+    let assertion = match (&record.client_assertion_key, &record.issuer) {
+        (Some(path), Some(issuer)) => {
+            let signed = AssertionKey::load(path).and_then(|key| {
+                key.sign(&record.client_id, issuer, crate::auth::time::now())
+            });
+            match signed {
+                Ok(assertion) => Some(assertion),
+                Err(error) => return Some(Err(format!("{error:#}"))),
+            }
+        }
+        _ => None,
+    };
+    let client = Client {
+        id: &record.client_id,
+        secret: secret.as_ref(),
+        assertion: assertion.as_ref(),
+    };
+    Some(post_revocation(&endpoint, &token, hint, &client).await)
+}
+
+/// How the client authenticates a revocation request.
+struct Client<'a> {
+    id: &'a str,
+    secret: Option<&'a Secret>,
+    assertion: Option<&'a Secret>,
 }
 
 async fn post_revocation(
     endpoint: &str,
     token: &Secret,
     hint: &str,
-    client_id: &str,
-    secret: Option<&Secret>,
+    client: &Client<'_>,
 ) -> Result<(), String> {
-    let client = crate::client::discovery::http_client().map_err(|err| err.to_string())?;
+    let http = crate::client::discovery::http_client().map_err(|err| err.to_string())?;
     let mut form = vec![("token", token.expose()), ("token_type_hint", hint)];
-    if !client_id.is_empty() {
-        form.push(("client_id", client_id));
+    if let Some(assertion) = client.assertion {
+        // RFC 7523 §2.2: the assertion names the client; no client_id beside it.
+        form.push(("client_assertion_type", ASSERTION_TYPE));
+        form.push(("client_assertion", assertion.expose()));
+    } else if !client.id.is_empty() {
+        form.push(("client_id", client.id));
     }
-    if let Some(secret) = secret {
+    if let Some(secret) = client.secret {
         form.push(("client_secret", secret.expose()));
     }
-    let response = client
+    let response = http
         .post(endpoint)
         .form(&form)
         .send()

@@ -755,6 +755,8 @@ fn a_403_from_a_scripted_server_names_the_scope() {
         )),
         "{message}"
     );
+    // A given token is never replaced, so --login would not help: no such hint.
+    assert!(!message.contains("--login"), "{message}");
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod hygiene;
 mod library;
 mod login;
 mod metrics;
+mod oauth_client;
 mod policies;
 mod properties;
 mod serve_binary;
