@@ -157,3 +157,146 @@ fn gateway_flags_that_cannot_work_are_refused_with_the_fix() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sessions_child_gets_no_gateway_secrets_and_stops_when_the_session_ends() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("child.env");
+    let env_file = env_file.to_str().unwrap().to_owned();
+    // The child records its environment and pid, then becomes a stdio MCP server.
+    let script = r#"env > "$0"; echo $$ > "$0.pid"; exec "$1" serve --transport stdio"#;
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let args = [
+        "--sk-env-url",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+        "--",
+        "sh",
+        "-c",
+        script,
+        &env_file,
+        ours,
+    ];
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &args,
+        &[
+            ("SK_CLIENT_SECRET", "gateway-secret-5e1"),
+            ("SCALEKIT_MCP_TOKEN", "gateway-token-5e1"),
+        ],
+    );
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let token = mint(&good_claims());
+    let url = server.url("/");
+
+    let opened = http_post(&url, Some(&token), &initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let session = opened.header("mcp-session-id").unwrap().to_owned();
+    let pid_file = format!("{env_file}.pid");
+    server
+        .wait_until(|| std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    assert!(alive(), "the session's child runs");
+
+    let environment = std::fs::read_to_string(&env_file).unwrap();
+    assert!(
+        environment.contains("MCP_FORWARDED_USER=usr_42"),
+        "{environment}"
+    );
+    assert!(!environment.contains("gateway-secret-5e1"), "{environment}");
+    assert!(!environment.contains("gateway-token-5e1"), "{environment}");
+
+    let closed = reqwest::Client::new()
+        .delete(&url)
+        .bearer_auth(&token)
+        .header("mcp-session-id", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(closed.status().is_success(), "{}", closed.status());
+    server.wait_until(|| !alive());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_http_upstream_gets_the_gateways_token_never_the_clients() {
+    // The upstream is another `serve`, with OAuth of its own: it accepts the gateway's token.
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let upstream = Server::start(&[
+        "--sk-env-url",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+    ]);
+    upstream.wait_until(|| {
+        upstream
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let mut service = good_claims();
+    service["sub"] = json!("svc-gateway");
+    let gateway_token = mint(&service);
+    let upstream_url = upstream.url("/");
+    let server = Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--sk-env-url",
+            ISSUER,
+            "--jwks-url",
+            &jwks_url,
+            "--audience",
+            AUDIENCE,
+            "--upstream",
+            &upstream_url,
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &gateway_token)],
+    );
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let client_token = mint(&good_claims());
+
+    let reply = http_session_call(
+        &server.url("/"),
+        &client_token,
+        &tool_call("whoami", json!({})),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let whoami = &reply.rpc()["result"]["structuredContent"];
+    assert_eq!(
+        whoami["sub"], "svc-gateway",
+        "the upstream saw the gateway's token: {}",
+        reply.body
+    );
+    let greeted = http_session_call(&server.url("/"), &client_token, &call_greet("Ada")).await;
+    assert_eq!(tool_text(&greeted.rpc()), "Hi Ada, welcome to Scalekit!");
+    for log in [server.stderr(), upstream.stderr()] {
+        assert!(
+            !log.contains(&client_token) && !log.contains(&gateway_token),
+            "{log}"
+        );
+    }
+}
