@@ -24,14 +24,15 @@
 //! versions this path admits. `tests/it/direct_path.rs` sends the same requests through this
 //! path and through rmcp and asserts byte-identical answers.
 //!
-//! With `--metrics-addr`, every answer also says which operations it answered and, for its own
-//! answers, how they ended ([`Reported`]): the body is read here anyway, so the guard in front
-//! need not read and parse it a second time.
+//! With `--metrics-addr`, this path records the operations it answers (method, tool, outcome,
+//! duration) and says which operations it passed to rmcp ([`Reported`]): the body is read here
+//! anyway, so the guard in front need not read and parse it a second time.
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -51,8 +52,9 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use super::audit::{Outcome, Reported};
+use super::metrics::{Metrics, method_label};
 use super::sessions::Sessions;
-use super::tool_calls::{Operation, operations_quickly};
+use super::tool_calls::operations_quickly;
 
 /// The newest protocol version this path serves; from this one on, requests carry their own
 /// metadata and headers that only rmcp checks.
@@ -79,20 +81,26 @@ impl<H: ServerHandler> Clone for DirectOrRmcp<H> {
 struct DirectPath<H: ServerHandler> {
     tools: H,
     max_body_bytes: usize,
-    /// Whether each answer says which operations it answered ([`Reported`]), for the metrics:
-    /// this path reads every body anyway, so the guard need not read it again.
-    report: bool,
+    /// With `--metrics-addr`: this path records the operations it answers itself, and says
+    /// which operations it passed to rmcp ([`Reported`]). It reads every body anyway, so the
+    /// guard need not read it again.
+    metrics: Option<Arc<Metrics>>,
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
     idle: OnceLock<RunningService<RoleServer, H>>,
     rmcp: RmcpService<H>,
 }
 
 impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
-    pub fn new(tools: H, max_body_bytes: usize, report: bool, rmcp: RmcpService<H>) -> Self {
+    pub fn new(
+        tools: H,
+        max_body_bytes: usize,
+        metrics: Option<Arc<Metrics>>,
+        rmcp: RmcpService<H>,
+    ) -> Self {
         Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
-            report,
+            metrics,
             idle: OnceLock::new(),
             rmcp,
         }))
@@ -136,7 +144,8 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             return self.pass(request).await;
         }
         let plain = plain_headers(request.headers());
-        if !plain && !self.report {
+        let report = self.metrics.is_some();
+        if !plain && !report {
             return self.pass(request).await;
         }
         let (parts, body) = request.into_parts();
@@ -148,7 +157,7 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             Some(request) => self.answer(request, parts).await,
             None => {
                 // rmcp answers; the outcome is read from its answer (see `audit::Record`).
-                let operations = self.report.then(|| operations_quickly(&bytes));
+                let operations = report.then(|| operations_quickly(&bytes));
                 let mut response = self
                     .pass(Request::from_parts(parts, Body::from(bytes)))
                     .await;
@@ -183,12 +192,13 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         context.meta = std::mem::take(request.get_meta_mut());
         context.extensions = std::mem::take(request.extensions_mut());
         context.extensions.insert(parts);
-        let operation = self.report.then(|| {
+        let started = Instant::now();
+        let operation = self.metrics.as_ref().map(|metrics| {
             let tool = match &request {
                 ClientRequest::CallToolRequest(call) => Some(call.params.name.as_ref()),
                 _ => None,
             };
-            Operation::new(request.method(), tool)
+            (method_label(request.method()), metrics.tool_label(tool))
         });
         let (message, outcome) = match self.tools.handle_request(request, context).await {
             Ok(result) => {
@@ -202,12 +212,10 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             }
             Err(error) => (ServerJsonRpcMessage::error(error, Some(id)), Outcome::Error),
         };
-        let mut response = json_response(&message);
-        if let Some(operation) = operation {
-            response.extensions_mut().insert(Reported {
-                operations: vec![operation],
-                outcome: Some(outcome),
-            });
+        let response = json_response(&message);
+        if let (Some(metrics), Some((method, tool))) = (&self.metrics, operation) {
+            let elapsed = started.elapsed();
+            metrics.record_labelled(method, tool, outcome.as_str(), elapsed);
         }
         response
     }

@@ -251,10 +251,18 @@ impl Metrics {
         outcome: &'static str,
         elapsed: Duration,
     ) {
-        let tool = match tool {
-            None => self.no_tool.clone(),
-            Some(name) => self.tool_label(name),
-        };
+        let tool = self.tool_label(tool);
+        self.record_labelled(method, tool, outcome, elapsed);
+    }
+
+    /// [`Metrics::record_operation`] with the tool's label already found ([`Metrics::tool_label`]).
+    pub fn record_labelled(
+        &self,
+        method: &'static str,
+        tool: Arc<String>,
+        outcome: &'static str,
+        elapsed: Duration,
+    ) {
         let key = (str_key(method), Arc::as_ptr(&tool) as usize, str_key(outcome));
         let labels = || McpLabels {
             mcp_method_name: method,
@@ -264,8 +272,12 @@ impl Metrics {
         observe(&self.mcp_cache, key, &self.mcp_operations, labels, elapsed);
     }
 
-    /// The label of a called tool: its name when the handler knows it, else `other`.
-    fn tool_label(&self, name: &str) -> Arc<String> {
+    /// The label of a called tool: its name when the handler knows it, else `other`; empty for
+    /// an operation that calls none.
+    pub fn tool_label(&self, name: Option<&str>) -> Arc<String> {
+        let Some(name) = name else {
+            return self.no_tool.clone();
+        };
         let known = self
             .tool_labels
             .read()

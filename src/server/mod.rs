@@ -84,8 +84,9 @@ pub struct AppState {
     pub audit: bool,
     /// What `/metrics` reports (`--metrics-addr`); `None`: nothing is recorded.
     pub metrics: Option<Arc<metrics::Metrics>>,
-    /// Whether the MCP endpoint says which operations it answered ([`audit::Reported`]): the
-    /// direct path of `--stateless` does, when there are metrics.
+    /// Whether the MCP endpoint records the operations it answers and says which it passed on
+    /// ([`audit::Reported`]): the direct path of `--stateless` does, when there are metrics and
+    /// the guard reads no body of its own (no audit line, no tool policy).
     pub endpoint_reports: bool,
 }
 
@@ -127,7 +128,7 @@ impl AppState {
             };
             Arc::new(metrics::Metrics::new(&routes(config), known_tool, sources))
         });
-        Arc::new(AppState {
+        let mut state = AppState {
             policy: config.policy.clone(),
             keys,
             challenge: ChallengeParams {
@@ -148,9 +149,21 @@ impl AppState {
             ),
             max_body_bytes: config.max_body_bytes,
             audit: audit::enabled(),
-            endpoint_reports: metrics.is_some() && config.stateless,
+            endpoint_reports: false,
             metrics,
-        })
+        };
+        // The guard reads a body for the audit line or a decision anyway, and then records the
+        // metrics itself; otherwise the direct path of --stateless does.
+        state.endpoint_reports = state.metrics.is_some()
+            && config.stateless
+            && !state.audit
+            && !state.decides_on_tool_calls();
+        Arc::new(state)
+    }
+
+    /// The metrics for an endpoint that records what it answers (see `endpoint_reports`).
+    fn metrics_for_endpoint(&self) -> Option<Arc<metrics::Metrics>> {
+        self.metrics.clone().filter(|_| self.endpoint_reports)
     }
 }
 
@@ -261,7 +274,7 @@ where
         Either::Left(direct::DirectOrRmcp::new(
             handler,
             config.max_body_bytes,
-            state.metrics.is_some(),
+            state.metrics_for_endpoint(),
             rmcp,
         ))
     } else {

@@ -15,6 +15,10 @@ struct Measured {
 }
 
 fn start(extra: &[&str]) -> Measured {
+    start_with_env(extra, &[])
+}
+
+fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Measured {
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
     let metrics_port = free_port();
     let address = format!("127.0.0.1:{metrics_port}");
@@ -30,7 +34,7 @@ fn start(extra: &[&str]) -> Measured {
         &address,
     ];
     args.extend_from_slice(extra);
-    let server = Server::start(&args);
+    let server = Server::start_in(tempfile::tempdir().unwrap(), &args, env);
     server.wait_until(|| {
         server
             .get_blocking("/ready")
@@ -266,34 +270,45 @@ async fn metrics_count_a_known_sequence_of_requests() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_are_not_on_the_mcp_port_and_count_stateless_calls() {
-    let measured = start(&["--stateless"]);
-    let token = mint(&good_claims());
-    let url = measured.server.url("/");
-    let reply = http_post(&url, Some(&token), &call_greet("Ada")).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
-    // Answered by the direct path (a tool the server lacks, a listing) and by rmcp (initialize).
-    let unknown = http_post(&url, Some(&token), &tool_call("no-such-tool-7f3a")).await;
-    assert!(unknown.body.contains("error"), "{}", unknown.body);
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    assert_eq!(http_post(&url, Some(&token), &list).await.status, 200);
-    assert_eq!(
-        http_post(&url, Some(&token), &initialize()).await.status,
-        200
-    );
-    // The MCP port has no /metrics: like any path that is not public, it needs a token.
-    let (status, _) = measured.server.get_blocking("/metrics").unwrap();
-    assert_eq!(status, 401);
+    // With the audit line the guard reads each body and records the operations; without it the
+    // direct path records what it answers itself. Both count each operation once.
+    for level in ["info", "info,audit=off"] {
+        let measured = start_with_env(&["--stateless"], &[("RUST_LOG", level)]);
+        let token = mint(&good_claims());
+        let url = measured.server.url("/");
+        let reply = http_post(&url, Some(&token), &call_greet("Ada")).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        // Answered by the direct path (a tool the server lacks, a listing) and by rmcp
+        // (initialize).
+        let unknown = http_post(&url, Some(&token), &tool_call("no-such-tool-7f3a")).await;
+        assert!(unknown.body.contains("error"), "{}", unknown.body);
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        assert_eq!(http_post(&url, Some(&token), &list).await.status, 200);
+        let initialized = http_post(&url, Some(&token), &initialize()).await;
+        assert_eq!(initialized.status, 200, "{}", initialized.body);
+        // The MCP port has no /metrics: like any path that is not public, it needs a token.
+        let (status, _) = measured.server.get_blocking("/metrics").unwrap();
+        assert_eq!(status, 401);
 
-    let text = measured.scrape().await;
-    assert_eq!(
-        operations(&text, "tools/call", "greet_user", "ok"),
-        Some(1.0),
-        "{text}"
-    );
-    assert!(
-        !text.contains("scalekit_mcp_sessions_active"),
-        "no sessions in stateless mode:\n{text}"
-    );
+        let text = measured.scrape().await;
+        let count = |method, tool, outcome| operations(&text, method, tool, outcome);
+        assert_eq!(
+            count("tools/call", "greet_user", "ok"),
+            Some(1.0),
+            "{level}: {text}"
+        );
+        assert_eq!(
+            count("tools/call", "other", "error"),
+            Some(1.0),
+            "{level}: {text}"
+        );
+        assert_eq!(count("tools/list", "", "ok"), Some(1.0), "{level}: {text}");
+        assert_eq!(count("initialize", "", "ok"), Some(1.0), "{level}: {text}");
+        assert!(
+            !text.contains("scalekit_mcp_sessions_active"),
+            "no sessions in stateless mode:\n{text}"
+        );
+    }
 }
 
 #[test]
