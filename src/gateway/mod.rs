@@ -63,6 +63,12 @@ pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
                      (--upstream URL), not a command",
                 ));
             }
+            if !runnable(program) {
+                return Err(ExitError::usage(format!(
+                    "the upstream command {program:?} is not a file nor on PATH: check the command \
+                     after -- (e.g. -- npx -y @modelcontextprotocol/server-everything)"
+                )));
+            }
             upstream::Target::Command {
                 program: program.clone(),
                 args: rest.to_vec(),
@@ -77,6 +83,18 @@ pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
         ));
     }
     Ok(Some(Upstream::new(target, gateway.upstream_timeout.0)))
+}
+
+/// Whether `program` names a file (a path) or a file in a `PATH` directory, as the shell would
+/// find it: checked at startup, so that a typo stops `serve` instead of failing every session.
+fn runnable(program: &str) -> bool {
+    let path = std::path::Path::new(program);
+    if path.components().count() > 1 {
+        return path.is_file();
+    }
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|directory| directory.join(program).is_file())
+    })
 }
 
 /// `--upstream` with its headers and bearer token, checked.

@@ -151,7 +151,12 @@ fn gateway_flags_that_cannot_work_are_refused_with_the_fix() {
     assert!(!stderr.contains("s3cret"), "{stderr}");
     let stderr = refused(&["--upstream-header", "X-Key: 1"], &[]);
     assert!(stderr.contains("need --upstream URL"), "{stderr}");
-    let stderr = refused(&["--stateless", "--", "some-server"], &[]);
+    let stderr = refused(&["--", "no-such-mcp-server-7f3a", "--stdio"], &[]);
+    assert!(
+        stderr.contains("\"no-such-mcp-server-7f3a\" is not a file nor on PATH"),
+        "{stderr}"
+    );
+    let stderr = refused(&["--stateless", "--", "sh"], &[]);
     assert!(
         stderr.contains("--stateless in front of an upstream is not supported yet"),
         "{stderr}"
@@ -299,4 +304,33 @@ async fn an_http_upstream_gets_the_gateways_token_never_the_clients() {
             "{log}"
         );
     }
+}
+
+/// A gateway killed outright cannot stop its children, but it cannot orphan a stdio server either:
+/// the child's stdin closes with the gateway, and an MCP stdio server exits then.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_gateway_leaves_no_stdio_child_running() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("child.pid");
+    let pid_file = pid_file.to_str().unwrap().to_owned();
+    let script = r#"echo $$ > "$0"; exec "$1" serve --transport stdio"#;
+    let (mut server, _jwks, token) = gateway(&["--", "sh", "-c", script, &pid_file, ours]);
+    let opened = http_post(&server.url("/"), Some(&token), &initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    server
+        .wait_until(|| std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_owned();
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| !stat.contains(") Z "))
+    };
+    assert!(alive());
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    server.wait_until(|| !alive());
 }
