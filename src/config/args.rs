@@ -26,6 +26,7 @@ pub mod heading {
     pub const POLICY: &str = "Policies";
     pub const LOGGING: &str = "Logging and metrics";
     pub const DEVELOPMENT: &str = "Development (--dev)";
+    #[cfg(feature = "gateway")]
     pub const GATEWAY: &str = "Gateway (in front of another MCP server)";
 }
 
