@@ -7,24 +7,19 @@ use crate::util::*;
 
 /// A gateway started with `upstream` (flags, or `--` and a command), and a token for it.
 fn gateway(upstream: &[&str]) -> (Server, JwksServer, String) {
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let jwks_url = format!("{}/keys", jwks.url());
-    let mut args = vec![
-        "--sk-env-url",
-        ISSUER,
-        "--jwks-url",
-        &jwks_url,
-        "--audience",
-        AUDIENCE,
-    ];
-    args.extend_from_slice(upstream);
-    let server = Server::start(&args);
-    server.wait_until(|| {
-        server
-            .get_blocking("/ready")
-            .is_some_and(|(status, _)| status == 200)
-    });
+    let (server, jwks) = Server::start_with_keys(upstream, &[]);
     (server, jwks, mint(&good_claims()))
+}
+
+/// The pid a session's child wrote to `pid_file` (see the scripts below), once it has.
+fn child_pid(server: &Server, pid_file: &str) -> String {
+    server.wait_until(|| std::fs::read_to_string(pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
+    std::fs::read_to_string(pid_file).unwrap().trim().to_owned()
+}
+
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 fn tool_call(name: &str, arguments: Value) -> Value {
@@ -171,53 +166,21 @@ async fn a_sessions_child_gets_no_gateway_secrets_and_stops_when_the_session_end
     let env_file = env_file.to_str().unwrap().to_owned();
     // The child records its environment and pid, then becomes a stdio MCP server.
     let script = r#"env > "$0"; echo $$ > "$0.pid"; exec "$1" serve --transport stdio"#;
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let jwks_url = format!("{}/keys", jwks.url());
-    let args = [
-        "--sk-env-url",
-        ISSUER,
-        "--jwks-url",
-        &jwks_url,
-        "--audience",
-        AUDIENCE,
-        "--",
-        "sh",
-        "-c",
-        script,
-        &env_file,
-        ours,
-    ];
-    let server = Server::start_in(
-        tempfile::tempdir().unwrap(),
-        &args,
+    let (server, _jwks) = Server::start_with_keys(
+        &["--", "sh", "-c", script, &env_file, ours],
         &[
             ("SK_CLIENT_SECRET", "gateway-secret-5e1"),
             ("SCALEKIT_MCP_TOKEN", "gateway-token-5e1"),
         ],
     );
-    server.wait_until(|| {
-        server
-            .get_blocking("/ready")
-            .is_some_and(|(status, _)| status == 200)
-    });
     let token = mint(&good_claims());
     let url = server.url("/");
 
     let opened = http_post(&url, Some(&token), &initialize()).await;
     assert_eq!(opened.status, 200, "{}", opened.body);
     let session = opened.header("mcp-session-id").unwrap().to_owned();
-    let pid_file = format!("{env_file}.pid");
-    server
-        .wait_until(|| std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.contains(") Z "))
-    };
-    assert!(alive(), "the session's child runs");
+    let pid = child_pid(&server, &format!("{env_file}.pid"));
+    assert!(alive(&pid), "the session's child runs");
 
     let environment = std::fs::read_to_string(&env_file).unwrap();
     assert!(
@@ -235,40 +198,19 @@ async fn a_sessions_child_gets_no_gateway_secrets_and_stops_when_the_session_end
         .await
         .unwrap();
     assert!(closed.status().is_success(), "{}", closed.status());
-    server.wait_until(|| !alive());
+    server.wait_until(|| !alive(&pid));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_http_upstream_gets_the_gateways_token_never_the_clients() {
     // The upstream is another `serve`, with OAuth of its own: it accepts the gateway's token.
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let jwks_url = format!("{}/keys", jwks.url());
-    let upstream = Server::start(&[
-        "--sk-env-url",
-        ISSUER,
-        "--jwks-url",
-        &jwks_url,
-        "--audience",
-        AUDIENCE,
-    ]);
-    upstream.wait_until(|| {
-        upstream
-            .get_blocking("/ready")
-            .is_some_and(|(status, _)| status == 200)
-    });
+    let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[]);
     let mut service = good_claims();
     service["sub"] = json!("svc-gateway");
     let gateway_token = mint(&service);
     let upstream_url = upstream.url("/");
-    let server = Server::start_in(
-        tempfile::tempdir().unwrap(),
+    let (server, _keys) = Server::start_with_keys(
         &[
-            "--sk-env-url",
-            ISSUER,
-            "--jwks-url",
-            &jwks_url,
-            "--audience",
-            AUDIENCE,
             "--upstream",
             &upstream_url,
             "--upstream-bearer-env",
@@ -276,11 +218,6 @@ async fn an_http_upstream_gets_the_gateways_token_never_the_clients() {
         ],
         &[("UPSTREAM_TOKEN", &gateway_token)],
     );
-    server.wait_until(|| {
-        server
-            .get_blocking("/ready")
-            .is_some_and(|(status, _)| status == 200)
-    });
     let client_token = mint(&good_claims());
 
     let reply = http_session_call(
@@ -318,19 +255,10 @@ async fn a_killed_gateway_leaves_no_stdio_child_running() {
     let (mut server, _jwks, token) = gateway(&["--", "sh", "-c", script, &pid_file, ours]);
     let opened = http_post(&server.url("/"), Some(&token), &initialize()).await;
     assert_eq!(opened.status, 200, "{}", opened.body);
-    server
-        .wait_until(|| std::fs::read_to_string(&pid_file).is_ok_and(|pid| !pid.trim().is_empty()));
-    let pid = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .to_owned();
-    let alive = || {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.contains(") Z "))
-    };
-    assert!(alive());
+    let pid = child_pid(&server, &pid_file);
+    assert!(alive(&pid));
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
-    server.wait_until(|| !alive());
+    server.wait_until(|| !alive(&pid));
 }

@@ -19,27 +19,11 @@ fn start(extra: &[&str]) -> Measured {
 }
 
 fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> Measured {
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
     let metrics_port = free_port();
     let address = format!("127.0.0.1:{metrics_port}");
-    let jwks_url = format!("{}/keys", jwks.url());
-    let mut args = vec![
-        "--sk-env-url",
-        ISSUER,
-        "--jwks-url",
-        &jwks_url,
-        "--audience",
-        AUDIENCE,
-        "--metrics-addr",
-        &address,
-    ];
+    let mut args = vec!["--metrics-addr", &address];
     args.extend_from_slice(extra);
-    let server = Server::start_in(tempfile::tempdir().unwrap(), &args, env);
-    server.wait_until(|| {
-        server
-            .get_blocking("/ready")
-            .is_some_and(|(status, _)| status == 200)
-    });
+    let (server, jwks) = Server::start_with_keys(&args, env);
     Measured {
         server,
         metrics_port,

@@ -436,6 +436,29 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts `serve` with the Scalekit-style issuer and audience, keys from a local JWKS (fixture
+    /// key a: `mint` signs for it), `args` and `env`, and waits until it is ready.
+    pub fn start_with_keys(args: &[&str], env: &[(&str, &str)]) -> (Server, JwksServer) {
+        let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+        let jwks_url = format!("{}/keys", jwks.url());
+        let mut all = vec![
+            "--sk-env-url",
+            ISSUER,
+            "--jwks-url",
+            &jwks_url,
+            "--audience",
+            AUDIENCE,
+        ];
+        all.extend_from_slice(args);
+        let server = Server::start_in(tempfile::tempdir().unwrap(), &all, env);
+        server.wait_until(|| {
+            server
+                .get_blocking("/ready")
+                .is_some_and(|(status, _)| status == 200)
+        });
+        (server, jwks)
+    }
+
     /// Starts `serve --port <free> args…` in a temp dir and waits for /health.
     pub fn start(args: &[&str]) -> Server {
         Server::start_in(tempfile::tempdir().unwrap(), args, &[])
