@@ -17,6 +17,7 @@
 mod relay;
 pub mod upstream;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::model::{
@@ -24,7 +25,8 @@ use rmcp::model::{
     ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
     CustomResult, GetMeta, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
     InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ReadResourceRequestParams,
+    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
+    ReadResourceRequestParams,
     ReadResourceResponse, Request, RequestOptionalParam, ServerResult,
     SubscribeRequestParams, UnsubscribeRequestParams,
 };
@@ -281,6 +283,20 @@ fn unexpected(result: &ServerResult) -> McpError {
 }
 
 impl ServerHandler for Gateway {
+    /// Sessions start with `initialize`, which opens the upstream session: the 2026-07-28
+    /// revision's per-request lifecycle (`server/discover`, no `initialize`) is not relayed yet,
+    /// so it is not offered, and clients that try it first fall back to `initialize`.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&ProtocolVersion::V_2025_11_25))
+    }
+
+    async fn discover(
+        &self,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::DiscoverResult, McpError> {
+        Err(McpError::method_not_found::<rmcp::model::DiscoverRequestMethod>())
+    }
+
     fn get_info(&self) -> InitializeResult {
         self.session
             .get()

@@ -237,6 +237,10 @@ fn forwarded_headers(
         headers.remove(&HeaderName::from_static(name));
     }
     for ((_, value), name) in forwarded_environment(caller).into_iter().zip(names) {
+        // A claim the token does not have is no header, not an empty one.
+        if value.is_empty() {
+            continue;
+        }
         if let Ok(value) = HeaderValue::from_str(&value) {
             headers.insert(HeaderName::from_static(name), value);
         }
@@ -286,5 +290,10 @@ mod tests {
         assert_eq!(header(&headers, "x-api-key").unwrap(), "k");
         let anonymous = forwarded_headers(&configured, None);
         assert_eq!(header(&anonymous, "x-forwarded-user"), None, "a spoofed value is removed");
+        let mut no_org = caller();
+        no_org.org_id = None;
+        let headers = forwarded_headers(&[], Some(&no_org));
+        assert_eq!(header(&headers, "x-forwarded-org-id"), None, "no org, no header");
+        assert_eq!(header(&headers, "x-forwarded-user").unwrap(), "usr_1");
     }
 }
