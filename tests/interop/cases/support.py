@@ -249,13 +249,15 @@ def serve_home(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def start_serve(procs, tmp_path: Path, args: list[str], name: str = "serve") -> tuple[Proc, str]:
-    """Starts `scalekit-mcp serve` on a free port with the public URL on 127.0.0.1; returns
-    it and its MCP URL once /health answers."""
+def start_serve(procs, tmp_path: Path, args: list[str], name: str = "serve",
+                env_extra: dict[str, str] | None = None) -> tuple[Proc, str]:
+    """Starts `scalekit-mcp serve` on a free port with the public URL on 127.0.0.1 (and
+    `env_extra` in its environment); returns it and its MCP URL once /health answers."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     home = serve_home(tmp_path, f"{name}-home")
-    proc = procs(name, [BIN, "serve", "--port", str(port), "--public-url", url, *args], scrubbed_env(home), cwd=home)
+    env = scrubbed_env(home, **(env_extra or {}))
+    proc = procs(name, [BIN, "serve", "--port", str(port), "--public-url", url, *args], env, cwd=home)
     proc.wait_for_http(f"{url}/health")
     return proc, f"{url}/"
 

@@ -1,5 +1,7 @@
 """A FastMCP server for the interop suite: `greet_user` like ours, with its own wording so the
-tests can tell which server answered.
+tests can tell which server answered, and `forwarded_identity`, which reports who a gateway in
+front of it said the caller is (the X-Forwarded-* headers FastMCP received and the caller in the
+request's `_meta`; only whether an Authorization header came, never its value).
 
     python fastmcp_server.py stdio
     python fastmcp_server.py http --port P --token T    # static bearer token T required
@@ -9,7 +11,8 @@ The token comes from the command line only in this test peer; it is random per t
 
 import argparse
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
+from fastmcp.server.dependencies import get_http_headers
 from fastmcp.server.auth.providers.jwt import StaticTokenVerifier
 
 
@@ -30,6 +33,18 @@ def build(token: str | None) -> FastMCP:
     def fail_always(reason: str) -> str:
         """Always fails, with the given reason."""
         raise ValueError(f"failed on purpose: {reason}")
+
+    @mcp.tool
+    def forwarded_identity(ctx: Context) -> dict:
+        """Who the gateway in front of this server says is calling."""
+        # get_http_headers() drops Authorization unless asked for it; its presence is all we report.
+        headers = get_http_headers(include={"authorization"})
+        meta = ctx.request_context.meta if ctx.request_context is not None else None
+        return {
+            "headers": {name: value for name, value in headers.items() if name.startswith("x-forwarded-")},
+            "authorization_present": "authorization" in headers,
+            "caller_meta": (meta or {}).get("scalekit-mcp/caller"),
+        }
 
     return mcp
 
