@@ -677,9 +677,8 @@ async fn client_credentials_with_a_private_key_jwt() {
     let home = tempfile::tempdir().unwrap();
     let url = fake.url();
     let key_arg = key.to_str().unwrap();
-    let output = client(
-        home.path(),
-        &[
+    let log_in = || {
+        let args = [
             "login",
             &url,
             "--client-credentials",
@@ -687,10 +686,10 @@ async fn client_credentials_with_a_private_key_jwt() {
             "ci-bot",
             "--client-assertion-key",
             key_arg,
-        ],
-    )
-    .output()
-    .unwrap();
+        ];
+        client(home.path(), &args).output().unwrap()
+    };
+    let output = log_in();
     assert!(output.status.success(), "{}", text(&output.stderr));
     {
         let script = fake.script();
@@ -753,20 +752,7 @@ async fn client_credentials_with_a_private_key_jwt() {
     }
 
     // A key file that went away is named, with the fix.
-    let output = client(
-        home.path(),
-        &[
-            "login",
-            &url,
-            "--client-credentials",
-            "--client-id",
-            "ci-bot",
-            "--client-assertion-key",
-            key_arg,
-        ],
-    )
-    .output()
-    .unwrap();
+    let output = log_in();
     assert!(output.status.success(), "{}", text(&output.stderr));
     std::fs::remove_file(&key).unwrap();
     let output = client(home.path(), &["token"]).output().unwrap();
