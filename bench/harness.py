@@ -217,18 +217,22 @@ def rows(args, sk_url, jwks_url):
          "/health", False, True),
         ("f", "ceiling: bare axum route, fixed JSON (no auth, no MCP)", [args.ceiling, "{port}"], {},
          "/ready", False, False),
+        # The gateway (stateful: --stateless is not supported in front of an upstream yet) in
+        # front of row (c), a fast local MCP server; row (c) is that upstream called directly.
+        ("g", "gateway: serve --upstream (c) (stateful)", ours(args.bin, "--upstream", "{upstream}"), {},
+         "/ready", True, True),
     ]
 
 
 class Row:
     """One row's server process, from its start and checks to its measurements."""
 
-    def __init__(self, row, log_dir):
+    def __init__(self, row, log_dir, upstream=""):
         self.name, self.label, command, extra_env, self.ready_path, self.stateful, self.has_auth = row
         self.port = free_port()
         self.metrics_port = free_port()
         command = [part.replace("{port}", str(self.port)).replace("{metrics_port}", str(self.metrics_port))
-                   for part in command]
+                   .replace("{upstream}", upstream) for part in command]
         env = dict(os.environ, **{k: v.replace("{port}", str(self.port)) for k, v in extra_env.items()})
         env.pop("RUST_LOG", None)
         self.result = {"row": self.name, "label": self.label, "stateful": self.stateful, "auth": self.has_auth}
@@ -409,7 +413,7 @@ def main():
     parser.add_argument("--node-dir", required=True)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
-    parser.add_argument("--rows", default="a,b,c,d,d2,e,f")
+    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     parser.add_argument("--auth-pairs", type=int, default=10,
                         help="paired runs of rows a and c for the auth overhead (0: none)")
@@ -450,7 +454,12 @@ def main():
         for row in rows(args, sk_url, f"{sk_url}/keys"):
             if row[0] in wanted | paired_only:
                 print(f"row {row[0]}: {row[1]}", flush=True)
-                started.append(Row(row, log_dir))
+                # The gateway's upstream is row (c), started before it.
+                upstream = next((f"http://127.0.0.1:{r.port}/" for r in started if r.name == "c"), "")
+                started.append(Row(row, log_dir, upstream))
+                if row[0] == "g" and not upstream:
+                    started[-1].fail("row g needs row c (its upstream) in --rows")
+                    continue
                 started[-1].check(token, bad_token)
         measure_interleaved([row for row in started if row.name not in paired_only], token, args.duration,
                             args.rounds)
@@ -504,6 +513,7 @@ def ratios(results):
         ("ours stateless / TypeScript SDK", "a", "e"),
         ("ours stateless / ceiling", "a", "f"),
         ("auth on / auth off (stateless)", "a", "c"),
+        ("gateway / its upstream called directly", "g", "c"),
     ]
     out = []
     for label, ours, peer in pairs:
@@ -546,6 +556,11 @@ def targets(results, extras, auth_pairs, metrics_pairs=None):
         overhead = auth_pairs["rps_overhead_median"]
         check(f"auth overhead at c=64, throughput (1 − on/off, median of {pairs} pairs)",
               "≤ 10 %", f"{overhead:.1%}", overhead <= 0.10)
+    g = rows.get("g")
+    if g and c:
+        share = rps(g) / rps(c)
+        check("gateway throughput vs its upstream called directly (c=64; the gateway is stateful)",
+              "≥ 50 %", f"{share:.0%}", share >= 0.5)
     if metrics_pairs:
         pairs = len(metrics_pairs["pairs"])
         overhead = metrics_pairs["rps_overhead_median"]
