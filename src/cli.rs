@@ -72,8 +72,17 @@ pub fn main() -> ExitCode {
     // `.env` in the working directory, as the seed's python-dotenv does; real environment
     // variables win, and flags win over both (clap reads the environment).
     let _ = dotenvy::dotenv();
-    let cli = Cli::parse();
-    match run(cli) {
+    let matches = Cli::command().get_matches();
+    // Whether `serve --max-sessions` was set (flag or environment) rather than defaulted: the
+    // default depends on what is served (see `commands::serve`).
+    let max_sessions_set = matches.subcommand_matches("serve").is_some_and(|serve| {
+        serve.value_source("max_sessions") != Some(clap::parser::ValueSource::DefaultValue)
+    });
+    let cli = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match run(cli, max_sessions_set) {
         Ok(code) => code,
         Err(error) => {
             // Not eprintln!: a closed stderr must not turn an error into a panic.
@@ -83,7 +92,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, max_sessions_set: bool) -> anyhow::Result<ExitCode> {
     if !matches!(cli.command, Command::Serve(_)) {
         // Client commands log warnings only; RUST_LOG raises it for debugging.
         // `call` and `tools` report rmcp's failures themselves, as their exit codes and messages
@@ -103,7 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             commands::completions::run(&args, Cli::command()).map(success)
         }
         Command::Man(args) => commands::man::run(&args, Cli::command()).map(success),
-        Command::Serve(args) => runtime.block_on(commands::serve::run(*args)).map(success),
+        Command::Serve(args) => runtime
+            .block_on(commands::serve::run(*args, max_sessions_set))
+            .map(success),
         Command::Login(args) => runtime.block_on(commands::login::run(*args)).map(success),
         Command::Logout(args) => runtime.block_on(commands::logout::run(&args)).map(success),
         Command::Status(args) => commands::status::run(&args),

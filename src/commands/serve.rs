@@ -6,18 +6,32 @@
 //! directory, so a team running the Python pattern can point this binary at the same `.env`.
 
 use crate::config::ServeArgs;
+
+/// `--max-sessions` when a command is served and the flag is not given: each session is a
+/// process, so the cap is lower than the 1,000 of plain sessions.
+const COMMAND_MAX_SESSIONS: usize = 100;
 use crate::logging;
 use crate::auth::tool_scopes::ToolScopes;
 use crate::tools::ScalekitTools;
 
 /// Runs the server with the built-in tools until SIGINT / SIGTERM.
 /// With an upstream (`--upstream URL`, or a command after `--`), its tools instead.
-pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+/// `max_sessions_set`: whether `--max-sessions` was given, rather than left at its default.
+pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<()> {
     let upstream = crate::gateway::upstream_of(&args)?;
     logging::init(args.log_format, args.log_level.as_deref(), "info");
     match upstream {
         Some(upstream) => {
-            tracing::info!("serving {} behind OAuth", upstream.describe());
+            let command = matches!(upstream.target, crate::gateway::upstream::Target::Command { .. });
+            if command && !max_sessions_set {
+                args.max_sessions = COMMAND_MAX_SESSIONS;
+            }
+            let children = if command { " (one process each)" } else { "" };
+            tracing::info!(
+                "serving {} behind OAuth, at most {} sessions{children} (--max-sessions)",
+                upstream.describe(),
+                args.max_sessions
+            );
             let gateway = crate::gateway::Gateway::new(std::sync::Arc::new(upstream));
             crate::server::run(&args, gateway, ToolScopes::default()).await
         }

@@ -262,3 +262,42 @@ async fn a_killed_gateway_leaves_no_stdio_child_running() {
     server.child.wait().unwrap();
     server.wait_until(|| !alive(&pid));
 }
+
+#[test]
+fn in_front_of_a_command_sessions_are_capped_at_100_unless_set() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let stdio = ["--", ours, "serve", "--transport", "stdio"];
+    let (server, _keys) = Server::start_with_keys(&stdio, &[]);
+    let log = server.stderr();
+    assert!(
+        log.contains("at most 100 sessions (one process each) (--max-sessions)"),
+        "{log}"
+    );
+    drop(server);
+
+    let mut capped = vec!["--max-sessions", "7"];
+    capped.extend_from_slice(&stdio);
+    let (server, _keys) = Server::start_with_keys(&capped, &[]);
+    let log = server.stderr();
+    assert!(
+        log.contains("at most 7 sessions (one process each)"),
+        "{log}"
+    );
+    drop(server);
+
+    // The environment sets it too; an HTTP upstream keeps the default of plain sessions.
+    let (server, _keys) = Server::start_with_keys(&stdio, &[("SCALEKIT_MCP_MAX_SESSIONS", "9")]);
+    assert!(
+        server.stderr().contains("at most 9 sessions"),
+        "{}",
+        server.stderr()
+    );
+    let (server, _keys) = Server::start_with_keys(&["--upstream", "http://127.0.0.1:9/mcp"], &[]);
+    assert!(
+        server
+            .stderr()
+            .contains("at most 1000 sessions (--max-sessions)"),
+        "{}",
+        server.stderr()
+    );
+}
