@@ -394,7 +394,7 @@ pub struct ServeArgs {
     ///
     /// Each open session holds memory until it ends: with DELETE, or after
     /// --session-idle-timeout without a request (most clients never send DELETE). In front of a
-    /// command (serve -- <command>), where each session is a process, the default is 100.
+    /// command (serve -- COMMAND), where each session is a process, the default is 100.
     #[arg(
         long,
         env = "SCALEKIT_MCP_MAX_SESSIONS",
