@@ -301,3 +301,42 @@ fn in_front_of_a_command_sessions_are_capped_at_100_unless_set() {
         server.stderr()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tool_policies_apply_to_the_upstreams_tools() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let (server, _keys) = Server::start_with_keys(
+        &[
+            "--tool-scope",
+            "greet_user=admin",
+            "--",
+            ours,
+            "serve",
+            "--transport",
+            "stdio",
+        ],
+        &[],
+    );
+    let token = mint(&good_claims());
+    let url = server.url("/");
+
+    let refused = http_session_call(&url, &token, &call_greet("Ada")).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let challenge = refused.header("www-authenticate").unwrap();
+    assert!(
+        challenge.contains("error=\"insufficient_scope\""),
+        "{challenge}"
+    );
+    assert!(challenge.contains("scope=\"admin\""), "{challenge}");
+
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let listed = http_session_call(&url, &token, &list).await;
+    let listed_rpc = listed.rpc();
+    let names: Vec<&str> = listed_rpc["result"]["tools"]
+        .as_array()
+        .expect("a tool list")
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["whoami"], "greet_user is hidden: {}", listed.body);
+}
