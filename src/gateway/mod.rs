@@ -247,11 +247,6 @@ fn caller_meta(caller: &Caller) -> serde_json::Value {
     })
 }
 
-/// A request of type `R` with `params`, as sent upstream.
-fn request<M: Default, P>(params: P) -> Request<M, P> {
-    Request::new(params)
-}
-
 /// A request without parameters (or with optional ones), as sent upstream.
 fn optional<M: Default, P>(params: Option<P>) -> RequestOptionalParam<M, P> {
     RequestOptionalParam {
@@ -327,7 +322,7 @@ impl ServerHandler for Gateway {
         params: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let answer = self.forward(ClientRequest::CompleteRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::CompleteRequest(Request::new(params)), context);
         expect_result!(answer.await, CompleteResult)
     }
 
@@ -337,7 +332,7 @@ impl ServerHandler for Gateway {
         params: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::SetLevelRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::SetLevelRequest(Request::new(params)), context);
         answer.await.map(|_| ())
     }
 
@@ -346,7 +341,7 @@ impl ServerHandler for Gateway {
         params: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let answer = self.forward(ClientRequest::GetPromptRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::GetPromptRequest(Request::new(params)), context);
         match answer.await? {
             ServerResult::GetPromptResult(result) => Ok(result.into()),
             ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
@@ -386,7 +381,7 @@ impl ServerHandler for Gateway {
         params: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let answer = self.forward(ClientRequest::ReadResourceRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::ReadResourceRequest(Request::new(params)), context);
         match answer.await? {
             ServerResult::ReadResourceResult(result) => Ok(result.into()),
             ServerResult::InputRequiredResult(result) => {
@@ -401,7 +396,7 @@ impl ServerHandler for Gateway {
         params: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::SubscribeRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::SubscribeRequest(Request::new(params)), context);
         answer.await.map(|_| ())
     }
 
@@ -410,7 +405,7 @@ impl ServerHandler for Gateway {
         params: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::UnsubscribeRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::UnsubscribeRequest(Request::new(params)), context);
         answer.await.map(|_| ())
     }
 
@@ -419,7 +414,7 @@ impl ServerHandler for Gateway {
         params: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let answer = self.forward(ClientRequest::CallToolRequest(request(params)), context);
+        let answer = self.forward(ClientRequest::CallToolRequest(Request::new(params)), context);
         match answer.await? {
             ServerResult::CallToolResult(result) => Ok(result.into()),
             ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),

@@ -504,18 +504,7 @@ async fn a_403_steps_up_to_the_union_of_scopes_and_retries() {
     );
     assert_eq!(fake.script().authorizations.len(), 1);
 
-    let output = run_with_browser(client(
-        home.path(),
-        &[
-            "call",
-            "publish",
-            "--server",
-            &url,
-            "--login",
-            "--no-browser",
-        ],
-    ))
-    .await;
+    let output = publish_with_login(home.path(), &url).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "published\n");
     assert_eq!(
@@ -551,18 +540,7 @@ async fn a_server_that_keeps_asking_gets_one_step_up() {
     let url = fake.url();
     let output = run_with_browser(client(home.path(), &["login", &url, "--no-browser"])).await;
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let output = run_with_browser(client(
-        home.path(),
-        &[
-            "call",
-            "publish",
-            "--server",
-            &url,
-            "--login",
-            "--no-browser",
-        ],
-    ))
-    .await;
+    let output = publish_with_login(home.path(), &url).await;
     assert_eq!(output.status.code(), Some(3), "{}", text(&output.stderr));
     assert!(
         text(&output.stderr).contains(
@@ -802,4 +780,17 @@ fn a_bad_assertion_key_is_refused_before_any_request() {
     );
     assert!(!stderr.contains("panicked"));
     assert!(fake.script().token_requests.is_empty());
+}
+
+/// `call publish --login --no-browser` against `url`, with the test's browser answering.
+async fn publish_with_login(home: &std::path::Path, url: &str) -> std::process::Output {
+    let args = [
+        "call",
+        "publish",
+        "--server",
+        url,
+        "--login",
+        "--no-browser",
+    ];
+    run_with_browser(client(home, &args)).await
 }
