@@ -74,7 +74,7 @@ impl Upstream {
     pub fn describe(&self) -> String {
         match &self.target {
             Target::Command { program, .. } => format!("upstream command {program}"),
-            Target::Http { url, .. } => format!("upstream {url}"),
+            Target::Http { url, .. } => format!("upstream {}", without_password(url)),
         }
     }
 
@@ -195,6 +195,17 @@ impl Upstream {
     }
 }
 
+/// `url` as it may be logged: a password in it replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The upstream's `initialize` answer, to give the client as ours.
 fn initialize_result(upstream: &ServerPeerInfo) -> InitializeResult {
     let mut result = InitializeResult::new(upstream.capabilities.clone());
@@ -271,6 +282,17 @@ mod tests {
             expires_at: None,
             claims: Default::default(),
         }
+    }
+
+    #[test]
+    fn a_password_in_the_upstream_url_is_never_described() {
+        let target = Target::Http {
+            url: "https://svc:s3cret@mcp.example.com/mcp".into(),
+            headers: Vec::new(),
+            bearer: None,
+        };
+        let described = Upstream::new(target, Duration::from_secs(1)).describe();
+        assert_eq!(described, "upstream https://svc:***@mcp.example.com/mcp");
     }
 
     #[test]
