@@ -6,19 +6,33 @@
 //!   starts one process per session);
 //! - `_meta["scalekit-mcp/caller"]` on every request: the caller of that request.
 //!
+//! Its second tool, `steps`, sends progress notifications and answers straight after the last
+//! one: the gateway's tests use it to see that progress reaches the client in order and before
+//! the answer.
+//!
 //! ```sh
 //! cargo build --example forwarded_identity
 //! scalekit-mcp serve --dev -- target/debug/examples/forwarded_identity
 //! ```
 
-use rmcp::handler::server::router::tool::ToolRouter;
-use rmcp::model::{Implementation, RequestMetaObject, ServerCapabilities, ServerConfig};
-use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use rmcp::handler::server::{router::tool::ToolRouter, wrapper::Parameters};
+use rmcp::model::{
+    Implementation, ProgressNotificationParam, RequestMetaObject, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 #[derive(Clone)]
 struct ForwardedIdentity {
     tool_router: ToolRouter<Self>,
+}
+
+#[derive(Deserialize, schemars::JsonSchema)]
+struct Steps {
+    /// How many progress notifications to send.
+    count: u32,
 }
 
 #[tool_router]
@@ -38,6 +52,22 @@ impl ForwardedIdentity {
             "request": meta.0.get("scalekit-mcp/caller").cloned().unwrap_or(Value::Null),
         })
         .to_string()
+    }
+
+    #[tool(description = "Sends `count` progress notifications, then answers at once.")]
+    async fn steps(
+        &self,
+        Parameters(Steps { count }): Parameters<Steps>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
+        if let Some(token) = context.meta.get_progress_token() {
+            for step in 1..=count {
+                let progress = ProgressNotificationParam::new(token.clone(), f64::from(step))
+                    .with_total(f64::from(count));
+                let _ = context.peer.notify_progress(progress).await;
+            }
+        }
+        format!("sent {count} progress notifications")
     }
 }
 

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientNotification,
     ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
-    CustomResult, GetMeta, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
+    CustomResult, GetExtensions, GetMeta, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
     InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
     ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
     ReadResourceRequestParams,
@@ -33,6 +33,8 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::json;
+
+use relay::ProgressRoute;
 
 use crate::auth::validate::Caller;
 use crate::config::ServeArgs;
@@ -207,17 +209,18 @@ impl Gateway {
         let client_token = context.meta.get_progress_token();
         let options =
             PeerRequestOptions::with_timeout(self.upstream.timeout).reset_timeout_on_progress();
+        if let Some(client_token) = client_token {
+            request.extensions_mut().insert(ProgressRoute {
+                client_token,
+                request: context.id.clone(),
+            });
+        }
         let in_flight = connected.relay.begin(context.id.clone());
         let handle = connected
             .peer()
             .send_request_with_option(request, options)
             .await
             .map_err(|error| self.upstream.failure(&error))?;
-        if let Some(token) = client_token {
-            connected
-                .relay
-                .map_progress(handle.progress_token.clone(), token, context.id.clone());
-        }
         let upstream_id = handle.id.clone();
         let upstream_token = handle.progress_token.clone();
         let answer = tokio::select! {
@@ -231,7 +234,7 @@ impl Gateway {
                 Err(McpError::internal_error("cancelled by the client", None))
             }
         };
-        connected.relay.forget_progress(&upstream_token);
+        connected.relay.settle(&upstream_token).await;
         drop(in_flight);
         answer
     }

@@ -93,7 +93,7 @@ impl Upstream {
             match &self.target {
                 Target::Command { program, args } => {
                     let transport = self.spawn(program, args, caller, number)?;
-                    relay.clone().serve(transport).await.map_err(|error| {
+                    relay.clone().serve(relay.in_order(transport)).await.map_err(|error| {
                         self.unavailable(format!("{} did not initialize: {error}", self.describe()))
                     })
                 }
@@ -108,7 +108,7 @@ impl Upstream {
                         config = config.auth_header(bearer.as_str());
                     }
                     let transport = StreamableHttpClientTransport::from_config(config);
-                    relay.clone().serve(transport).await.map_err(|error| {
+                    relay.clone().serve(relay.in_order(transport)).await.map_err(|error| {
                         self.unavailable(format!("{} did not initialize: {error}", self.describe()))
                     })
                 }

@@ -340,3 +340,49 @@ async fn tool_policies_apply_to_the_upstreams_tools() {
         .collect();
     assert_eq!(names, ["whoami"], "greet_user is hidden: {}", listed.body);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstreams_progress_reaches_the_client_in_order_and_before_the_answer() {
+    let upstream = example_path("forwarded_identity");
+    let (server, _jwks, token) = gateway(&["--", upstream.to_str().unwrap()]);
+    // The upstream answers straight after its last notification, the order a relay loses most
+    // easily; a few rounds, since losing it depends on timing.
+    for round in 0..5 {
+        let mut call = tool_call("steps", json!({"count": 40}));
+        call["params"]["_meta"] = json!({"progressToken": format!("round-{round}")});
+        let reply = http_session_call(&server.url("/"), &token, &call).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let messages: Vec<Value> = reply
+            .body
+            .lines()
+            .filter_map(|line| line.strip_prefix("data:"))
+            .filter(|data| data.trim_start().starts_with('{'))
+            .map(|data| serde_json::from_str(data).unwrap())
+            .collect();
+        let (answer, progress) = messages.split_last().expect("an answer");
+        assert_eq!(
+            tool_text(answer),
+            "sent 40 progress notifications",
+            "{}",
+            reply.body
+        );
+        let steps: Vec<(f64, &Value)> = progress
+            .iter()
+            .map(|message| {
+                assert_eq!(message["method"], "notifications/progress", "{message}");
+                (
+                    message["params"]["progress"].as_f64().unwrap(),
+                    &message["params"]["progressToken"],
+                )
+            })
+            .collect();
+        let expected: Vec<(f64, Value)> = (1..=40)
+            .map(|step| (f64::from(step), json!(format!("round-{round}"))))
+            .collect();
+        let expected: Vec<(f64, &Value)> = expected
+            .iter()
+            .map(|(step, token)| (*step, token))
+            .collect();
+        assert_eq!(steps, expected, "round {round}: {}", reply.body);
+    }
+}
