@@ -5,14 +5,21 @@
 //! LOG_LEVEL…) are read under their own names, from the environment or a `.env` in the working
 //! directory, so a team running the Python pattern can point this binary at the same `.env`.
 
-use crate::config::ServeArgs;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::tool_scopes::ToolScopes;
+use crate::config::{ServeArgs, Transport};
+use crate::gateway::Upstream;
+use crate::gateway::stateless::Forwarder;
+use crate::logging;
+use crate::server::{Extras, ReadinessCheck};
+use crate::tools::ScalekitTools;
 
 /// `--max-sessions` when a command is served and the flag is not given: each session is a
 /// process, so the cap is lower than the 1,000 of plain sessions.
 const COMMAND_MAX_SESSIONS: usize = 100;
-use crate::logging;
-use crate::auth::tool_scopes::ToolScopes;
-use crate::tools::ScalekitTools;
 
 /// Runs the server with the built-in tools until SIGINT / SIGTERM.
 /// With an upstream (`--upstream URL`, or a command after `--`), its tools instead.
@@ -26,15 +33,51 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
             if command && !max_sessions_set {
                 args.max_sessions = COMMAND_MAX_SESSIONS;
             }
-            let children = if command { " (one process each)" } else { "" };
-            tracing::info!(
-                "serving {} behind OAuth, at most {} sessions{children} (--max-sessions)",
-                upstream.describe(),
-                args.max_sessions
-            );
-            let gateway = crate::gateway::Gateway::new(std::sync::Arc::new(upstream));
-            crate::server::run(&args, gateway, ToolScopes::default()).await
+            if args.stateless {
+                tracing::info!(
+                    "serving {} behind OAuth, on one upstream session shared by every caller (--stateless)",
+                    upstream.describe()
+                );
+            } else {
+                let children = if command { " (one process each)" } else { "" };
+                tracing::info!(
+                    "serving {} behind OAuth, at most {} sessions{children} (--max-sessions)",
+                    upstream.describe(),
+                    args.max_sessions
+                );
+            }
+            let upstream = Arc::new(upstream);
+            let extras = gateway_extras(&args, &upstream);
+            let gateway = crate::gateway::Gateway::new(upstream);
+            crate::server::run_with_extras(&args, gateway, ToolScopes::default(), extras).await
         }
         None => crate::server::run(&args, ScalekitTools::new(), ToolScopes::default()).await,
+    }
+}
+
+/// What a gateway adds to the server: `/ready` reports the upstream (checked in the background
+/// until it answers), and with `--stateless` the endpoint is the forwarder on one shared
+/// upstream session.
+fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
+    if args.transport == Transport::Stdio {
+        return Extras::default();
+    }
+    let health = upstream.health.clone();
+    let readiness: ReadinessCheck = Arc::new(move || health.readiness());
+    // Never cancelled: the checks end with the process.
+    let forever = CancellationToken::new();
+    let forwarder = Forwarder::new(upstream.clone(), args.max_body_bytes);
+    if args.stateless {
+        tokio::spawn(forwarder.clone().connect_in_background(forever));
+        Extras {
+            endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
+            readiness: Some(readiness),
+        }
+    } else {
+        tokio::spawn(forwarder.probe_until_reachable(forever));
+        Extras {
+            endpoint: None,
+            readiness: Some(readiness),
+        }
     }
 }

@@ -14,7 +14,10 @@
 //! timeout, shutdown); the caller is in the child's environment too (`MCP_FORWARDED_*`). An HTTP
 //! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers.
 
+pub mod health;
+mod link;
 mod relay;
+pub mod stateless;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -80,12 +83,6 @@ pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
         }
         (Some(url), None) => http_target(url, gateway)?,
     };
-    if args.stateless {
-        return Err(ExitError::usage(
-            "--stateless in front of an upstream is not supported yet: run the gateway in the \
-             default (stateful) mode, where each session has its own upstream session",
-        ));
-    }
     Ok(Some(Upstream::new(target, gateway.upstream_timeout.0)))
 }
 

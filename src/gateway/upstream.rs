@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ErrorData as McpError, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
 
+use super::health::Health;
 use super::relay::Relay;
 use crate::auth::validate::Caller;
 
@@ -39,6 +41,8 @@ pub struct Upstream {
     pub timeout: Duration,
     /// Numbers the sessions' connections, for the log lines of their children.
     sessions: AtomicU64,
+    /// Whether it answered the latest attempt, for `/ready`.
+    pub health: Arc<Health>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -63,19 +67,18 @@ impl Connected {
 
 impl Upstream {
     pub fn new(target: Target, timeout: Duration) -> Self {
+        let health = Arc::new(Health::new(describe(&target)));
         Self {
             target,
             timeout,
             sessions: AtomicU64::new(0),
+            health,
         }
     }
 
     /// The upstream as named in messages: the command's program, or the URL (never a header).
     pub fn describe(&self) -> String {
-        match &self.target {
-            Target::Command { program, .. } => format!("upstream command {program}"),
-            Target::Http { url, .. } => format!("upstream {}", without_password(url)),
-        }
+        describe(&self.target)
     }
 
     /// Connects one session: starts the command (or opens an HTTP session) and initializes it
@@ -122,7 +125,17 @@ impl Upstream {
                     self.describe(),
                     self.timeout.as_secs()
                 ))
-            })??;
+            });
+        let client = match client.and_then(|connected| connected) {
+            Ok(client) => {
+                self.health.reachable();
+                client
+            }
+            Err(error) => {
+                self.health.unreachable(&error.message);
+                return Err(error);
+            }
+        };
         let info = client
             .peer()
             .peer_info()
@@ -144,19 +157,7 @@ impl Upstream {
         caller: Option<&Caller>,
         number: u64,
     ) -> Result<TokioChildProcess, McpError> {
-        let mut command = tokio::process::Command::new(program);
-        command.args(args).kill_on_drop(true);
-        // The gateway's own secrets and settings stay with the gateway.
-        for (name, _) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            if name.starts_with("SCALEKIT_MCP_") || name.starts_with("SK_") {
-                command.env_remove(name.as_ref());
-            }
-        }
-        for (name, value) in forwarded_environment(caller) {
-            command.env(name, value);
-        }
-        let (transport, stderr) = TokioChildProcess::builder(command)
+        let (transport, stderr) = TokioChildProcess::builder(command(program, args, caller))
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| {
@@ -195,6 +196,14 @@ impl Upstream {
     }
 }
 
+/// `target` as named in messages: see [`Upstream::describe`].
+fn describe(target: &Target) -> String {
+    match target {
+        Target::Command { program, .. } => format!("upstream command {program}"),
+        Target::Http { url, .. } => format!("upstream {}", without_password(url)),
+    }
+}
+
 /// `url` as it may be logged: a password in it replaced by `***`.
 fn without_password(url: &str) -> String {
     match url::Url::parse(url) {
@@ -218,6 +227,24 @@ fn initialize_result(upstream: &ServerPeerInfo) -> InitializeResult {
     result
 }
 
+/// The upstream command, to be started: stopped when dropped, without the gateway's own
+/// variables, with the caller (if the child is the caller's alone) in its environment.
+pub fn command(program: &str, args: &[String], caller: Option<&Caller>) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(program);
+    command.args(args).kill_on_drop(true);
+    // The gateway's own secrets and settings stay with the gateway.
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("SCALEKIT_MCP_") || name.starts_with("SK_") {
+            command.env_remove(name.as_ref());
+        }
+    }
+    for (name, value) in forwarded_environment(caller) {
+        command.env(name, value);
+    }
+    command
+}
+
 /// The caller as environment variables of a command upstream.
 fn forwarded_environment(caller: Option<&Caller>) -> Vec<(&'static str, String)> {
     let Some(caller) = caller else {
@@ -233,7 +260,7 @@ fn forwarded_environment(caller: Option<&Caller>) -> Vec<(&'static str, String)>
 
 /// The headers of an HTTP upstream: the configured ones, then the caller's `X-Forwarded-*`
 /// (which no configured header can replace).
-fn forwarded_headers(
+pub fn forwarded_headers(
     configured: &[(HeaderName, HeaderValue)],
     caller: Option<&Caller>,
 ) -> HashMap<HeaderName, HeaderValue> {

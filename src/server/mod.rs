@@ -62,6 +62,22 @@ use crate::auth::tool_scopes::ToolScopes;
 
 use protected::McpServer;
 
+/// An MCP endpoint of the crate's own in place of rmcp's, below the same guard: the stateless
+/// gateway's forwarder. The caller is in each request's extensions (`Arc<Caller>`).
+pub(crate) type OwnEndpoint = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
+
+/// A readiness check besides the signing keys': details for `/ready`'s answer, or why the
+/// server is not ready (the gateway's upstream).
+pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
+
+/// What a server built into this crate adds to one of any handler (the gateway's endpoint and
+/// readiness); nothing for a library user's server.
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    pub endpoint: Option<OwnEndpoint>,
+    pub readiness: Option<ReadinessCheck>,
+}
+
 /// What the guard and the public routes share.
 pub struct AppState {
     pub policy: TokenPolicy,
@@ -88,6 +104,8 @@ pub struct AppState {
     /// ([`audit::Reported`]): the direct path of `--stateless` does, when there are metrics and
     /// the guard reads no body of its own (no audit line, no tool policy).
     pub endpoint_reports: bool,
+    /// Checked by `/ready` after the signing keys.
+    pub(crate) readiness: Option<ReadinessCheck>,
 }
 
 impl AppState {
@@ -108,11 +126,12 @@ impl AppState {
 impl AppState {
     /// The state of a server for `config`; `known_tool` tells which tool names are the
     /// handler's own (a metrics label only for those).
-    pub fn new(
+    pub(crate) fn new(
         config: &ServeConfig,
         keys: Arc<JwksCache>,
         tool_scopes: ToolScopes,
         known_tool: metrics::KnownTool,
+        extras: &Extras,
     ) -> Arc<Self> {
         let sessions = (!config.stateless).then(|| {
             Arc::new(Sessions::new(SessionLimits {
@@ -151,11 +170,13 @@ impl AppState {
             audit: audit::enabled(),
             endpoint_reports: false,
             metrics,
+            readiness: extras.readiness.clone(),
         };
         // The guard reads a body for the audit line or a decision anyway, and then records the
         // metrics itself; otherwise the direct path of --stateless does.
         state.endpoint_reports = state.metrics.is_some()
             && config.stateless
+            && extras.endpoint.is_none()
             && !state.audit
             && !state.decides_on_tool_calls();
         Arc::new(state)
@@ -209,11 +230,12 @@ pub fn app(
 ) -> Router {
     let tools = crate::tools::ScalekitTools::new();
     let known_tool = metrics::known_tools_of(tools.clone());
-    let state = AppState::new(config, keys, config.tool_scopes.clone(), known_tool);
+    let state = AppState::new(config, keys, config.tool_scopes.clone(), known_tool, &Extras::default());
     standalone_app(
         config,
         state,
         tools,
+        None,
         dev_auth,
         shutdown,
         Authentication::Required,
@@ -230,11 +252,12 @@ pub(crate) enum Authentication {
 }
 
 /// The MCP endpoint for `handler`: rmcp's Streamable HTTP service, and with --stateless the
-/// direct path in front of it (`direct`) for plain tool calls.
+/// direct path in front of it (`direct`) for plain tool calls; or `own`, when given.
 fn mcp_endpoint<H>(
     config: &ServeConfig,
     state: &AppState,
     handler: H,
+    own: Option<OwnEndpoint>,
     shutdown: CancellationToken,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
 + Clone
@@ -243,6 +266,9 @@ fn mcp_endpoint<H>(
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
+    if let Some(own) = own {
+        return Either::Left(own);
+    }
     let mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(config.max_body_bytes)
@@ -271,17 +297,17 @@ where
         mcp_config,
     );
     if config.stateless {
-        Either::Left(direct::DirectOrRmcp::new(
+        Either::Right(Either::Left(direct::DirectOrRmcp::new(
             handler,
             config.max_body_bytes,
             state.metrics_for_endpoint(),
             rmcp,
-        ))
+        )))
     } else {
-        Either::Right(ServiceExt::<Request>::map_response(
+        Either::Right(Either::Right(ServiceExt::<Request>::map_response(
             rmcp,
             |response: http::Response<_>| response.map(Body::new),
-        ))
+        )))
     }
 }
 
@@ -311,6 +337,7 @@ fn standalone_app<H>(
     config: &ServeConfig,
     state: Arc<AppState>,
     handler: H,
+    own_endpoint: Option<OwnEndpoint>,
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
     authentication: Authentication,
@@ -318,7 +345,7 @@ fn standalone_app<H>(
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    let mcp = mcp_endpoint(config, &state, handler, own_endpoint, shutdown);
     let state_metrics = state.metrics.clone();
     // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
     // public), then the MCP endpoint or 404.
@@ -374,7 +401,7 @@ fn mountable_routes<H>(
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    let mcp = mcp_endpoint(config, &state, handler, shutdown);
+    let mcp = mcp_endpoint(config, &state, handler, None, shutdown);
     let measured = tower::util::option_layer(state.metrics.clone().map(metrics::MeasuredLayer));
     let guarded = auth::Guarded::new(state.clone(), Authentication::Required, mcp);
     let routes = metadata_routes(config)
@@ -402,6 +429,19 @@ pub async fn run<H>(args: &ServeArgs, handler: H, tool_scopes: ToolScopes) -> an
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
+    run_with_extras(args, handler, tool_scopes, Extras::default()).await
+}
+
+/// [`run`] with `extras` (over HTTP; stdio has no endpoint nor readiness to replace).
+pub(crate) async fn run_with_extras<H>(
+    args: &ServeArgs,
+    handler: H,
+    tool_scopes: ToolScopes,
+    extras: Extras,
+) -> anyhow::Result<()>
+where
+    H: ServerHandler + Clone + Send + Sync + 'static,
+{
     match args.transport {
         Transport::Stdio => stdio::run(handler).await,
         Transport::Http => {
@@ -410,7 +450,9 @@ where
             let mut args = args.clone();
             args.policy.tool_scopes.extend(tool_scopes.entries());
             let config = ServeConfig::check(&args)?;
-            McpServer::new(config, handler)?.serve().await
+            McpServer::with_extras(config, handler, ToolScopes::default(), extras)?
+                .serve()
+                .await
         }
     }
 }
@@ -466,9 +508,19 @@ async fn health() -> impl IntoResponse {
 
 /// Readiness: 200 once signing keys are loaded, else 503 with the reason.
 async fn ready(State(state): State<Arc<AppState>>) -> Response {
-    match state.keys.readiness() {
-        Ok(keys) => axum::Json(json!({ "status": "ready", "signing_keys": keys })).into_response(),
-        Err(reason) => (
+    let extra = state.readiness.as_ref().map(|check| check());
+    match (state.keys.readiness(), extra) {
+        (Ok(keys), None) => {
+            axum::Json(json!({ "status": "ready", "signing_keys": keys })).into_response()
+        }
+        (Ok(keys), Some(Ok(detail))) => {
+            let mut answer = json!({ "status": "ready", "signing_keys": keys });
+            if let (Some(answer), Some(detail)) = (answer.as_object_mut(), detail.as_object()) {
+                answer.extend(detail.clone());
+            }
+            axum::Json(answer).into_response()
+        }
+        (Err(reason), _) | (Ok(_), Some(Err(reason))) => (
             StatusCode::SERVICE_UNAVAILABLE,
             [(header::RETRY_AFTER, HeaderValue::from_static("5"))],
             axum::Json(json!({ "status": "not_ready", "reason": reason })),

@@ -18,7 +18,7 @@ use tower::Layer;
 use super::auth::BearerAuth;
 use super::dev_auth::DevAuth;
 use crate::auth::tool_scopes::ToolScopes;
-use super::{AppState, Authentication};
+use super::{AppState, Authentication, Extras};
 use crate::auth::jwks::{HttpFetcher, JwksCache};
 use crate::config::ServeConfig;
 
@@ -77,6 +77,7 @@ pub struct McpServer<H> {
     dev_auth: Option<Arc<DevAuth>>,
     shutdown: CancellationToken,
     started: Arc<Once>,
+    extras: Extras,
 }
 
 impl<H> McpServer<H>
@@ -98,6 +99,16 @@ where
         handler: H,
         tool_scopes: ToolScopes,
     ) -> anyhow::Result<Self> {
+        Self::with_extras(config, handler, tool_scopes, Extras::default())
+    }
+
+    /// [`McpServer::with_tool_scopes`] with what a server of this crate adds ([`Extras`]).
+    pub(crate) fn with_extras(
+        config: ServeConfig,
+        handler: H,
+        tool_scopes: ToolScopes,
+        extras: Extras,
+    ) -> anyhow::Result<Self> {
         let dev_auth = DevAuth::start(&config)?;
         let fetcher = match &dev_auth {
             Some(dev_auth) => dev_auth.key_fetcher(),
@@ -113,7 +124,7 @@ where
         let keys = Arc::new(JwksCache::new(fetcher, config.cache));
         let tool_scopes = config.tool_scopes.clone().and(&tool_scopes);
         let known_tool = super::metrics::known_tools_of(handler.clone());
-        let state = AppState::new(&config, keys, tool_scopes, known_tool);
+        let state = AppState::new(&config, keys, tool_scopes, known_tool, &extras);
         Ok(Self {
             config,
             handler,
@@ -121,6 +132,7 @@ where
             dev_auth,
             shutdown: CancellationToken::new(),
             started: Arc::new(Once::new()),
+            extras,
         })
     }
 
@@ -259,6 +271,7 @@ where
             config,
             self.state.clone(),
             self.handler.clone(),
+            self.extras.endpoint.clone(),
             self.dev_auth.as_ref().map(DevAuth::router),
             shutdown.clone(),
             authentication,

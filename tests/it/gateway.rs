@@ -151,11 +151,6 @@ fn gateway_flags_that_cannot_work_are_refused_with_the_fix() {
         stderr.contains("\"no-such-mcp-server-7f3a\" is not a file nor on PATH"),
         "{stderr}"
     );
-    let stderr = refused(&["--stateless", "--", "sh"], &[]);
-    assert!(
-        stderr.contains("--stateless in front of an upstream is not supported yet"),
-        "{stderr}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -292,7 +287,8 @@ fn in_front_of_a_command_sessions_are_capped_at_100_unless_set() {
         "{}",
         server.stderr()
     );
-    let (server, _keys) = Server::start_with_keys(&["--upstream", "http://127.0.0.1:9/mcp"], &[]);
+    let (server, _keys) =
+        Server::start_with_keys_unready(&["--upstream", "http://127.0.0.1:9/mcp"], &[]);
     assert!(
         server
             .stderr()
@@ -385,4 +381,191 @@ async fn an_upstreams_progress_reaches_the_client_in_order_and_before_the_answer
             .collect();
         assert_eq!(steps, expected, "round {round}: {}", reply.body);
     }
+}
+
+/// A POST of `message` with `token`, outside any session (as to a `--stateless` server).
+async fn stateless_post(server: &Server, token: &str, message: &Value) -> Reply {
+    let reply = http_post(&server.url("/"), Some(token), message).await;
+    assert!(
+        reply.header("mcp-session-id").is_none(),
+        "a stateless gateway gave a session: {}",
+        reply.body
+    );
+    reply
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_forwards_every_caller_on_one_upstream_session() {
+    // The upstream is a stateful `serve` that forgets an idle session after 1 s.
+    let (upstream, _upstream_keys) =
+        Server::start_with_keys(&["--session-idle-timeout", "1s"], &[]);
+    let mut service = good_claims();
+    service["sub"] = json!("svc-gateway");
+    let gateway_token = mint(&service);
+    let (server, _keys) = Server::start_with_keys(
+        &[
+            "--stateless",
+            "--upstream",
+            &upstream.url("/"),
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &gateway_token)],
+    );
+    let token = mint(&good_claims());
+
+    // initialize is answered with the upstream's own answer, in the client's version.
+    let mut initialize = initialize();
+    initialize["params"]["protocolVersion"] = json!("2025-03-26");
+    let init = stateless_post(&server, &token, &initialize).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let result = &init.rpc()["result"];
+    assert_eq!(result["protocolVersion"], "2025-03-26", "{}", init.body);
+    assert_eq!(
+        result["serverInfo"]["name"], "scalekit-mcp",
+        "{}",
+        init.body
+    );
+
+    // Callers' ids may collide on the shared session: each gets its own answer under its own id.
+    let calls = (0..12).map(|n| {
+        let server = &server;
+        let token = &token;
+        async move {
+            let mut call = call_greet(&format!("caller {n}"));
+            call["id"] = json!(if n % 2 == 0 { json!(1) } else { json!("same") });
+            (n, stateless_post(server, token, &call).await)
+        }
+    });
+    for (n, reply) in futures::future::join_all(calls).await {
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let answer = reply.rpc();
+        assert_eq!(
+            answer["id"],
+            if n % 2 == 0 { json!(1) } else { json!("same") }
+        );
+        assert_eq!(
+            tool_text(&answer),
+            format!("Hi caller {n}, welcome to Scalekit!")
+        );
+    }
+
+    // The upstream sees the gateway's token, never the client's.
+    let whoami = stateless_post(&server, &token, &tool_call("whoami", json!({}))).await;
+    assert_eq!(
+        whoami.rpc()["result"]["structuredContent"]["sub"],
+        "svc-gateway",
+        "{}",
+        whoami.body
+    );
+
+    // Once the upstream forgot the session (404), the gateway opens another and goes on.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let again = stateless_post(&server, &token, &call_greet("Ada")).await;
+    assert_eq!(
+        tool_text(&again.rpc()),
+        "Hi Ada, welcome to Scalekit!",
+        "{}",
+        again.body
+    );
+    assert_eq!(
+        server.stderr().matches("opened the shared session").count(),
+        2,
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
+    // GET and DELETE have no session to serve.
+    let get = reqwest::Client::new()
+        .get(server.url("/"))
+        .bearer_auth(&token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 405);
+    for log in [server.stderr(), upstream.stderr()] {
+        assert!(
+            !log.contains(&token) && !log.contains(&gateway_token),
+            "{log}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_shares_one_child_and_names_the_caller_in_meta() {
+    let upstream = example_path("forwarded_identity");
+    let (server, _jwks, token) = gateway(&["--stateless", "--", upstream.to_str().unwrap()]);
+    let mut call = tool_call("identity", json!({}));
+    call["params"]["_meta"] = json!({"scalekit-mcp/caller": {"sub": "spoofed"}});
+    let reply = stateless_post(&server, &token, &call).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.rpc()["id"], 3);
+    let identity: Value = serde_json::from_str(tool_text(&reply.rpc())).unwrap();
+    // One child serves every caller, so its environment names none of them.
+    assert_eq!(identity["session"]["user"], Value::Null, "{identity}");
+    assert_eq!(identity["request"]["sub"], "usr_42", "{identity}");
+
+    let second = stateless_post(&server, &mint(&good_claims()), &call).await;
+    assert_eq!(second.status, 200, "{}", second.body);
+    assert_eq!(
+        server
+            .stderr()
+            .matches("started the shared upstream command")
+            .count(),
+        1,
+        "{}",
+        server.stderr()
+    );
+    let unknown = stateless_post(&server, &token, &tool_call("no_such_tool", json!({}))).await;
+    assert_eq!(unknown.rpc()["error"]["code"], -32602, "{}", unknown.body);
+    assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unreachable_or_refusing_upstream_is_502_and_not_ready() {
+    let closed = format!("http://127.0.0.1:{}/mcp", free_port());
+    for mode in [&["--stateless"][..], &[]] {
+        let mut args = mode.to_vec();
+        args.extend(["--upstream", &closed]);
+        let (server, _jwks) = Server::start_with_keys_unready(&args, &[]);
+        // Not ready, with the reason, until the upstream answers.
+        server.wait_until(|| {
+            server
+                .get_blocking("/ready")
+                .is_some_and(|(status, body)| status == 503 && body.contains("is unreachable"))
+        });
+        if mode.is_empty() {
+            continue;
+        }
+        let token = mint(&good_claims());
+        let reply = stateless_post(&server, &token, &call_greet("Ada")).await;
+        assert_eq!(reply.status, 502, "{}", reply.body);
+        let message = reply.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            message.starts_with(&format!("upstream {closed} is unreachable")),
+            "{message}"
+        );
+        assert_eq!(reply.json()["id"], 1, "the client's own id");
+    }
+
+    // An upstream that refuses the gateway's credentials is the gateway's problem, not the
+    // client's: 502, never a 401 that would send the client to log in again.
+    let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[]);
+    let (server, _jwks) =
+        Server::start_with_keys_unready(&["--stateless", "--upstream", &upstream.url("/")], &[]);
+    let token = mint(&good_claims());
+    let reply = stateless_post(&server, &token, &call_greet("Ada")).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .contains("refused this gateway's credentials (HTTP 401)"),
+        "{}",
+        reply.body
+    );
+    assert!(reply.header("www-authenticate").is_none());
 }

@@ -439,6 +439,18 @@ impl Server {
     /// Starts `serve` with the Scalekit-style issuer and audience, keys from a local JWKS (fixture
     /// key a: `mint` signs for it), `args` and `env`, and waits until it is ready.
     pub fn start_with_keys(args: &[&str], env: &[(&str, &str)]) -> (Server, JwksServer) {
+        let (server, jwks) = Server::start_with_keys_unready(args, env);
+        server.wait_until(|| {
+            server
+                .get_blocking("/ready")
+                .is_some_and(|(status, _)| status == 200)
+        });
+        (server, jwks)
+    }
+
+    /// [`Server::start_with_keys`], without waiting for `/ready` (for a server that is not to
+    /// be ready, such as a gateway whose upstream does not answer).
+    pub fn start_with_keys_unready(args: &[&str], env: &[(&str, &str)]) -> (Server, JwksServer) {
         let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
         let jwks_url = format!("{}/keys", jwks.url());
         let mut all = vec![
@@ -451,11 +463,6 @@ impl Server {
         ];
         all.extend_from_slice(args);
         let server = Server::start_in(tempfile::tempdir().unwrap(), &all, env);
-        server.wait_until(|| {
-            server
-                .get_blocking("/ready")
-                .is_some_and(|(status, _)| status == 200)
-        });
         (server, jwks)
     }
 

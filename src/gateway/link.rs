@@ -1,0 +1,770 @@
+//! The stateless gateway's one upstream session, shared by every caller: over HTTP (one
+//! `Mcp-Session-Id`, opened again when the upstream forgets it) or with one long-lived child
+//! (restarted, with a growing pause, when it exits).
+//!
+//! Messages are JSON-RPC values as the client sent them; the gateway has already put its own id
+//! on requests. An HTTP upstream's event stream is handed back as it is, to be passed on; a
+//! child's answers are matched to the waiting request by that id.
+
+use std::collections::HashMap;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use axum::response::Response;
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{HeaderName, HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+
+use super::stateless::{REQUESTED_VERSION, rpc_error_response};
+use super::upstream::{Target, forwarded_headers};
+use super::Upstream;
+use crate::auth::validate::Caller;
+
+/// The upstream session: its id (HTTP, if the upstream gave one), the protocol version it
+/// speaks, and its `initialize` result, which every client's `initialize` is answered with.
+pub struct Session {
+    id: Option<HeaderValue>,
+    pub protocol_version: String,
+    pub initialize: Value,
+}
+
+/// What came back for a message.
+pub enum Exchange {
+    /// One JSON-RPC message (the answer), with the upstream's HTTP status.
+    Answer(StatusCode, Value),
+    /// An HTTP upstream's event stream: progress and the like, then the answer.
+    Stream(reqwest::Response),
+    /// Nothing to answer (a notification, or the client's answer to the upstream).
+    Accepted,
+}
+
+/// Why a message could not be forwarded: HTTP 502 (or 504) for the client, with a JSON-RPC
+/// error naming the upstream.
+#[derive(Debug)]
+pub struct LinkError {
+    status: StatusCode,
+    message: String,
+}
+
+impl LinkError {
+    fn bad_gateway(message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_GATEWAY,
+            message,
+        }
+    }
+
+    /// The answer to the client whose request had `id`.
+    pub fn response(&self, id: Value) -> Response {
+        rpc_error_response(self.status, id, -32603, self.message.clone())
+    }
+}
+
+/// The shared upstream session, over whichever transport the upstream speaks.
+pub struct Link {
+    upstream: Arc<Upstream>,
+    transport: Transport,
+}
+
+enum Transport {
+    Http(HttpLink),
+    Command(ChildLink),
+}
+
+impl Link {
+    /// The link to `upstream`, whose messages (a child's lines) may be `max_message_bytes` long.
+    pub fn new(upstream: Arc<Upstream>, max_message_bytes: usize) -> Self {
+        let transport = match &upstream.target {
+            Target::Http { url, headers, bearer } => Transport::Http(HttpLink {
+                url: url.clone(),
+                headers: headers.clone(),
+                bearer: bearer.clone(),
+                client: Default::default(),
+                session: Default::default(),
+                opening: Default::default(),
+            }),
+            Target::Command { program, args } => Transport::Command(ChildLink {
+                program: program.clone(),
+                args: args.clone(),
+                max_message_bytes,
+                running: Default::default(),
+                restarts: Default::default(),
+            }),
+        };
+        Self { upstream, transport }
+    }
+
+    /// The upstream session, opened (or the child started) first if there is none.
+    pub async fn session(&self) -> Result<Arc<Session>, LinkError> {
+        let opened = match &self.transport {
+            Transport::Http(http) => http.session(&self.upstream).await,
+            Transport::Command(child) => child.running(&self.upstream).await.map(|child| child.session.clone()),
+        };
+        self.note(opened)
+    }
+
+    /// Sends `message` upstream with `caller`'s forwarded headers (HTTP); `answer_id` is the
+    /// gateway's id on a request, whose answer is awaited.
+    pub async fn send(
+        &self,
+        message: Value,
+        answer_id: Option<u64>,
+        caller: Option<&Caller>,
+    ) -> Result<Exchange, LinkError> {
+        let sent = match &self.transport {
+            Transport::Http(http) => http.send(&self.upstream, &message, caller).await,
+            Transport::Command(child) => child.send(&self.upstream, &message, answer_id).await,
+        };
+        self.note(sent)
+    }
+
+    /// Until `shutdown`: while the upstream does not answer, tries again every few seconds (so
+    /// that `/ready` turns 200 without traffic, which a load balancer would not send to a
+    /// replica that is not ready). `keep_open`: whether the session (or child) stays open for
+    /// use once it answers, rather than closed (a stateful gateway's probe).
+    pub async fn keep_trying(&self, shutdown: CancellationToken, keep_open: bool) {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            if !self.upstream.health.is_reachable() {
+                let probe = json!({"jsonrpc": "2.0", "id": OWN_ID, "method": "ping"});
+                pause = match self.send(probe, Some(OWN_ID), None).await {
+                    Ok(_) => Duration::from_secs(1),
+                    Err(_) => (pause * 2).min(Duration::from_secs(10)),
+                };
+                if !keep_open {
+                    self.close().await;
+                }
+            }
+            let wait = match self.upstream.health.is_reachable() {
+                true => Duration::from_secs(5),
+                false => pause,
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Closes the session: the child is stopped, an HTTP session forgotten.
+    async fn close(&self) {
+        match &self.transport {
+            Transport::Http(http) => {
+                if let Some(session) = http.current() {
+                    http.forget(&session);
+                }
+            }
+            Transport::Command(child) => {
+                child.running.lock().await.take();
+            }
+        }
+    }
+
+    /// Records in the health what an attempt found.
+    fn note<T>(&self, outcome: Result<T, LinkError>) -> Result<T, LinkError> {
+        match &outcome {
+            Ok(_) => self.upstream.health.reachable(),
+            Err(error) => self.upstream.health.unreachable(&error.message),
+        }
+        outcome
+    }
+}
+
+/// The id of the gateway's own requests (`initialize`, the readiness `ping`): their answers are
+/// read here, never passed on. Forwarded requests get ids from 1 up.
+pub const OWN_ID: u64 = 0;
+
+/// The `initialize` request the gateway opens its upstream session with: no client
+/// capabilities, since there is no one client to pass the upstream's requests to.
+fn initialize_request() -> Value {
+    json!({
+        "jsonrpc": "2.0",
+        "id": OWN_ID,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": REQUESTED_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "scalekit-mcp gateway", "version": env!("CARGO_PKG_VERSION")},
+        },
+    })
+}
+
+fn initialized_notification() -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+}
+
+/// The session an `initialize` answer opens, or why it does not.
+fn session_of(answer: &Value, id: Option<HeaderValue>, upstream: &Upstream) -> Result<Session, LinkError> {
+    let Some(result) = answer.get("result") else {
+        return Err(LinkError::bad_gateway(format!(
+            "{} refused initialize: {}",
+            upstream.describe(),
+            answer.get("error").unwrap_or(answer)
+        )));
+    };
+    let protocol_version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(REQUESTED_VERSION)
+        .to_owned();
+    Ok(Session {
+        id,
+        protocol_version,
+        initialize: result.clone(),
+    })
+}
+
+/// An HTTP upstream: one session, opened on first use and again after a 404.
+struct HttpLink {
+    url: String,
+    /// `--upstream-header`s and `--upstream-bearer-env`'s token: never logged.
+    headers: Vec<(HeaderName, HeaderValue)>,
+    bearer: Option<String>,
+    client: std::sync::OnceLock<reqwest::Client>,
+    session: RwLock<Option<Arc<Session>>>,
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl HttpLink {
+    fn client(&self) -> &reqwest::Client {
+        self.client.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION"), " gateway"))
+                .pool_max_idle_per_host(256)
+                .build()
+                .unwrap_or_default()
+        })
+    }
+
+    fn current(&self) -> Option<Arc<Session>> {
+        self.session.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+    }
+
+    async fn session(&self, upstream: &Upstream) -> Result<Arc<Session>, LinkError> {
+        if let Some(session) = self.current() {
+            return Ok(session);
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(session) = self.current() {
+            return Ok(session);
+        }
+        let session = Arc::new(self.open(upstream).await?);
+        *self.session.write().unwrap_or_else(|poison| poison.into_inner()) = Some(session.clone());
+        Ok(session)
+    }
+
+    /// Forgets `session` (the upstream answered 404 for it), unless another replaced it already.
+    fn forget(&self, session: &Arc<Session>) {
+        let mut current = self.session.write().unwrap_or_else(|poison| poison.into_inner());
+        if current.as_ref().is_some_and(|current| Arc::ptr_eq(current, session)) {
+            *current = None;
+        }
+    }
+
+    async fn open(&self, upstream: &Upstream) -> Result<Session, LinkError> {
+        let response = self.post(upstream, None, &initialize_request(), None).await?;
+        let id = response.headers().get("mcp-session-id").cloned();
+        let answer = match read_answer(upstream, response, OWN_ID).await? {
+            Exchange::Answer(_, answer) => answer,
+            _ => return Err(LinkError::bad_gateway(format!("{} sent no initialize result", upstream.describe()))),
+        };
+        let session = session_of(&answer, id, upstream)?;
+        self.post(upstream, Some(&session), &initialized_notification(), None).await?;
+        tracing::info!(
+            session = session.id.is_some(),
+            protocol_version = %session.protocol_version,
+            "opened the shared session at {}",
+            upstream.describe()
+        );
+        Ok(session)
+    }
+
+    async fn send(&self, upstream: &Upstream, message: &Value, caller: Option<&Caller>) -> Result<Exchange, LinkError> {
+        let id = message.get("id").and_then(Value::as_u64);
+        let mut retried = false;
+        loop {
+            let session = self.session(upstream).await?;
+            let response = self.post(upstream, Some(&session), message, caller).await?;
+            if response.status() == StatusCode::NOT_FOUND && session.id.is_some() && !retried {
+                // The upstream forgot the session (it restarted, or timed it out): a new one.
+                self.forget(&session);
+                retried = true;
+                continue;
+            }
+            return match id.filter(|_| message.get("method").is_some()) {
+                Some(id) => read_answer(upstream, response, id).await,
+                None => Ok(Exchange::Accepted),
+            };
+        }
+    }
+
+    /// POSTs `message` in `session`, and checks the status: anything the client should not see
+    /// as such (the upstream refusing the gateway, failing, not answering) is an error.
+    async fn post(
+        &self,
+        upstream: &Upstream,
+        session: Option<&Session>,
+        message: &Value,
+        caller: Option<&Caller>,
+    ) -> Result<reqwest::Response, LinkError> {
+        let mut request = self
+            .client()
+            .post(&self.url)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json, text/event-stream");
+        for (name, value) in forwarded_headers(&self.headers, caller) {
+            request = request.header(name, value);
+        }
+        if let Some(bearer) = &self.bearer {
+            request = request.bearer_auth(bearer);
+        }
+        if let Some(session) = session {
+            request = request.header(MCP_PROTOCOL_VERSION, session.protocol_version.as_str());
+            if let Some(id) = &session.id {
+                request = request.header(MCP_SESSION_ID, id);
+            }
+        }
+        let sent = tokio::time::timeout(upstream.timeout, request.json(message).send()).await;
+        let response = match sent {
+            Err(_) => {
+                return Err(LinkError {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    message: format!(
+                        "{} did not answer within {} s (--upstream-timeout)",
+                        upstream.describe(),
+                        upstream.timeout.as_secs()
+                    ),
+                });
+            }
+            Ok(Err(error)) => {
+                return Err(LinkError::bad_gateway(format!(
+                    "{} is unreachable: {}",
+                    upstream.describe(),
+                    crate::error::error_chain(&error)
+                )));
+            }
+            Ok(Ok(response)) => response,
+        };
+        match response.status() {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LinkError::bad_gateway(format!(
+                "{} refused this gateway's credentials (HTTP {}): check --upstream-bearer-env and \
+                 --upstream-header",
+                upstream.describe(),
+                response.status().as_u16()
+            ))),
+            status if status.is_server_error() => Err(LinkError::bad_gateway(format!(
+                "{} failed: HTTP {}",
+                upstream.describe(),
+                status.as_u16()
+            ))),
+            _ => Ok(response),
+        }
+    }
+}
+
+const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+
+/// The answer in an HTTP upstream's response to request `id`: the JSON body, or the event
+/// stream to pass on (read here only for the gateway's own requests, whose answer it needs).
+async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) -> Result<Exchange, LinkError> {
+    let status = response.status();
+    let event_stream = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"));
+    if event_stream && id != OWN_ID {
+        return Ok(Exchange::Stream(response));
+    }
+    let unreadable = |error: reqwest::Error| {
+        LinkError::bad_gateway(format!("{} sent an answer that could not be read: {error}", upstream.describe()))
+    };
+    let read = tokio::time::timeout(upstream.timeout, async {
+        if event_stream {
+            answer_in_stream(response, id).await.map_err(unreadable)
+        } else {
+            response.bytes().await.map(|body| serde_json::from_slice(&body).ok()).map_err(unreadable)
+        }
+    })
+    .await
+    .map_err(|_| LinkError::bad_gateway(format!("{} did not finish its answer in time", upstream.describe())))??;
+    match read {
+        Some(answer) => Ok(Exchange::Answer(status, answer)),
+        None if status == StatusCode::ACCEPTED => Ok(Exchange::Accepted),
+        None => Err(LinkError::bad_gateway(format!(
+            "{} answered HTTP {} without a JSON-RPC message",
+            upstream.describe(),
+            status.as_u16()
+        ))),
+    }
+}
+
+/// The answer to request `id` in an event stream, read until it comes.
+async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option<Value>, reqwest::Error> {
+    let mut events = SseEvents::default();
+    let mut body = response.bytes_stream();
+    let mut found = None;
+    while let Some(chunk) = body.next().await {
+        events.push(&chunk?, |data| {
+            let message: Value = serde_json::from_str(data).ok()?;
+            if message.get("id") == Some(&Value::from(id)) && message.get("method").is_none() {
+                found = Some(message);
+            }
+            None
+        });
+        if found.is_some() {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+/// Server-sent events, cut into whole events as chunks arrive, with a chance to rewrite each
+/// event's data.
+#[derive(Default)]
+pub struct SseEvents {
+    pending: String,
+}
+
+impl SseEvents {
+    /// Takes `chunk` and returns the events it completes, each event's data replaced by what
+    /// `rewrite` returns for it (unchanged when it returns `None`).
+    pub fn push(&mut self, chunk: &[u8], mut rewrite: impl FnMut(&str) -> Option<String>) -> Bytes {
+        self.pending.push_str(&String::from_utf8_lossy(chunk));
+        if self.pending.contains('\r') {
+            self.pending = self.pending.replace("\r\n", "\n");
+        }
+        let mut complete = String::new();
+        while let Some(end) = self.pending.find("\n\n") {
+            let event: String = self.pending.drain(..end + 2).collect();
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|line| line.strip_prefix("data:"))
+                .map(|data| data.strip_prefix(' ').unwrap_or(data))
+                .collect();
+            match (!data.is_empty()).then(|| rewrite(&data.join("\n"))).flatten() {
+                Some(data) => {
+                    for line in event.lines().filter(|line| !line.is_empty() && !line.starts_with("data:")) {
+                        complete.push_str(line);
+                        complete.push('\n');
+                    }
+                    complete.push_str("data: ");
+                    complete.push_str(&data);
+                    complete.push_str("\n\n");
+                }
+                None => complete.push_str(&event),
+            }
+        }
+        Bytes::from(complete)
+    }
+}
+
+/// A command upstream: one child for every caller, started on first use and again after it
+/// exits (not sooner than a pause that grows while it keeps exiting).
+struct ChildLink {
+    program: String,
+    args: Vec<String>,
+    /// The longest line read from the child (`--max-body-bytes`).
+    max_message_bytes: usize,
+    running: tokio::sync::Mutex<Option<Arc<Child>>>,
+    restarts: Mutex<Restarts>,
+}
+
+#[derive(Default)]
+struct Restarts {
+    last_start: Option<Instant>,
+    pause: Duration,
+}
+
+/// A running child: its stdin, the requests waiting for an answer, and its session.
+struct Child {
+    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    waiting: Arc<Mutex<Waiting>>,
+    session: Arc<Session>,
+    exited: CancellationToken,
+    /// Cancelled when this is dropped: the process is stopped then.
+    stop: CancellationToken,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Requests sent to a child and not answered yet; once it exits, why.
+#[derive(Default)]
+struct Waiting {
+    answers: HashMap<u64, oneshot::Sender<Value>>,
+    gone: Option<String>,
+}
+
+impl ChildLink {
+    async fn running(&self, upstream: &Upstream) -> Result<Arc<Child>, LinkError> {
+        let mut running = self.running.lock().await;
+        if let Some(child) = running.as_ref().filter(|child| !child.exited.is_cancelled()) {
+            return Ok(child.clone());
+        }
+        let pause = {
+            let mut restarts = self.restarts.lock().unwrap_or_else(|poison| poison.into_inner());
+            // A child that ran a minute has earned a quick restart; one that keeps exiting waits
+            // longer each time, up to 30 s.
+            restarts.pause = match restarts.last_start {
+                Some(start) if start.elapsed() < Duration::from_secs(60) => {
+                    (restarts.pause * 2).clamp(Duration::from_millis(250), Duration::from_secs(30))
+                }
+                _ => Duration::ZERO,
+            };
+            restarts.last_start = Some(Instant::now() + restarts.pause);
+            restarts.pause
+        };
+        tokio::time::sleep(pause).await;
+        let command = super::upstream::command(&self.program, &self.args, None);
+        let child = Arc::new(Child::start(upstream, command, self.max_message_bytes).await?);
+        *running = Some(child.clone());
+        Ok(child)
+    }
+
+    async fn send(&self, upstream: &Upstream, message: &Value, answer_id: Option<u64>) -> Result<Exchange, LinkError> {
+        let child = self.running(upstream).await?;
+        let answer = match answer_id {
+            Some(id) => Some(child.expect(id)?),
+            None => None,
+        };
+        child.write(upstream, message).await?;
+        let Some(answer) = answer else {
+            return Ok(Exchange::Accepted);
+        };
+        match tokio::time::timeout(upstream.timeout, answer).await {
+            Ok(Ok(answer)) => Ok(Exchange::Answer(StatusCode::OK, answer)),
+            Ok(Err(_)) => Err(child.gone(upstream)),
+            Err(_) => {
+                if let Some(id) = answer_id {
+                    child.lock_waiting().answers.remove(&id);
+                }
+                Err(LinkError {
+                    status: StatusCode::GATEWAY_TIMEOUT,
+                    message: format!(
+                        "{} did not answer within {} s (--upstream-timeout)",
+                        upstream.describe(),
+                        upstream.timeout.as_secs()
+                    ),
+                })
+            }
+        }
+    }
+}
+
+/// Numbers the shared children, for their log lines.
+static CHILDREN: AtomicU64 = AtomicU64::new(0);
+
+impl Child {
+    /// Starts the command and initializes it.
+    async fn start(
+        upstream: &Upstream,
+        mut command: tokio::process::Command,
+        max_message_bytes: usize,
+    ) -> Result<Self, LinkError> {
+        let number = CHILDREN.fetch_add(1, Ordering::Relaxed) + 1;
+        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut process = command.spawn().map_err(|error| {
+            LinkError::bad_gateway(format!("cannot start {}: {error}", upstream.describe()))
+        })?;
+        let (Some(stdin), Some(stdout), Some(stderr)) =
+            (process.stdin.take(), process.stdout.take(), process.stderr.take())
+        else {
+            return Err(LinkError::bad_gateway(format!("{} started without pipes", upstream.describe())));
+        };
+        let waiting = Arc::new(Mutex::new(Waiting::default()));
+        let exited = CancellationToken::new();
+        let stop = CancellationToken::new();
+        let last_stderr = Arc::new(Mutex::new(String::new()));
+        tokio::spawn(keep_last_stderr(stderr, number, last_stderr.clone()));
+        let stdin = tokio::sync::Mutex::new(stdin);
+        tokio::spawn(read_answers(
+            FramedRead::new(stdout, LinesCodec::new_with_max_length(max_message_bytes)),
+            process,
+            waiting.clone(),
+            Ends {
+                exited: exited.clone(),
+                stop: stop.clone(),
+            },
+            last_stderr,
+            upstream.describe(),
+        ));
+        let mut child = Self {
+            stdin,
+            waiting,
+            session: Arc::new(Session {
+                id: None,
+                protocol_version: REQUESTED_VERSION.into(),
+                initialize: Value::Null,
+            }),
+            exited,
+            stop,
+        };
+        let answer = child.expect(OWN_ID)?;
+        child.write(upstream, &initialize_request()).await?;
+        let answer = match tokio::time::timeout(upstream.timeout, answer).await {
+            Ok(Ok(answer)) => answer,
+            Ok(Err(_)) => return Err(child.gone(upstream)),
+            Err(_) => {
+                return Err(LinkError::bad_gateway(format!(
+                    "{} did not answer initialize within {} s (--upstream-timeout)",
+                    upstream.describe(),
+                    upstream.timeout.as_secs()
+                )));
+            }
+        };
+        child.session = Arc::new(session_of(&answer, None, upstream)?);
+        child.write(upstream, &initialized_notification()).await?;
+        tracing::info!(child = number, "started the shared {}", upstream.describe());
+        Ok(child)
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Registers request `id`, whose answer the returned receiver gets.
+    fn expect(&self, id: u64) -> Result<oneshot::Receiver<Value>, LinkError> {
+        let (sender, receiver) = oneshot::channel();
+        let mut waiting = self.lock_waiting();
+        if let Some(gone) = &waiting.gone {
+            return Err(LinkError::bad_gateway(gone.clone()));
+        }
+        waiting.answers.insert(id, sender);
+        Ok(receiver)
+    }
+
+    async fn write(&self, upstream: &Upstream, message: &Value) -> Result<(), LinkError> {
+        let mut line = serde_json::to_vec(message).unwrap_or_default();
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        let written = stdin.write_all(&line).await;
+        let flushed = match written {
+            Ok(()) => stdin.flush().await,
+            Err(error) => Err(error),
+        };
+        flushed.map_err(|_| self.gone(upstream))
+    }
+
+    /// The error for a request the child will never answer.
+    fn gone(&self, upstream: &Upstream) -> LinkError {
+        let reason = self.lock_waiting().gone.clone();
+        LinkError::bad_gateway(reason.unwrap_or_else(|| format!("{} exited", upstream.describe())))
+    }
+}
+
+/// Reads the child's stdout until it closes: answers go to their requests; the child's own
+/// requests are declined (there is no one client to ask); its notifications are logged. Then
+/// waits for the child and tells every waiting request why it gets no answer.
+async fn read_answers(
+    mut lines: FramedRead<tokio::process::ChildStdout, LinesCodec>,
+    mut process: tokio::process::Child,
+    waiting: Arc<Mutex<Waiting>>,
+    ends: Ends,
+    last_stderr: Arc<Mutex<String>>,
+    upstream: String,
+) {
+    let mut garbage = None;
+    loop {
+        let line = tokio::select! {
+            line = lines.next() => line,
+            () = ends.stop.cancelled() => {
+                let _ = process.start_kill();
+                break;
+            }
+        };
+        let Some(line) = line else {
+            break;
+        };
+        let line = match line {
+            Ok(line) => line,
+            Err(error) => {
+                garbage = Some(format!("wrote a line it should not have ({error})"));
+                break;
+            }
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+            let start: String = line.chars().take(80).collect();
+            garbage = Some(format!("wrote something that is not JSON-RPC on stdout: {start:?}"));
+            break;
+        };
+        match (message.get("method"), message.get("id").and_then(Value::as_u64)) {
+            (None, Some(id)) => {
+                let answer = waiting.lock().unwrap_or_else(|poison| poison.into_inner()).answers.remove(&id);
+                if let Some(answer) = answer {
+                    let _ = answer.send(message);
+                }
+            }
+            (Some(method), _) => tracing::debug!(%method, "{upstream} sent a message no client of a stateless gateway can take"),
+            (None, None) => tracing::debug!("{upstream} sent an answer to no request of the gateway's"),
+        }
+    }
+    if garbage.is_some() {
+        let _ = process.start_kill();
+    }
+    let status = process.wait().await.map(|status| status.to_string()).unwrap_or_else(|error| error.to_string());
+    let last = last_stderr.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+    let mut reason = format!("{upstream} exited ({status})");
+    if let Some(garbage) = garbage {
+        reason = format!("{upstream} {garbage}; stopped it");
+    }
+    if !last.is_empty() {
+        reason.push_str(&format!("; its last stderr line: {last}"));
+    }
+    match ends.stop.is_cancelled() {
+        true => tracing::debug!("{reason}"),
+        false => tracing::error!("{reason}"),
+    }
+    let mut waiting = waiting.lock().unwrap_or_else(|poison| poison.into_inner());
+    waiting.gone = Some(reason);
+    // Dropping the senders answers every waiting request with "gone".
+    waiting.answers.clear();
+    ends.exited.cancel();
+}
+
+/// How a child's reader ends: it cancels `exited` when the child is gone, and stops the child
+/// when `stop` is cancelled.
+struct Ends {
+    exited: CancellationToken,
+    stop: CancellationToken,
+}
+
+/// Logs the child's stderr (target `upstream`) and keeps its last line for the error that
+/// reports its exit.
+async fn keep_last_stderr(stderr: tokio::process::ChildStderr, child: u64, last: Arc<Mutex<String>>) {
+    let mut lines = tokio::io::BufReader::new(stderr).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "upstream", child, "{line}");
+        *last.lock().unwrap_or_else(|poison| poison.into_inner()) = line;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_cut_whole_and_only_the_answer_is_rewritten() {
+        let mut events = SseEvents::default();
+        let rewrite = |data: &str| data.contains("\"id\":7").then(|| data.replace("\"id\":7", "\"id\":\"a\""));
+        let first = events.push(b"id: 1\ndata: {\"method\":\"notifications/progress\"}\n\nid: 2\nda", rewrite);
+        assert_eq!(first, Bytes::from("id: 1\ndata: {\"method\":\"notifications/progress\"}\n\n"));
+        let second = events.push(b"ta: {\"id\":7,\"result\":{}}\r\n\r\n", rewrite);
+        assert_eq!(second, Bytes::from("id: 2\ndata: {\"id\":\"a\",\"result\":{}}\n\n"));
+        assert_eq!(events.push(b"", rewrite), Bytes::new());
+    }
+}

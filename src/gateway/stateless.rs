@@ -1,0 +1,293 @@
+//! `serve --stateless` in front of an upstream: each request forwarded on its own, on one
+//! upstream session that every caller shares.
+//!
+//! No MCP session exists on the client's side, so there is nothing to hold per client: the
+//! gateway opens one session upstream (once, again when the upstream forgets it), answers the
+//! client's `initialize` with the upstream's own answer, and forwards everything else at the
+//! JSON-RPC level, below rmcp: the body is read, the caller put under
+//! `_meta["scalekit-mcp/caller"]`, the request id replaced by one of the gateway's own (two
+//! callers may both send id 1 on the one upstream session), and the answer — JSON, or an event
+//! stream with progress before it — goes back with the client's id restored. The caller reaches
+//! an HTTP upstream in `X-Forwarded-*` headers as well; a shared child has one environment for
+//! everyone, so a command upstream learns the caller from `_meta` only.
+//!
+//! A failure to reach the upstream is HTTP 502 with a JSON-RPC error naming it, and `/ready`
+//! reports it ([`Health`]) until the upstream answers again.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::{Body, Bytes};
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
+use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::link::{Exchange, Link};
+use super::{CALLER_META_KEY, Upstream, caller_meta};
+use crate::auth::validate::Caller;
+
+/// The newest protocol version the gateway asks the upstream for.
+pub const REQUESTED_VERSION: &str = "2025-11-25";
+
+/// The protocol versions a client may name in `initialize`, oldest first.
+const KNOWN_VERSIONS: [&str; 4] = ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"];
+
+/// The MCP endpoint of a stateless gateway: see the module documentation. Clones share
+/// everything.
+#[derive(Clone)]
+pub struct Forwarder {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    link: Link,
+    /// The gateway's own request ids, unique on the shared upstream session.
+    next_id: AtomicU64,
+    max_body_bytes: usize,
+}
+
+impl Forwarder {
+    /// A forwarder to `upstream`, whose reachability it reports in `upstream.health`.
+    pub fn new(upstream: Arc<Upstream>, max_body_bytes: usize) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                link: Link::new(upstream, max_body_bytes),
+                next_id: AtomicU64::new(1),
+                max_body_bytes,
+            }),
+        }
+    }
+
+    /// Opens the upstream session now, retrying until it answers or `shutdown`; `/ready` says
+    /// 503 with the reason meanwhile.
+    pub async fn connect_in_background(self, shutdown: tokio_util::sync::CancellationToken) {
+        self.shared.link.keep_trying(shutdown, true).await;
+    }
+
+    /// For a stateful gateway, whose sessions each have their own upstream connection: checks
+    /// the upstream in the background while it does not answer, opening and closing a session
+    /// (or child) each time, so that `/ready` follows it.
+    pub async fn probe_until_reachable(self, shutdown: tokio_util::sync::CancellationToken) {
+        self.shared.link.keep_trying(shutdown, false).await;
+    }
+}
+
+impl tower::Service<Request> for Forwarder {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let shared = self.shared.clone();
+        Box::pin(async move { Ok(shared.answer(request).await) })
+    }
+}
+
+impl Shared {
+    async fn answer(&self, request: Request) -> Response {
+        if request.method() != Method::POST {
+            return no_streams();
+        }
+        let caller = request.extensions().get::<Arc<Caller>>().cloned();
+        let body = match axum::body::to_bytes(request.into_body(), self.max_body_bytes).await {
+            Ok(body) => body,
+            Err(_) => {
+                return rpc_error_response(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    Value::Null,
+                    -32600,
+                    format!(
+                        "the request body is larger than {} bytes (--max-body-bytes)",
+                        self.max_body_bytes
+                    ),
+                );
+            }
+        };
+        let Ok(mut message) = serde_json::from_slice::<Value>(&body) else {
+            return rpc_error_response(StatusCode::BAD_REQUEST, Value::Null, -32700, "parse error: the body is not JSON".into());
+        };
+        if !message.is_object() {
+            return rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32600,
+                "a JSON-RPC batch (or anything but one object) is not accepted: send one message per request".into(),
+            );
+        }
+        let method = message.get("method").and_then(Value::as_str).map(str::to_owned);
+        let id = message.get("id").cloned();
+        match (method.as_deref(), id) {
+            (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
+            // The shared upstream session was initialized by the gateway itself.
+            (Some("notifications/initialized"), None) => accepted(),
+            (Some(_), Some(id)) => {
+                set_caller(&mut message, caller.as_deref());
+                self.request(id, message, caller.as_deref()).await
+            }
+            // A notification, or the client's answer to a request of the upstream's: as it is.
+            _ => match self.link.send(message, None, caller.as_deref()).await {
+                Ok(_) => accepted(),
+                Err(error) => error.response(Value::Null),
+            },
+        }
+    }
+
+    /// The upstream's `initialize` answer under the client's id, in the protocol version both
+    /// can speak.
+    async fn initialize(&self, id: Value, message: &Value) -> Response {
+        let session = match self.link.session().await {
+            Ok(session) => session,
+            Err(error) => return error.response(id),
+        };
+        let mut result = session.initialize.clone();
+        let asked = message
+            .pointer("/params/protocolVersion")
+            .and_then(Value::as_str);
+        let version = negotiated(asked, &session.protocol_version);
+        result["protocolVersion"] = Value::String(version.to_owned());
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
+    }
+
+    /// A request, under an id of the gateway's own, and its answer under the client's.
+    async fn request(&self, client_id: Value, mut message: Value, caller: Option<&Caller>) -> Response {
+        let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        message["id"] = Value::from(our_id);
+        match self.link.send(message, Some(our_id), caller).await {
+            Ok(Exchange::Answer(status, mut answer)) => {
+                answer["id"] = client_id;
+                (status, axum::Json(answer)).into_response()
+            }
+            Ok(Exchange::Stream(response)) => restore_id_in_stream(response, our_id, client_id),
+            Ok(Exchange::Accepted) => accepted(),
+            Err(error) => error.response(client_id),
+        }
+    }
+}
+
+/// `_meta["scalekit-mcp/caller"]` of a request's params set to `caller` (removed without one:
+/// a client's own value never passes).
+fn set_caller(message: &mut Value, caller: Option<&Caller>) {
+    let Some(object) = message.as_object_mut() else {
+        return;
+    };
+    let params = object.entry("params").or_insert_with(|| json!({}));
+    let Some(params) = params.as_object_mut() else {
+        return;
+    };
+    let meta = params.entry("_meta").or_insert_with(|| json!({}));
+    let Some(meta) = meta.as_object_mut() else {
+        return;
+    };
+    match caller {
+        Some(caller) => {
+            meta.insert(CALLER_META_KEY.to_owned(), caller_meta(caller));
+        }
+        None => {
+            meta.remove(CALLER_META_KEY);
+        }
+    }
+}
+
+/// The version to answer a client that asked for `asked`, on an upstream session in `ours`:
+/// the client's if the gateway knows it and it is not newer than the upstream's, else the
+/// upstream's (the client then decides whether it can speak it).
+fn negotiated<'a>(asked: Option<&'a str>, ours: &'a str) -> &'a str {
+    match asked {
+        Some(asked) if KNOWN_VERSIONS.contains(&asked) && asked <= ours => asked,
+        _ => ours,
+    }
+}
+
+/// An event stream from upstream, passed on as it comes, with `our_id` replaced by the client's
+/// id in the answer. Progress and log messages before it pass unchanged.
+fn restore_id_in_stream(response: reqwest::Response, our_id: u64, client_id: Value) -> Response {
+    use futures::StreamExt;
+    let mut events = super::link::SseEvents::default();
+    let client_id = Arc::new(client_id);
+    let stream = response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        Ok::<Bytes, std::io::Error>(events.push(&chunk, |data| {
+            let mut message: Value = serde_json::from_str(data).ok()?;
+            let is_answer = message.get("result").is_some() || message.get("error").is_some();
+            if !is_answer || message.get("id") != Some(&Value::from(our_id)) {
+                return None;
+            }
+            message["id"] = (*client_id).clone();
+            Some(message.to_string())
+        }))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+fn accepted() -> Response {
+    StatusCode::ACCEPTED.into_response()
+}
+
+/// 405 for GET and DELETE: a stateless gateway has no session and no stream to give.
+fn no_streams() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, HeaderValue::from_static("POST"))],
+        "this server is stateless (--stateless): send each message as a POST; there is no session to \
+         stream from or to delete",
+    )
+        .into_response()
+}
+
+/// A JSON-RPC error as the whole answer, with HTTP `status`.
+pub fn rpc_error_response(status: StatusCode, id: Value, code: i64, message: String) -> Response {
+    (
+        status,
+        axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})),
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_gets_its_own_version_unless_it_is_newer_or_unknown() {
+        assert_eq!(negotiated(Some("2025-03-26"), "2025-11-25"), "2025-03-26");
+        assert_eq!(negotiated(Some("2025-11-25"), "2025-06-18"), "2025-06-18");
+        assert_eq!(negotiated(Some("1999-01-01"), "2025-06-18"), "2025-06-18");
+        assert_eq!(negotiated(None, "2025-06-18"), "2025-06-18");
+    }
+
+    #[test]
+    fn the_caller_under_meta_is_always_the_gateways() {
+        let caller = Caller {
+            sub: Some("usr_1".into()),
+            org_id: None,
+            client_id: None,
+            scopes: Vec::new(),
+            issuer: None,
+            audiences: Vec::new(),
+            expires_at: None,
+            claims: Default::default(),
+        };
+        let mut message = json!({"method": "tools/call", "params": {"_meta": {CALLER_META_KEY: {"sub": "mallory"}, "progressToken": 7}}});
+        set_caller(&mut message, Some(&caller));
+        assert_eq!(message["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
+        assert_eq!(message["params"]["_meta"]["progressToken"], 7);
+        set_caller(&mut message, None);
+        assert!(message["params"]["_meta"].get(CALLER_META_KEY).is_none());
+        let mut bare = json!({"method": "tools/list"});
+        set_caller(&mut bare, Some(&caller));
+        assert_eq!(bare["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
+    }
+}
