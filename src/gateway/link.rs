@@ -481,7 +481,10 @@ struct ChildLink {
 #[derive(Default)]
 struct Restarts {
     last_start: Option<Instant>,
+    /// How long after `last_start` the next start may be.
     pause: Duration,
+    /// Why the last child exited, or could not start.
+    last_failure: Option<String>,
 }
 
 /// A running child: its stdin, the requests waiting for an answer, and its session.
@@ -508,13 +511,28 @@ struct Waiting {
 }
 
 impl ChildLink {
+    /// The running child, started now if there is none; while a child that keeps exiting
+    /// waits for its restart, the reason it exited (at once: a request never waits out the
+    /// pause, which the background check does).
     async fn running(&self, upstream: &Upstream) -> Result<Arc<Child>, LinkError> {
         let mut running = self.running.lock().await;
-        if let Some(child) = running.as_ref().filter(|child| !child.exited.is_cancelled()) {
-            return Ok(child.clone());
+        if let Some(child) = running.as_ref() {
+            if !child.exited.is_cancelled() {
+                return Ok(child.clone());
+            }
+            self.lock_restarts().last_failure = child.lock_waiting().gone.clone();
         }
-        let pause = {
-            let mut restarts = self.restarts.lock().unwrap_or_else(|poison| poison.into_inner());
+        running.take();
+        {
+            let mut restarts = self.lock_restarts();
+            if let (Some(start), Some(failure)) = (restarts.last_start, &restarts.last_failure)
+                && start.elapsed() < restarts.pause
+            {
+                return Err(LinkError::bad_gateway(format!(
+                    "{failure} (restarting it in {} s)",
+                    (restarts.pause - start.elapsed()).as_secs() + 1
+                )));
+            }
             // A child that ran a minute has earned a quick restart; one that keeps exiting waits
             // longer each time, up to 30 s.
             restarts.pause = match restarts.last_start {
@@ -523,14 +541,24 @@ impl ChildLink {
                 }
                 _ => Duration::ZERO,
             };
-            restarts.last_start = Some(Instant::now() + restarts.pause);
-            restarts.pause
-        };
-        tokio::time::sleep(pause).await;
+            restarts.last_start = Some(Instant::now());
+        }
         let command = super::upstream::command(&self.program, &self.args, None);
-        let child = Arc::new(Child::start(upstream, command, self.max_message_bytes).await?);
-        *running = Some(child.clone());
-        Ok(child)
+        match Child::start(upstream, command, self.max_message_bytes).await {
+            Ok(child) => {
+                let child = Arc::new(child);
+                *running = Some(child.clone());
+                Ok(child)
+            }
+            Err(error) => {
+                self.lock_restarts().last_failure = Some(error.message.clone());
+                Err(error)
+            }
+        }
+    }
+
+    fn lock_restarts(&self) -> std::sync::MutexGuard<'_, Restarts> {
+        self.restarts.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
     async fn send(&self, upstream: &Upstream, message: &Value, answer_id: Option<u64>) -> Result<Exchange, LinkError> {

@@ -569,3 +569,34 @@ async fn an_unreachable_or_refusing_upstream_is_502_and_not_ready() {
     );
     assert!(reply.header("www-authenticate").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_child_that_writes_garbage_is_stopped_with_the_reason() {
+    let (server, _jwks) = Server::start_with_keys_unready(
+        &[
+            "--stateless",
+            "--",
+            "sh",
+            "-c",
+            "echo hello there; sleep 30",
+        ],
+        &[],
+    );
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, body)| status == 503 && body.contains("not JSON-RPC"))
+    });
+    let reply = stateless_post(&server, &mint(&good_claims()), &call_greet("Ada")).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    let message = reply.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.starts_with(
+            "upstream command sh wrote something that is not JSON-RPC on stdout: \"hello there\"; stopped it"
+        ),
+        "{message}"
+    );
+}
