@@ -32,6 +32,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
             [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a tool and print its result (key=value arguments checked against its schema)')
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
+            [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Bridge a desktop MCP client (stdio) to a protected server (HTTP) with the stored login, logging in first when needed')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print a man page (roff) to stdout, or write every page into a directory')
@@ -167,6 +168,23 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
             break
         }
+        'scalekit-mcp;proxy' {
+            [CompletionResult]::new('--print-config', '--print-config', [CompletionResultType]::ParameterName, 'Print the configuration block that makes this desktop client run this proxy, say which file it goes in, and exit')
+            [CompletionResult]::new('--token-env', '--token-env', [CompletionResultType]::ParameterName, 'Environment variable holding an access token to send as is instead of the stored login (never stored, never refreshed), e.g. for CI or agents. Default: SCALEKIT_MCP_TOKEN when it is set')
+            [CompletionResult]::new('--header', '--header', [CompletionResultType]::ParameterName, 'An extra header for every request to the server, e.g. --header ''X-Tenant: acme'' (repeatable). Not for tokens: see --token-env')
+            [CompletionResult]::new('--scope', '--scope', [CompletionResultType]::ParameterName, 'Scope to request when logging in (repeatable). Default: the server''s challenge, else its metadata')
+            [CompletionResult]::new('--client-id', '--client-id', [CompletionResultType]::ParameterName, 'When logging in: a client id registered in advance with the authorization server (its secret, if any, in SK_CLIENT_SECRET)')
+            [CompletionResult]::new('--callback-port', '--callback-port', [CompletionResultType]::ParameterName, 'When logging in: port of the 127.0.0.1 redirect listener (0 = random; pre-registered clients need a fixed one)')
+            [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'How long a login waits for the browser')
+            [CompletionResult]::new('--log-file', '--log-file', [CompletionResultType]::ParameterName, 'Also write the proxy''s log lines to this file (appended)')
+            [CompletionResult]::new('--no-browser', '--no-browser', [CompletionResultType]::ParameterName, 'When logging in, print the login URL on stderr instead of opening a browser')
+            [CompletionResult]::new('--no-login', '--no-login', [CompletionResultType]::ParameterName, 'Never log in: without a usable stored login, exit 3 with the login command before any MCP traffic (for unattended use)')
+            [CompletionResult]::new('-h', '-h', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('--help', '--help', [CompletionResultType]::ParameterName, 'Print help (see more with ''--help'')')
+            [CompletionResult]::new('-V', '-V ', [CompletionResultType]::ParameterName, 'Print version')
+            [CompletionResult]::new('--version', '--version', [CompletionResultType]::ParameterName, 'Print version')
+            break
+        }
         'scalekit-mcp;check-token' {
             [CompletionResult]::new('--server', '--server', [CompletionResultType]::ParameterName, 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)')
             [CompletionResult]::new('--jwks', '--jwks', [CompletionResultType]::ParameterName, 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked')
@@ -213,6 +231,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('token', 'token', [CompletionResultType]::ParameterValue, 'Print a valid access token for a server, refreshing it when needed')
             [CompletionResult]::new('call', 'call', [CompletionResultType]::ParameterValue, 'Call a tool and print its result (key=value arguments checked against its schema)')
             [CompletionResult]::new('tools', 'tools', [CompletionResultType]::ParameterValue, 'List a server''s tools with their parameters')
+            [CompletionResult]::new('proxy', 'proxy', [CompletionResultType]::ParameterValue, 'Bridge a desktop MCP client (stdio) to a protected server (HTTP) with the stored login, logging in first when needed')
             [CompletionResult]::new('check-token', 'check-token', [CompletionResultType]::ParameterValue, 'Explain an access token offline: header, claims, and every check serve would make')
             [CompletionResult]::new('completions', 'completions', [CompletionResultType]::ParameterValue, 'Print a shell completion script to stdout')
             [CompletionResult]::new('man', 'man', [CompletionResultType]::ParameterValue, 'Print a man page (roff) to stdout, or write every page into a directory')
@@ -238,6 +257,9 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             break
         }
         'scalekit-mcp;help;tools' {
+            break
+        }
+        'scalekit-mcp;help;proxy' {
             break
         }
         'scalekit-mcp;help;check-token' {

@@ -37,6 +37,9 @@ _scalekit__mcp() {
             scalekit__mcp,man)
                 cmd="scalekit__mcp__subcmd__man"
                 ;;
+            scalekit__mcp,proxy)
+                cmd="scalekit__mcp__subcmd__proxy"
+                ;;
             scalekit__mcp,serve)
                 cmd="scalekit__mcp__subcmd__serve"
                 ;;
@@ -70,6 +73,9 @@ _scalekit__mcp() {
             scalekit__mcp__subcmd__help,man)
                 cmd="scalekit__mcp__subcmd__help__subcmd__man"
                 ;;
+            scalekit__mcp__subcmd__help,proxy)
+                cmd="scalekit__mcp__subcmd__help__subcmd__proxy"
+                ;;
             scalekit__mcp__subcmd__help,serve)
                 cmd="scalekit__mcp__subcmd__help__subcmd__serve"
                 ;;
@@ -89,7 +95,7 @@ _scalekit__mcp() {
 
     case "${cmd}" in
         scalekit__mcp)
-            opts="-h -V --help --version serve login logout status token call tools check-token completions man help"
+            opts="-h -V --help --version serve login logout status token call tools proxy check-token completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -221,7 +227,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help)
-            opts="serve login logout status token call tools check-token completions man help"
+            opts="serve login logout status token call tools proxy check-token completions man help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -319,6 +325,20 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__help__subcmd__proxy)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -452,6 +472,52 @@ _scalekit__mcp() {
             fi
             case "${prev}" in
                 --out-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        scalekit__subcmd__mcp__subcmd__proxy)
+            opts="-h -V --print-config --token-env --header --scope --client-id --callback-port --timeout --no-browser --no-login --log-file --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --print-config)
+                    COMPREPLY=($(compgen -W "claude cursor vscode" -- "${cur}"))
+                    return 0
+                    ;;
+                --token-env)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --header)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --scope)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --client-id)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --callback-port)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --log-file)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

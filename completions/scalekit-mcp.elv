@@ -29,6 +29,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand token 'Print a valid access token for a server, refreshing it when needed'
             cand call 'Call a tool and print its result (key=value arguments checked against its schema)'
             cand tools 'List a server''s tools with their parameters'
+            cand proxy 'Bridge a desktop MCP client (stdio) to a protected server (HTTP) with the stored login, logging in first when needed'
             cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand man 'Print a man page (roff) to stdout, or write every page into a directory'
@@ -156,6 +157,22 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand -V 'Print version'
             cand --version 'Print version'
         }
+        &'scalekit-mcp;proxy'= {
+            cand --print-config 'Print the configuration block that makes this desktop client run this proxy, say which file it goes in, and exit'
+            cand --token-env 'Environment variable holding an access token to send as is instead of the stored login (never stored, never refreshed), e.g. for CI or agents. Default: SCALEKIT_MCP_TOKEN when it is set'
+            cand --header 'An extra header for every request to the server, e.g. --header ''X-Tenant: acme'' (repeatable). Not for tokens: see --token-env'
+            cand --scope 'Scope to request when logging in (repeatable). Default: the server''s challenge, else its metadata'
+            cand --client-id 'When logging in: a client id registered in advance with the authorization server (its secret, if any, in SK_CLIENT_SECRET)'
+            cand --callback-port 'When logging in: port of the 127.0.0.1 redirect listener (0 = random; pre-registered clients need a fixed one)'
+            cand --timeout 'How long a login waits for the browser'
+            cand --log-file 'Also write the proxy''s log lines to this file (appended)'
+            cand --no-browser 'When logging in, print the login URL on stderr instead of opening a browser'
+            cand --no-login 'Never log in: without a usable stored login, exit 3 with the login command before any MCP traffic (for unattended use)'
+            cand -h 'Print help (see more with ''--help'')'
+            cand --help 'Print help (see more with ''--help'')'
+            cand -V 'Print version'
+            cand --version 'Print version'
+        }
         &'scalekit-mcp;check-token'= {
             cand --server 'Check the access token `login` stored for this server instead (read as stored: no refresh, no network)'
             cand --jwks 'Verify the signature with these keys: a JWKS (the JSON at {SK_ENV_URL}/keys), a single JWK or a PEM public key. Keys are matched by `kid` (a lone key without one, such as a PEM, matches any). Without it, the signature is not checked'
@@ -199,6 +216,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand token 'Print a valid access token for a server, refreshing it when needed'
             cand call 'Call a tool and print its result (key=value arguments checked against its schema)'
             cand tools 'List a server''s tools with their parameters'
+            cand proxy 'Bridge a desktop MCP client (stdio) to a protected server (HTTP) with the stored login, logging in first when needed'
             cand check-token 'Explain an access token offline: header, claims, and every check serve would make'
             cand completions 'Print a shell completion script to stdout'
             cand man 'Print a man page (roff) to stdout, or write every page into a directory'
@@ -217,6 +235,8 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
         &'scalekit-mcp;help;call'= {
         }
         &'scalekit-mcp;help;tools'= {
+        }
+        &'scalekit-mcp;help;proxy'= {
         }
         &'scalekit-mcp;help;check-token'= {
         }

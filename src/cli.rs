@@ -12,7 +12,7 @@ use crate::error::exit_code_for;
 
 use crate::commands::{
     call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
-    logout::LogoutArgs, man::ManArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
+    logout::LogoutArgs, man::ManArgs, proxy::ProxyArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
 };
 use crate::config::ServeArgs;
 
@@ -45,6 +45,12 @@ pub enum Command {
     Call(Box<CallArgs>),
     /// List a server's tools with their parameters.
     Tools(ToolsArgs),
+    /// Bridge a desktop MCP client (stdio) to a protected server (HTTP) with the stored login,
+    /// logging in first when needed.
+    ///
+    /// Desktop clients run it as a stdio server: stdin and stdout carry MCP, logs go to stderr.
+    /// Print the configuration to paste with --print-config claude|cursor|vscode.
+    Proxy(Box<ProxyArgs>),
     /// Explain an access token offline: header, claims, and every check serve would make.
     ///
     /// The expected issuers, audiences, scopes and algorithms are serve's: the flags below, else
@@ -93,7 +99,8 @@ pub fn main() -> ExitCode {
 }
 
 fn run(cli: Cli, max_sessions_set: bool) -> anyhow::Result<ExitCode> {
-    if !matches!(cli.command, Command::Serve(_)) {
+    // `proxy` sets up its own logging (info, and --log-file).
+    if !matches!(cli.command, Command::Serve(_) | Command::Proxy(_)) {
         // Client commands log warnings only; RUST_LOG raises it for debugging.
         // `call` and `tools` report rmcp's failures themselves, as their exit codes and messages
         // (one JSON line with --json), so rmcp's own error lines are not repeated on stderr.
@@ -121,6 +128,7 @@ fn run(cli: Cli, max_sessions_set: bool) -> anyhow::Result<ExitCode> {
         Command::Token(args) => runtime.block_on(commands::token::run(&args)).map(success),
         Command::Call(args) => runtime.block_on(commands::call::run(&args)),
         Command::Tools(args) => runtime.block_on(commands::tools::run(&args)),
+        Command::Proxy(args) => runtime.block_on(commands::proxy::run(*args)).map(success),
     }
 }
 

@@ -9,6 +9,7 @@
 //!   built on rmcp's `auth` module.
 //! - [`assertion`]: `private_key_jwt` client authentication (RFC 7523 assertions from a key file).
 //! - [`mcp`]: one MCP session for `call` and `tools` (HTTP with the token rules, or a stdio child).
+//! - [`proxy`]: the stdio bridge of `proxy`: a desktop client's messages to a server over HTTP.
 //! - [`arguments`]: `key=value` / `key:=json` / `--args` checked against a tool's input schema.
 //! - [`render`]: tool results and tool lists for a terminal.
 
@@ -20,6 +21,7 @@ pub mod discovery;
 pub mod home;
 pub mod mcp;
 pub mod oauth;
+pub mod proxy;
 pub mod render;
 pub mod secret;
 pub mod vault;

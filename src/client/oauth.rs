@@ -571,6 +571,27 @@ pub struct Reauthorize {
     pub open_browser: bool,
     /// How long to wait for the browser login.
     pub timeout: Duration,
+    /// Scopes asked for on top of the stored login's and the challenge's (`proxy --scope`); a
+    /// first login asks for exactly these when given.
+    pub scopes: Vec<String>,
+    /// A client registered in advance (`proxy --client-id`), for a first login; its secret, if
+    /// any, is read from SK_CLIENT_SECRET as `login` does.
+    pub client_id: Option<String>,
+    /// Port of the loopback redirect listener (0: a random one).
+    pub callback_port: u16,
+}
+
+impl Reauthorize {
+    /// The `--login` behaviour of `call` and `tools`: the login's defaults.
+    pub fn new(open_browser: bool, timeout: Duration) -> Self {
+        Self {
+            open_browser,
+            timeout,
+            scopes: Vec::new(),
+            client_id: None,
+            callback_port: 0,
+        }
+    }
 }
 
 /// `granted` followed by the scopes of `required` it lacks, in order and without duplicates: the
@@ -610,7 +631,10 @@ pub async fn login_after_refusal(
     // --with-token (or none) gets a browser login from discovery.
     if let Some(record) = existing.filter(|record| record.grant != "token") {
         eprintln!("{server_url} refused the stored login; logging in again.");
-        let scopes = scope_union(&record.scopes, &challenge_scopes);
+        let scopes = scope_union(
+            &scope_union(&record.scopes, &options.scopes),
+            &challenge_scopes,
+        );
         return reauthorize_record(home, record, scopes, options, true).await;
     }
     let vault = Vault::open(storage, home).await?;
@@ -619,16 +643,76 @@ pub async fn login_after_refusal(
     let discovered =
         super::discovery::discover_after_refusal(&client, &server, challenge).await?;
     eprintln!("{server_url} asks for a login.");
+    let identity = ClientIdentity {
+        client_secret: options.client_id.as_ref().and_then(|_| {
+            std::env::var("SK_CLIENT_SECRET")
+                .ok()
+                .filter(|secret| !secret.is_empty())
+                .map(Secret::new)
+        }),
+        client_id: options.client_id.clone(),
+        client_metadata_url: None,
+    };
     let options = BrowserLogin {
-        scopes: Vec::new(),
-        identity: ClientIdentity::default(),
-        callback_port: 0,
+        scopes: options.scopes.clone(),
+        identity,
+        callback_port: options.callback_port,
         timeout: options.timeout,
         open_browser: options.open_browser,
         verify_registration: true,
     };
     login_in_browser(home, &vault, server_url, &discovered, &options).await?;
     read_access_token(&vault, server_url).await
+}
+
+/// [`login_after_refusal`] (or, with `required` scopes, [`step_up`]) for processes that may run
+/// side by side, such as several `proxy` processes a desktop client starts at once: the login
+/// runs under a lock file of its own per server, so at most one browser login per server is under
+/// way, and a process that waited for the lock takes the token the other one stored instead of
+/// logging in again. `refused` is the token the server refused (`None`: there was none).
+///
+/// Not `refresh.lock`: that one is shared by every server and held for a refresh's few
+/// milliseconds, where a browser login takes minutes.
+pub async fn login_once(
+    home: &Home,
+    server_url: &str,
+    refused: Option<&Secret>,
+    challenge: Option<&str>,
+    required: &[String],
+    options: &Reauthorize,
+) -> anyhow::Result<Secret> {
+    let lock_home = home.clone();
+    let name = login_lock_name(server_url);
+    let _lock = tokio::task::spawn_blocking(move || lock_home.lock(&name))
+        .await
+        .map_err(|err| anyhow::anyhow!("waiting for the login lock: {err}"))??;
+    let stored = home.load()?.servers.get(server_url).cloned();
+    if let Some(record) = &stored
+        && record.grant != "token"
+        && required.iter().all(|scope| record.scopes.contains(scope))
+        && let Ok(token) = valid_access_token(home, server_url).await
+        && refused.is_none_or(|refused| *refused != token)
+    {
+        tracing::info!("using the login another process finished while this one waited");
+        return Ok(token);
+    }
+    if required.is_empty() || stored.is_none() {
+        login_after_refusal(home, server_url, challenge, options).await
+    } else {
+        step_up(home, server_url, required, options).await
+    }
+}
+
+/// `login-<first 16 hex digits of SHA-256(server URL)>.lock`: one lock per server, with a file
+/// name any file system takes.
+fn login_lock_name(server_url: &str) -> String {
+    use aws_lc_rs::digest::{SHA256, digest};
+    let hash = digest(&SHA256, server_url.as_bytes());
+    let hex: String = hash.as_ref()[..8]
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+    format!("login-{hex}.lock")
 }
 
 /// Step-up authorization after a 403 `insufficient_scope`: a new token for the union of the
@@ -718,7 +802,7 @@ async fn reauthorize_record(
             let options = BrowserLogin {
                 scopes,
                 identity,
-                callback_port: 0,
+                callback_port: options.callback_port,
                 timeout: options.timeout,
                 open_browser: options.open_browser,
                 verify_registration,

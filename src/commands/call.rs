@@ -92,10 +92,9 @@ impl ConnectionArgs {
             target,
             token,
             timeout: self.timeout.0,
-            reauthorize: self.logs_in().then_some(Reauthorize {
-                open_browser: !self.no_browser,
-                timeout: BROWSER_LOGIN_TIMEOUT,
-            }),
+            reauthorize: self
+                .logs_in()
+                .then(|| Reauthorize::new(!self.no_browser, BROWSER_LOGIN_TIMEOUT)),
         })
     }
 

@@ -6,6 +6,7 @@ pub mod completions;
 pub mod login;
 pub mod logout;
 pub mod man;
+pub mod proxy;
 pub mod serve;
 pub mod status;
 pub mod token;

@@ -16,6 +16,7 @@ mod metrics;
 mod oauth_client;
 mod policies;
 mod properties;
+mod proxy;
 mod serve_binary;
 mod serve_router;
 mod sessions;
