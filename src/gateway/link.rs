@@ -37,8 +37,8 @@ pub struct Session {
 
 /// What came back for a message.
 pub enum Exchange {
-    /// One JSON-RPC message (the answer), with the upstream's HTTP status.
-    Answer(StatusCode, Value),
+    /// One JSON-RPC message (the answer) as the upstream wrote it, with its HTTP status.
+    Answer(StatusCode, Bytes),
     /// An HTTP upstream's event stream: progress and the like, then the answer.
     Stream(reqwest::Response),
     /// Nothing to answer (a notification, or the client's answer to the upstream).
@@ -83,9 +83,8 @@ impl Link {
     pub fn new(upstream: Arc<Upstream>, max_message_bytes: usize) -> Self {
         let transport = match &upstream.target {
             Target::Http { url, headers, bearer } => Transport::Http(HttpLink {
-                url: url.clone(),
-                headers: headers.clone(),
-                bearer: bearer.clone(),
+                url: reqwest::Url::parse(url).ok(),
+                headers: static_headers(headers, bearer.as_deref()),
                 client: Default::default(),
                 session: Default::default(),
                 opening: Default::default(),
@@ -114,12 +113,12 @@ impl Link {
     /// gateway's id on a request, whose answer is awaited.
     pub async fn send(
         &self,
-        message: Value,
+        message: Bytes,
         answer_id: Option<u64>,
         caller: Option<&Caller>,
     ) -> Result<Exchange, LinkError> {
         let sent = match &self.transport {
-            Transport::Http(http) => http.send(&self.upstream, &message, caller).await,
+            Transport::Http(http) => http.send(&self.upstream, &message, answer_id, caller).await,
             Transport::Command(child) => child.send(&self.upstream, &message, answer_id).await,
         };
         self.note(sent)
@@ -133,7 +132,7 @@ impl Link {
         let mut pause = Duration::from_secs(1);
         loop {
             if !self.upstream.health.is_reachable() {
-                let probe = json!({"jsonrpc": "2.0", "id": OWN_ID, "method": "ping"});
+                let probe = to_bytes(&json!({"jsonrpc": "2.0", "id": OWN_ID, "method": "ping"}));
                 pause = match self.send(probe, Some(OWN_ID), None).await {
                     Ok(_) => Duration::from_secs(1),
                     Err(_) => (pause * 2).min(Duration::from_secs(10)),
@@ -183,8 +182,8 @@ pub const OWN_ID: u64 = 0;
 
 /// The `initialize` request the gateway opens its upstream session with: no client
 /// capabilities, since there is no one client to pass the upstream's requests to.
-fn initialize_request() -> Value {
-    json!({
+fn initialize_request() -> Bytes {
+    to_bytes(&json!({
         "jsonrpc": "2.0",
         "id": OWN_ID,
         "method": "initialize",
@@ -193,20 +192,42 @@ fn initialize_request() -> Value {
             "capabilities": {},
             "clientInfo": {"name": "scalekit-mcp gateway", "version": env!("CARGO_PKG_VERSION")},
         },
-    })
+    }))
 }
 
-fn initialized_notification() -> Value {
-    json!({"jsonrpc": "2.0", "method": "notifications/initialized"})
+fn initialized_notification() -> Bytes {
+    to_bytes(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
+}
+
+fn to_bytes(message: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(message).unwrap_or_default())
+}
+
+/// The members of a JSON-RPC message that say where it goes; the rest is not parsed.
+#[derive(serde::Deserialize)]
+struct Routing {
+    #[serde(default)]
+    id: Option<Value>,
+    #[serde(default)]
+    method: Option<serde::de::IgnoredAny>,
+}
+
+impl Routing {
+    /// Whether `message` is the answer to the gateway's request `id`.
+    fn answers(message: &[u8], id: u64) -> bool {
+        serde_json::from_slice::<Routing>(message)
+            .is_ok_and(|routing| routing.method.is_none() && routing.id == Some(Value::from(id)))
+    }
 }
 
 /// The session an `initialize` answer opens, or why it does not.
-fn session_of(answer: &Value, id: Option<HeaderValue>, upstream: &Upstream) -> Result<Session, LinkError> {
+fn session_of(answer: &[u8], id: Option<HeaderValue>, upstream: &Upstream) -> Result<Session, LinkError> {
+    let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
     let Some(result) = answer.get("result") else {
         return Err(LinkError::bad_gateway(format!(
             "{} refused initialize: {}",
             upstream.describe(),
-            answer.get("error").unwrap_or(answer)
+            answer.get("error").unwrap_or(&answer)
         )));
     };
     let protocol_version = result
@@ -223,10 +244,11 @@ fn session_of(answer: &Value, id: Option<HeaderValue>, upstream: &Upstream) -> R
 
 /// An HTTP upstream: one session, opened on first use and again after a 404.
 struct HttpLink {
-    url: String,
-    /// `--upstream-header`s and `--upstream-bearer-env`'s token: never logged.
-    headers: Vec<(HeaderName, HeaderValue)>,
-    bearer: Option<String>,
+    /// Checked at startup (`None`: not a URL after all, and every request says so).
+    url: Option<reqwest::Url>,
+    /// `--upstream-header`s and `--upstream-bearer-env`'s token (marked sensitive): never
+    /// logged.
+    headers: http::HeaderMap,
     client: std::sync::OnceLock<reqwest::Client>,
     session: RwLock<Option<Arc<Session>>>,
     opening: tokio::sync::Mutex<()>,
@@ -269,14 +291,14 @@ impl HttpLink {
     }
 
     async fn open(&self, upstream: &Upstream) -> Result<Session, LinkError> {
-        let response = self.post(upstream, None, &initialize_request(), None).await?;
+        let response = self.post(upstream, None, initialize_request(), None).await?;
         let id = response.headers().get("mcp-session-id").cloned();
         let answer = match read_answer(upstream, response, OWN_ID).await? {
             Exchange::Answer(_, answer) => answer,
             _ => return Err(LinkError::bad_gateway(format!("{} sent no initialize result", upstream.describe()))),
         };
         let session = session_of(&answer, id, upstream)?;
-        self.post(upstream, Some(&session), &initialized_notification(), None).await?;
+        self.post(upstream, Some(&session), initialized_notification(), None).await?;
         tracing::info!(
             session = session.id.is_some(),
             protocol_version = %session.protocol_version,
@@ -286,19 +308,24 @@ impl HttpLink {
         Ok(session)
     }
 
-    async fn send(&self, upstream: &Upstream, message: &Value, caller: Option<&Caller>) -> Result<Exchange, LinkError> {
-        let id = message.get("id").and_then(Value::as_u64);
+    async fn send(
+        &self,
+        upstream: &Upstream,
+        message: &Bytes,
+        answer_id: Option<u64>,
+        caller: Option<&Caller>,
+    ) -> Result<Exchange, LinkError> {
         let mut retried = false;
         loop {
             let session = self.session(upstream).await?;
-            let response = self.post(upstream, Some(&session), message, caller).await?;
+            let response = self.post(upstream, Some(&session), message.clone(), caller).await?;
             if response.status() == StatusCode::NOT_FOUND && session.id.is_some() && !retried {
                 // The upstream forgot the session (it restarted, or timed it out): a new one.
                 self.forget(&session);
                 retried = true;
                 continue;
             }
-            return match id.filter(|_| message.get("method").is_some()) {
+            return match answer_id {
                 Some(id) => read_answer(upstream, response, id).await,
                 None => Ok(Exchange::Accepted),
             };
@@ -311,19 +338,20 @@ impl HttpLink {
         &self,
         upstream: &Upstream,
         session: Option<&Session>,
-        message: &Value,
+        message: Bytes,
         caller: Option<&Caller>,
     ) -> Result<reqwest::Response, LinkError> {
+        let Some(url) = &self.url else {
+            return Err(LinkError::bad_gateway(format!("{} is not a URL", upstream.describe())));
+        };
         let mut request = self
             .client()
-            .post(&self.url)
+            .post(url.clone())
+            .headers(self.headers.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream");
-        for (name, value) in forwarded_headers(&self.headers, caller) {
+        for (name, value) in forwarded_headers(&[], caller) {
             request = request.header(name, value);
-        }
-        if let Some(bearer) = &self.bearer {
-            request = request.bearer_auth(bearer);
         }
         if let Some(session) = session {
             request = request.header(MCP_PROTOCOL_VERSION, session.protocol_version.as_str());
@@ -331,7 +359,7 @@ impl HttpLink {
                 request = request.header(MCP_SESSION_ID, id);
             }
         }
-        let sent = tokio::time::timeout(upstream.timeout, request.json(message).send()).await;
+        let sent = tokio::time::timeout(upstream.timeout, request.body(message).send()).await;
         let response = match sent {
             Err(_) => {
                 return Err(LinkError {
@@ -369,6 +397,17 @@ impl HttpLink {
     }
 }
 
+/// The headers every request to an HTTP upstream carries: the configured ones (without any of
+/// the caller's `X-Forwarded-*` names, which only the gateway sets) and the bearer token.
+fn static_headers(configured: &[(HeaderName, HeaderValue)], bearer: Option<&str>) -> http::HeaderMap {
+    let mut headers: http::HeaderMap = forwarded_headers(configured, None).into_iter().collect();
+    if let Some(Ok(mut value)) = bearer.map(|token| HeaderValue::from_str(&format!("Bearer {token}"))) {
+        value.set_sensitive(true);
+        headers.insert(header::AUTHORIZATION, value);
+    }
+    headers
+}
+
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
 
@@ -391,7 +430,8 @@ async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) 
         if event_stream {
             answer_in_stream(response, id).await.map_err(unreadable)
         } else {
-            response.bytes().await.map(|body| serde_json::from_slice(&body).ok()).map_err(unreadable)
+            let body = response.bytes().await.map_err(unreadable)?;
+            Ok((!body.iter().all(u8::is_ascii_whitespace)).then_some(body))
         }
     })
     .await
@@ -408,15 +448,14 @@ async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) 
 }
 
 /// The answer to request `id` in an event stream, read until it comes.
-async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option<Value>, reqwest::Error> {
+async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option<Bytes>, reqwest::Error> {
     let mut events = SseEvents::default();
     let mut body = response.bytes_stream();
     let mut found = None;
     while let Some(chunk) = body.next().await {
         events.push(&chunk?, |data| {
-            let message: Value = serde_json::from_str(data).ok()?;
-            if message.get("id") == Some(&Value::from(id)) && message.get("method").is_none() {
-                found = Some(message);
+            if Routing::answers(data.as_bytes(), id) {
+                found = Some(Bytes::copy_from_slice(data.as_bytes()));
             }
             None
         });
@@ -506,7 +545,7 @@ impl Drop for Child {
 /// Requests sent to a child and not answered yet; once it exits, why.
 #[derive(Default)]
 struct Waiting {
-    answers: HashMap<u64, oneshot::Sender<Value>>,
+    answers: HashMap<u64, oneshot::Sender<Bytes>>,
     gone: Option<String>,
 }
 
@@ -561,7 +600,7 @@ impl ChildLink {
         self.restarts.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    async fn send(&self, upstream: &Upstream, message: &Value, answer_id: Option<u64>) -> Result<Exchange, LinkError> {
+    async fn send(&self, upstream: &Upstream, message: &Bytes, answer_id: Option<u64>) -> Result<Exchange, LinkError> {
         let child = self.running(upstream).await?;
         let answer = match answer_id {
             Some(id) => Some(child.expect(id)?),
@@ -663,7 +702,7 @@ impl Child {
     }
 
     /// Registers request `id`, whose answer the returned receiver gets.
-    fn expect(&self, id: u64) -> Result<oneshot::Receiver<Value>, LinkError> {
+    fn expect(&self, id: u64) -> Result<oneshot::Receiver<Bytes>, LinkError> {
         let (sender, receiver) = oneshot::channel();
         let mut waiting = self.lock_waiting();
         if let Some(gone) = &waiting.gone {
@@ -673,8 +712,13 @@ impl Child {
         Ok(receiver)
     }
 
-    async fn write(&self, upstream: &Upstream, message: &Value) -> Result<(), LinkError> {
-        let mut line = serde_json::to_vec(message).unwrap_or_default();
+    /// Writes `message` as one line. A line break in JSON text outside a string is whitespace
+    /// (inside one it is escaped), so a client's pretty-printed message becomes a space.
+    async fn write(&self, upstream: &Upstream, message: &[u8]) -> Result<(), LinkError> {
+        let mut line: Vec<u8> = message
+            .iter()
+            .map(|&byte| if byte == b'\n' || byte == b'\r' { b' ' } else { byte })
+            .collect();
         line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
         let written = stdin.write_all(&line).await;
@@ -725,19 +769,19 @@ async fn read_answers(
         if line.trim().is_empty() {
             continue;
         }
-        let Ok(message) = serde_json::from_str::<Value>(&line) else {
+        let Ok(routing) = serde_json::from_str::<Routing>(&line) else {
             let start: String = line.chars().take(80).collect();
             garbage = Some(format!("wrote something that is not JSON-RPC on stdout: {start:?}"));
             break;
         };
-        match (message.get("method"), message.get("id").and_then(Value::as_u64)) {
+        match (routing.method, routing.id.as_ref().and_then(Value::as_u64)) {
             (None, Some(id)) => {
                 let answer = waiting.lock().unwrap_or_else(|poison| poison.into_inner()).answers.remove(&id);
                 if let Some(answer) = answer {
-                    let _ = answer.send(message);
+                    let _ = answer.send(Bytes::from(line));
                 }
             }
-            (Some(method), _) => tracing::debug!(%method, "{upstream} sent a message no client of a stateless gateway can take"),
+            (Some(_), _) => tracing::debug!("{upstream} sent a message no client of a stateless gateway can take"),
             (None, None) => tracing::debug!("{upstream} sent an answer to no request of the gateway's"),
         }
     }

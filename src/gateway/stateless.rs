@@ -14,6 +14,7 @@
 //! A failure to reach the upstream is HTTP 502 with a JSON-RPC error naming it, and `/ready`
 //! reports it ([`Health`]) until the upstream answers again.
 
+use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::{HeaderValue, Method, StatusCode, header};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::link::{Exchange, Link};
@@ -111,29 +113,33 @@ impl Shared {
                 );
             }
         };
-        let Ok(mut message) = serde_json::from_slice::<Value>(&body) else {
-            return rpc_error_response(StatusCode::BAD_REQUEST, Value::Null, -32700, "parse error: the body is not JSON".into());
-        };
-        if !message.is_object() {
+        if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
             return rpc_error_response(
                 StatusCode::BAD_REQUEST,
                 Value::Null,
                 -32600,
-                "a JSON-RPC batch (or anything but one object) is not accepted: send one message per request".into(),
+                "a JSON-RPC batch is not accepted: send one message per request".into(),
             );
         }
-        let method = message.get("method").and_then(Value::as_str).map(str::to_owned);
-        let id = message.get("id").cloned();
+        let Ok(message) = serde_json::from_slice::<Members>(&body) else {
+            return rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                Value::Null,
+                -32700,
+                "parse error: the body is not a JSON object".into(),
+            );
+        };
+        let method = message
+            .get("method")
+            .and_then(|method| serde_json::from_str::<String>(method.get()).ok());
+        let id = message.get("id").copied();
         match (method.as_deref(), id) {
             (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
             // The shared upstream session was initialized by the gateway itself.
             (Some("notifications/initialized"), None) => accepted(),
-            (Some(_), Some(id)) => {
-                set_caller(&mut message, caller.as_deref());
-                self.request(id, message, caller.as_deref()).await
-            }
+            (Some(_), Some(id)) => self.request(id, message, caller.as_deref()).await,
             // A notification, or the client's answer to a request of the upstream's: as it is.
-            _ => match self.link.send(message, None, caller.as_deref()).await {
+            _ => match self.link.send(body.clone(), None, caller.as_deref()).await {
                 Ok(_) => accepted(),
                 Err(error) => error.response(Value::Null),
             },
@@ -142,58 +148,99 @@ impl Shared {
 
     /// The upstream's `initialize` answer under the client's id, in the protocol version both
     /// can speak.
-    async fn initialize(&self, id: Value, message: &Value) -> Response {
+    async fn initialize(&self, id: &RawValue, message: &Members<'_>) -> Response {
+        let id = value_of(id);
         let session = match self.link.session().await {
             Ok(session) => session,
             Err(error) => return error.response(id),
         };
         let mut result = session.initialize.clone();
-        let asked = message
-            .pointer("/params/protocolVersion")
+        let params: Option<Value> = message
+            .get("params")
+            .and_then(|params| serde_json::from_str(params.get()).ok());
+        let asked = params
+            .as_ref()
+            .and_then(|params| params.get("protocolVersion"))
             .and_then(Value::as_str);
         let version = negotiated(asked, &session.protocol_version);
         result["protocolVersion"] = Value::String(version.to_owned());
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
     }
 
-    /// A request, under an id of the gateway's own, and its answer under the client's.
-    async fn request(&self, client_id: Value, mut message: Value, caller: Option<&Caller>) -> Response {
+    /// A request, under an id of the gateway's own and with the caller in `_meta`, and its
+    /// answer under the client's id.
+    async fn request(&self, client_id: &RawValue, message: Members<'_>, caller: Option<&Caller>) -> Response {
         let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        message["id"] = Value::from(our_id);
-        match self.link.send(message, Some(our_id), caller).await {
-            Ok(Exchange::Answer(status, mut answer)) => {
-                answer["id"] = client_id;
-                (status, axum::Json(answer)).into_response()
-            }
-            Ok(Exchange::Stream(response)) => restore_id_in_stream(response, our_id, client_id),
+        let Some(upstream_message) = with_id_and_caller(&message, our_id, caller) else {
+            return rpc_error_response(
+                StatusCode::BAD_REQUEST,
+                value_of(client_id),
+                -32602,
+                "invalid params: params and params._meta must be objects".into(),
+            );
+        };
+        match self.link.send(upstream_message, Some(our_id), caller).await {
+            Ok(Exchange::Answer(status, answer)) => match with_id(&answer, client_id) {
+                Some(answer) => (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response(),
+                None => rpc_error_response(
+                    StatusCode::BAD_GATEWAY,
+                    value_of(client_id),
+                    -32603,
+                    "the upstream answered with something that is not a JSON-RPC message".into(),
+                ),
+            },
+            Ok(Exchange::Stream(response)) => restore_id_in_stream(response, our_id, value_of(client_id)),
             Ok(Exchange::Accepted) => accepted(),
-            Err(error) => error.response(client_id),
+            Err(error) => error.response(value_of(client_id)),
         }
     }
 }
 
-/// `_meta["scalekit-mcp/caller"]` of a request's params set to `caller` (removed without one:
-/// a client's own value never passes).
-fn set_caller(message: &mut Value, caller: Option<&Caller>) {
-    let Some(object) = message.as_object_mut() else {
-        return;
+/// A JSON object's members, each left as the text it was: a forwarded message is taken apart
+/// only as far as the gateway changes it.
+type Members<'a> = BTreeMap<String, &'a RawValue>;
+
+fn value_of(raw: &RawValue) -> Value {
+    serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
+fn raw(value: &impl serde::Serialize) -> Option<Box<RawValue>> {
+    serde_json::value::to_raw_value(value).ok()
+}
+
+/// `message` with the gateway's id `our_id`, and `_meta["scalekit-mcp/caller"]` of its params
+/// set to `caller` (removed without one: a client's own value never passes). `None` when its
+/// params or their `_meta` are not objects.
+fn with_id_and_caller(message: &Members<'_>, our_id: u64, caller: Option<&Caller>) -> Option<Bytes> {
+    let mut params: Members = match message.get("params") {
+        Some(params) => serde_json::from_str(params.get()).ok()?,
+        None => Members::new(),
     };
-    let params = object.entry("params").or_insert_with(|| json!({}));
-    let Some(params) = params.as_object_mut() else {
-        return;
+    let mut meta: Members = match params.get("_meta") {
+        Some(meta) => serde_json::from_str(meta.get()).ok()?,
+        None => Members::new(),
     };
-    let meta = params.entry("_meta").or_insert_with(|| json!({}));
-    let Some(meta) = meta.as_object_mut() else {
-        return;
+    let caller = caller.and_then(|caller| raw(&caller_meta(caller)));
+    match &caller {
+        Some(caller) => meta.insert(CALLER_META_KEY.to_owned(), caller),
+        None => meta.remove(CALLER_META_KEY),
     };
-    match caller {
-        Some(caller) => {
-            meta.insert(CALLER_META_KEY.to_owned(), caller_meta(caller));
-        }
-        None => {
-            meta.remove(CALLER_META_KEY);
-        }
-    }
+    let meta = raw(&meta)?;
+    params.insert("_meta".to_owned(), &meta);
+    let params = raw(&params)?;
+    let id = raw(&our_id)?;
+    let mut outgoing: BTreeMap<&str, &RawValue> =
+        message.iter().map(|(name, value)| (name.as_str(), *value)).collect();
+    outgoing.insert("params", &params);
+    outgoing.insert("id", &id);
+    serde_json::to_vec(&outgoing).ok().map(Bytes::from)
+}
+
+/// A JSON-RPC message (`answer`, as the upstream wrote it) with its id replaced by `id`.
+fn with_id(answer: &[u8], id: &RawValue) -> Option<Bytes> {
+    let mut members: Members = serde_json::from_slice(answer).ok()?;
+    members.insert("id".to_owned(), id);
+    serde_json::to_vec(&members).ok().map(Bytes::from)
 }
 
 /// The version to answer a client that asked for `asked`, on an upstream session in `ours`:
@@ -280,14 +327,29 @@ mod tests {
             expires_at: None,
             claims: Default::default(),
         };
-        let mut message = json!({"method": "tools/call", "params": {"_meta": {CALLER_META_KEY: {"sub": "mallory"}, "progressToken": 7}}});
-        set_caller(&mut message, Some(&caller));
+        let forwarded = |text: &str, caller: Option<&Caller>| -> Value {
+            let members: Members = serde_json::from_str(text).unwrap();
+            serde_json::from_slice(&with_id_and_caller(&members, 9, caller).unwrap()).unwrap()
+        };
+        let spoofed = r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x","_meta":{"scalekit-mcp/caller":{"sub":"mallory"},"progressToken":7}}}"#;
+        let message = forwarded(spoofed, Some(&caller));
+        assert_eq!(message["id"], 9);
+        assert_eq!(message["params"]["name"], "x");
         assert_eq!(message["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
         assert_eq!(message["params"]["_meta"]["progressToken"], 7);
-        set_caller(&mut message, None);
+        let message = forwarded(spoofed, None);
         assert!(message["params"]["_meta"].get(CALLER_META_KEY).is_none());
-        let mut bare = json!({"method": "tools/list"});
-        set_caller(&mut bare, Some(&caller));
+        let bare = forwarded(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, Some(&caller));
         assert_eq!(bare["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
+        let members: Members = serde_json::from_str(r#"{"id":1,"method":"m","params":[1]}"#).unwrap();
+        assert!(with_id_and_caller(&members, 9, None).is_none());
+    }
+
+    #[test]
+    fn an_answer_gets_the_clients_id_and_keeps_the_rest_as_written() {
+        let id = RawValue::from_string(r#""client-7""#.into()).unwrap();
+        let answer = with_id(br#"{"jsonrpc":"2.0","id":12,"result":{"b":1.50,"a":[]}}"#, &id).unwrap();
+        assert_eq!(answer, Bytes::from(r#"{"id":"client-7","jsonrpc":"2.0","result":{"b":1.50,"a":[]}}"#));
+        assert!(with_id(b"[1]", &id).is_none());
     }
 }
