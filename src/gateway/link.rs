@@ -100,6 +100,17 @@ impl Link {
         Self { upstream, transport }
     }
 
+    /// Remembers the tools a `tools/list` answer names ([`super::upstream::KnownTools`]).
+    pub fn learn_tools(&self, answer: &[u8]) {
+        #[derive(serde::Deserialize)]
+        struct Listed {
+            result: rmcp::model::ListToolsResult,
+        }
+        if let Ok(listed) = serde_json::from_slice::<Listed>(answer) {
+            self.upstream.tools.learn(listed.result.tools);
+        }
+    }
+
     /// The upstream session, opened (or the child started) first if there is none.
     pub async fn session(&self) -> Result<Arc<Session>, LinkError> {
         let opened = match &self.transport {

@@ -429,7 +429,16 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let answer = self.forward(ClientRequest::ListToolsRequest(optional(params)), context);
-        expect_result!(answer.await, ListToolsResult)
+        let listed: Result<ListToolsResult, McpError> = expect_result!(answer.await, ListToolsResult);
+        if let Ok(listed) = &listed {
+            self.upstream.tools.learn(listed.tools.iter().cloned());
+        }
+        listed
+    }
+
+    /// A tool the upstream listed (to any session), so that the metrics label it by name.
+    fn get_tool(&self, name: &str) -> Option<rmcp::model::Tool> {
+        self.upstream.tools.get(name)
     }
 
     async fn on_custom_request(

@@ -137,7 +137,10 @@ impl Shared {
             (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
             // The shared upstream session was initialized by the gateway itself.
             (Some("notifications/initialized"), None) => accepted(),
-            (Some(_), Some(id)) => self.request(id, message, caller.as_deref()).await,
+            (Some(method), Some(id)) => {
+                let lists_tools = method == "tools/list";
+                self.request(id, message, caller.as_deref(), lists_tools).await
+            }
             // A notification, or the client's answer to a request of the upstream's: as it is.
             _ => match self.link.send(body.clone(), None, caller.as_deref()).await {
                 Ok(_) => accepted(),
@@ -169,7 +172,14 @@ impl Shared {
 
     /// A request, under an id of the gateway's own and with the caller in `_meta`, and its
     /// answer under the client's id.
-    async fn request(&self, client_id: &RawValue, message: Members<'_>, caller: Option<&Caller>) -> Response {
+    /// `lists_tools`: a `tools/list`, whose answer tells the metrics the upstream's tool names.
+    async fn request(
+        &self,
+        client_id: &RawValue,
+        message: Members<'_>,
+        caller: Option<&Caller>,
+        lists_tools: bool,
+    ) -> Response {
         let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let Some(upstream_message) = with_id_and_caller(&message, our_id, caller) else {
             return rpc_error_response(
@@ -180,7 +190,11 @@ impl Shared {
             );
         };
         match self.link.send(upstream_message, Some(our_id), caller).await {
-            Ok(Exchange::Answer(status, answer)) => match with_id(&answer, client_id) {
+            Ok(Exchange::Answer(status, answer)) => {
+                if lists_tools {
+                    self.link.learn_tools(&answer);
+                }
+                match with_id(&answer, client_id) {
                 Some(answer) => (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response(),
                 None => rpc_error_response(
                     StatusCode::BAD_GATEWAY,
@@ -188,7 +202,8 @@ impl Shared {
                     -32603,
                     "the upstream answered with something that is not a JSON-RPC message".into(),
                 ),
-            },
+                }
+            }
             Ok(Exchange::Stream(response)) => restore_id_in_stream(response, our_id, value_of(client_id)),
             Ok(Exchange::Accepted) => accepted(),
             Err(error) => error.response(value_of(client_id)),

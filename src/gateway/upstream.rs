@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use rmcp::model::{InitializeRequestParams, InitializeResult, ServerPeerInfo};
+use rmcp::model::{InitializeRequestParams, InitializeResult, ServerPeerInfo, Tool};
 use rmcp::service::{Peer, RunningService, ServiceError};
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
@@ -43,6 +43,32 @@ pub struct Upstream {
     sessions: AtomicU64,
     /// Whether it answered the latest attempt, for `/ready`.
     pub health: Arc<Health>,
+    /// The tools its `tools/list` answers named, for the metrics' tool label.
+    pub tools: KnownTools,
+}
+
+/// The upstream's tools as its `tools/list` answers showed them, up to [`KnownTools::MAX`]:
+/// a tool the upstream named is its own label in the metrics, any other name is `other`, so a
+/// client cannot grow the label set by calling made-up tools.
+#[derive(Default)]
+pub struct KnownTools(std::sync::RwLock<HashMap<String, Tool>>);
+
+impl KnownTools {
+    /// More tools than any real server lists; past it, new names are not labels.
+    pub const MAX: usize = 1000;
+
+    pub fn learn(&self, tools: impl IntoIterator<Item = Tool>) {
+        let mut known = self.0.write().unwrap_or_else(|poison| poison.into_inner());
+        for tool in tools {
+            if known.len() < Self::MAX || known.contains_key(tool.name.as_ref()) {
+                known.insert(tool.name.to_string(), tool);
+            }
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<Tool> {
+        self.0.read().unwrap_or_else(|poison| poison.into_inner()).get(name).cloned()
+    }
 }
 
 impl std::fmt::Debug for Upstream {
@@ -73,6 +99,7 @@ impl Upstream {
             timeout,
             sessions: AtomicU64::new(0),
             health,
+            tools: KnownTools::default(),
         }
     }
 

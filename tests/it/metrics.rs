@@ -328,3 +328,46 @@ fn a_metrics_address_on_the_mcp_port_or_without_a_port_is_refused() {
         "{stderr}"
     );
 }
+
+/// Through a gateway, the upstream's tools become labels once a `tools/list` named them (in
+/// either mode); a name it never listed stays `other`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateways_upstream_tools_are_labels_once_listed() {
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    for stateless in [true, false] {
+        let mut args = if stateless {
+            vec!["--stateless"]
+        } else {
+            vec![]
+        };
+        args.extend(["--", ours, "serve", "--transport", "stdio"]);
+        let measured = start(&args);
+        let token = mint(&good_claims());
+        let url = measured.server.url("/");
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        let made_up = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+            "params": {"name": "made_up_tool", "arguments": {}}});
+        for message in [list, call_greet("Ada"), made_up] {
+            let reply = match stateless {
+                true => http_post(&url, Some(&token), &message).await,
+                false => http_session_call(&url, &token, &message).await,
+            };
+            assert_eq!(reply.status, 200, "{}", reply.body);
+        }
+        let text = measured.scrape().await;
+        let line = |tool: &str, outcome: &str| {
+            format!(
+                "mcp_server_operation_duration_seconds_count{{mcp_method_name=\"tools/call\",gen_ai_tool_name=\"{tool}\",outcome=\"{outcome}\"}} 1"
+            )
+        };
+        assert!(
+            text.contains(&line("greet_user", "ok")),
+            "stateless={stateless}:\n{text}"
+        );
+        assert!(
+            text.contains(&line("other", "error")),
+            "stateless={stateless}:\n{text}"
+        );
+        assert!(!text.contains("made_up_tool"), "{text}");
+    }
+}
