@@ -69,15 +69,18 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
     let forwarder = Forwarder::new(upstream.clone(), args.max_body_bytes);
     if args.stateless {
         tokio::spawn(forwarder.clone().connect_in_background(forever));
+        let stopping = forwarder.clone();
         Extras {
             endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
             readiness: Some(readiness),
+            on_shutdown: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
         }
     } else {
         tokio::spawn(forwarder.probe_until_reachable(forever));
         Extras {
             endpoint: None,
             readiness: Some(readiness),
+            on_shutdown: None,
         }
     }
 }

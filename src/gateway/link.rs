@@ -143,8 +143,7 @@ impl Link {
         let mut pause = Duration::from_secs(1);
         loop {
             if !self.upstream.health.is_reachable() {
-                let probe = to_bytes(&json!({"jsonrpc": "2.0", "id": OWN_ID, "method": "ping"}));
-                pause = match self.send(probe, Some(OWN_ID), None).await {
+                pause = match self.probe().await {
                     Ok(_) => Duration::from_secs(1),
                     Err(_) => (pause * 2).min(Duration::from_secs(10)),
                 };
@@ -159,6 +158,38 @@ impl Link {
             tokio::select! {
                 () = tokio::time::sleep(wait) => {}
                 () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// Whether the upstream answers: opening the session shows it; an open one is pinged.
+    async fn probe(&self) -> Result<(), LinkError> {
+        let open = match &self.transport {
+            Transport::Http(http) => http.current().is_some(),
+            Transport::Command(child) => {
+                child.running.lock().await.as_ref().is_some_and(|child| !child.exited.is_cancelled())
+            }
+        };
+        self.session().await?;
+        if open {
+            let ping = to_bytes(&json!({"jsonrpc": "2.0", "id": OWN_ID, "method": "ping"}));
+            self.send(ping, Some(OWN_ID), None).await?;
+        }
+        Ok(())
+    }
+
+    /// Ends the upstream session for good, at shutdown: the child gets SIGTERM (then SIGKILL)
+    /// and is waited for; an HTTP session is deleted.
+    pub async fn shut_down(&self) {
+        match &self.transport {
+            Transport::Http(http) => http.delete(&self.upstream).await,
+            Transport::Command(child) => {
+                let child = child.running.lock().await.take();
+                if let Some(child) = child {
+                    let exited = child.exited.clone();
+                    drop(child);
+                    exited.cancelled().await;
+                }
             }
         }
     }
@@ -291,6 +322,29 @@ impl HttpLink {
         let session = Arc::new(self.open(upstream).await?);
         *self.session.write().unwrap_or_else(|poison| poison.into_inner()) = Some(session.clone());
         Ok(session)
+    }
+
+    /// Deletes the session at the upstream (a courtesy: it would time out anyway).
+    async fn delete(&self, upstream: &Upstream) {
+        let Some(session) = self.current() else {
+            return;
+        };
+        self.forget(&session);
+        let (Some(url), Some(id)) = (&self.url, &session.id) else {
+            return;
+        };
+        let request = self
+            .client()
+            .delete(url.clone())
+            .headers(self.headers.clone())
+            .header(MCP_SESSION_ID, id)
+            .header(MCP_PROTOCOL_VERSION, session.protocol_version.as_str())
+            .send();
+        match tokio::time::timeout(upstream.timeout, request).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::debug!(%error, "the shared upstream session was not deleted"),
+            Err(_) => tracing::debug!("the shared upstream session was not deleted in time"),
+        }
     }
 
     /// Forgets `session` (the upstream answered 404 for it), unless another replaced it already.
@@ -763,7 +817,7 @@ async fn read_answers(
         let line = tokio::select! {
             line = lines.next() => line,
             () = ends.stop.cancelled() => {
-                let _ = process.start_kill();
+                stop(&mut process).await;
                 break;
             }
         };
@@ -824,6 +878,22 @@ async fn read_answers(
 struct Ends {
     exited: CancellationToken,
     stop: CancellationToken,
+}
+
+/// How long a child has between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Stops the child: SIGTERM, so that it can clean up, then SIGKILL if it is still there after
+/// [`STOP_GRACE`].
+async fn stop(process: &mut tokio::process::Child) {
+    let pid = process.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
+    if let Some(pid) = pid
+        && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
+        && tokio::time::timeout(STOP_GRACE, process.wait()).await.is_ok()
+    {
+        return;
+    }
+    let _ = process.start_kill();
 }
 
 /// Logs the child's stderr (target `upstream`) and keeps its last line for the error that

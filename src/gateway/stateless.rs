@@ -70,6 +70,11 @@ impl Forwarder {
         self.shared.link.keep_trying(shutdown, true).await;
     }
 
+    /// Ends the shared upstream session at shutdown: see [`Link::shut_down`].
+    pub async fn shut_down(self) {
+        self.shared.link.shut_down().await;
+    }
+
     /// For a stateful gateway, whose sessions each have their own upstream connection: checks
     /// the upstream in the background while it does not answer, opening and closing a session
     /// (or child) each time, so that `/ready` follows it.

@@ -76,7 +76,13 @@ pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<serde_json::Value, Strin
 pub(crate) struct Extras {
     pub endpoint: Option<OwnEndpoint>,
     pub readiness: Option<ReadinessCheck>,
+    /// Run once the server has stopped taking requests, within the shutdown timeout (the
+    /// gateway stops its shared child there).
+    pub on_shutdown: Option<ShutdownHook>,
 }
+
+/// See [`Extras::on_shutdown`].
+pub(crate) type ShutdownHook = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// What the guard and the public routes share.
 pub struct AppState {

@@ -286,8 +286,15 @@ where
             }
         });
         let server = super::connections::serve(listener, app, config.idle_timeout, shutdown.clone());
+        let hook = self.extras.on_shutdown.clone();
+        let server_then_hook = async move {
+            server.await;
+            if let Some(hook) = hook {
+                hook().await;
+            }
+        };
         tokio::select! {
-            () = server => {}
+            () = server_then_hook => {}
             () = async {
                 shutdown.cancelled().await;
                 tokio::time::sleep(config.shutdown_timeout).await;

@@ -600,3 +600,46 @@ async fn a_shared_child_that_writes_garbage_is_stopped_with_the_reason() {
         "{message}"
     );
 }
+
+/// A child that ignores its closed stdin (not every MCP server exits then) still stops when the
+/// gateway shuts down: SIGTERM first, so that it can clean up; in both modes.
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_children_get_sigterm_first() {
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stubborn","version":"1"}}}"#;
+    // Answers initialize, then ignores stdin (and its end) until SIGTERM, which it records.
+    let script = format!(
+        r#"trap 'echo term > "$0.signal"; exit 0' TERM; echo $$ > "$0.pid"; read line; echo '{initialized}'; while :; do sleep 0.1; done"#
+    );
+    for stateless in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("child");
+        let record = record.to_str().unwrap().to_owned();
+        let mut args = if stateless {
+            vec!["--stateless"]
+        } else {
+            vec![]
+        };
+        args.extend(["--", "sh", "-c", &script, &record]);
+        let (server, _jwks) = Server::start_with_keys(&args, &[]);
+        if !stateless {
+            let opened =
+                http_post(&server.url("/"), Some(&mint(&good_claims())), &initialize()).await;
+            assert_eq!(opened.status, 200, "{}", opened.body);
+        }
+        let pid = child_pid(&server, &format!("{record}.pid"));
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &server.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        server.wait_until(|| !alive(&pid));
+        assert_eq!(
+            std::fs::read_to_string(format!("{record}.signal"))
+                .ok()
+                .as_deref(),
+            Some("term\n"),
+            "stateless={stateless}: the child was stopped without SIGTERM\n{}",
+            server.stderr()
+        );
+    }
+}

@@ -612,5 +612,8 @@ def test_gateway_without_a_token_gets_401_and_starts_no_upstream(procs, tmp_path
     assert challenge.startswith('Bearer realm="OAuth", resource_metadata="'), challenge
     assert "error=" not in challenge, challenge
     assert post_status(server, initialize, {"Authorization": f"Bearer {random_token()}"}) == 401
-    # The child writes "Starting default (STDIO) server..." on stderr, which goes to our log.
-    assert "Starting default (STDIO) server" not in serve.logs(), serve.logs()
+    # The child writes "Starting default (STDIO) server..." on stderr, which goes to our log under
+    # its session's number; the readiness check's own child (child=N) is no session's.
+    sessions = [line for line in serve.logs().splitlines()
+                if "Starting default (STDIO) server" in line and "session=" in line]
+    assert not sessions, serve.logs()
