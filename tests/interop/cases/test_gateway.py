@@ -97,16 +97,16 @@ class Gateway:
     upstream: str  # "stdio" or "http"
 
 
-def everything_gateway(procs, tmp_path, upstream: str = "stdio") -> Gateway:
-    """`serve --dev` in front of server-everything: a child per session over stdio, or our
-    peers/everything-http.mjs over Streamable HTTP."""
+def everything_gateway(procs, tmp_path, upstream: str = "stdio", flags: tuple[str, ...] = ()) -> Gateway:
+    """`serve --dev` (with `flags`) in front of server-everything: a child per session over stdio,
+    or our peers/everything-http.mjs over Streamable HTTP."""
     assert Path(EVERYTHING[1]).is_file(), f"{EVERYTHING[1]} is missing: run tests/interop/run"
     if upstream == "stdio":
         target = ["--", *EVERYTHING]
     else:
         peer = procs("everything-http", [NODE, str(PEERS / "everything-http.mjs")], dict(os.environ))
         target = ["--upstream", peer.wait_for_line(r"^ready (\S+)$").group(1)]
-    serve, server = start_serve(procs, tmp_path, ["--dev", "--dev-auto-approve", *target])
+    serve, server = start_serve(procs, tmp_path, ["--dev", "--dev-auto-approve", *flags, *target])
     client_id, token = dev_token(server)
     return Gateway(serve, server, client_id, token, upstream)
 
@@ -617,3 +617,44 @@ def test_gateway_without_a_token_gets_401_and_starts_no_upstream(procs, tmp_path
     sessions = [line for line in serve.logs().splitlines()
                 if "Starting default (STDIO) server" in line and "session=" in line]
     assert not sessions, serve.logs()
+
+
+@pytest.mark.parametrize("upstream", ["stdio", "http"])
+def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstream):
+    """`serve --stateless` in front of server-everything: one shared upstream session (one child
+    for stdio), each request forwarded on it, answered under the client's own ids."""
+    gateway = everything_gateway(procs, tmp_path, upstream, flags=("--stateless",))
+    server, token = gateway.server, gateway.token
+    seen: list[tuple[float, float | None]] = []
+
+    async def on_progress(progress: float, total: float | None, _message: str | None) -> None:
+        seen.append((progress, total))
+
+    async def scenario():
+        async with connected(server, token) as client:
+            tools = await client.list_tools()
+            echo = await client.call_tool("echo", {"message": "stateless"})
+            total = await client.call_tool("get-sum", {"a": 2, "b": 40})
+            document = await client.read_resource(DOCUMENT)
+            prompt = await client.get_prompt("args-prompt", {"city": "Lisbon"})
+            long = await client.call_tool("trigger-long-running-operation", {"duration": 0.6, "steps": 3},
+                                          progress_callback=on_progress)
+            return client.server_info, tools, echo, total, document, prompt, long
+
+    info, tools, echo, total, document, prompt, long = run_async(scenario())
+    assert info.name == "mcp-servers/everything", info
+    assert {"echo", "get-sum"} <= {tool.name for tool in tools.tools}
+    assert text_of(echo) == "Echo: stateless"
+    assert text_of(total) == "The sum of 2 and 40 is 42."
+    assert document.contents[0].text == (EVERYTHING_DIR / "dist/docs/features.md").read_text()
+    assert prompt.messages[0].content.text == "What's weather in Lisbon?"
+    assert text_of(long).startswith("Long running operation completed."), text_of(long)
+    if upstream == "http":
+        # An HTTP upstream's event stream passes as it comes: the progress, then the answer.
+        assert seen == [(1, 3), (2, 3), (3, 3)], seen
+    logs = gateway.serve.logs()
+    if upstream == "stdio":
+        assert logs.count("started the shared upstream command") == 1, logs
+    else:
+        assert logs.count("opened the shared session") == 1, logs
+    assert_no_secret(logs, token)
