@@ -21,6 +21,9 @@ use crate::tools::ScalekitTools;
 /// process, so the cap is lower than the 1,000 of plain sessions.
 const COMMAND_MAX_SESSIONS: usize = 100;
 
+/// How long the sessions' children have after SIGTERM at shutdown (then they are killed).
+const CHILD_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Runs the server with the built-in tools until SIGINT / SIGTERM.
 /// With an upstream (`--upstream URL`, or a command after `--`), its tools instead.
 /// `max_sessions_set`: whether `--max-sessions` was given, rather than left at its default.
@@ -29,7 +32,10 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
     logging::init(args.log_format, args.log_level.as_deref(), "info");
     match upstream {
         Some(upstream) => {
-            let command = matches!(upstream.target, crate::gateway::upstream::Target::Command { .. });
+            let command = matches!(
+                upstream.target,
+                crate::gateway::upstream::Target::Command { .. }
+            );
             if command && !max_sessions_set {
                 args.max_sessions = COMMAND_MAX_SESSIONS;
             }
@@ -73,14 +79,20 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         Extras {
             endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
             readiness: Some(readiness),
-            on_shutdown: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
+            before_sessions_end: None,
+            after_requests: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
         }
     } else {
         tokio::spawn(forwarder.probe_until_reachable(forever));
+        let children = upstream.children.clone();
         Extras {
             endpoint: None,
             readiness: Some(readiness),
-            on_shutdown: None,
+            before_sessions_end: Some(Arc::new(move || {
+                let children = children.clone();
+                Box::pin(async move { children.stop(CHILD_STOP_GRACE).await })
+            })),
+            after_requests: None,
         }
     }
 }

@@ -16,7 +16,10 @@ enum State {
     /// Not tried yet: the first connection is under way.
     Connecting,
     Reachable,
-    Unreachable { reason: String, since: Instant },
+    Unreachable {
+        reason: String,
+        since: Instant,
+    },
 }
 
 impl Health {
@@ -74,7 +77,9 @@ impl Health {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 }
 
@@ -93,7 +98,10 @@ mod tests {
         assert_eq!(health.readiness().unwrap()["status"], "reachable");
         health.unreachable("upstream http://127.0.0.1:9/mcp: connection refused");
         let reason = health.readiness().unwrap_err();
-        assert!(reason.starts_with("upstream http://127.0.0.1:9/mcp: connection refused (for 0 s"), "{reason}");
+        assert!(
+            reason.starts_with("upstream http://127.0.0.1:9/mcp: connection refused (for 0 s"),
+            "{reason}"
+        );
         assert!(!health.is_reachable());
     }
 }

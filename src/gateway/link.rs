@@ -22,9 +22,9 @@ use tokio::sync::oneshot;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
+use super::Upstream;
 use super::stateless::{REQUESTED_VERSION, rpc_error_response};
 use super::upstream::{Target, forwarded_headers};
-use super::Upstream;
 use crate::auth::validate::Caller;
 
 /// The upstream session: its id (HTTP, if the upstream gave one), the protocol version it
@@ -82,9 +82,14 @@ impl Link {
     /// The link to `upstream`, whose messages (a child's lines) may be `max_message_bytes` long.
     pub fn new(upstream: Arc<Upstream>, max_message_bytes: usize) -> Self {
         let transport = match &upstream.target {
-            Target::Http { url, headers, bearer } => Transport::Http(HttpLink {
+            Target::Http {
+                url,
+                headers,
+                bearer,
+            } => Transport::Http(HttpLink {
                 url: reqwest::Url::parse(url).ok(),
                 headers: static_headers(headers, bearer.as_deref()),
+                max_message_bytes,
                 client: Default::default(),
                 session: Default::default(),
                 opening: Default::default(),
@@ -97,7 +102,10 @@ impl Link {
                 restarts: Default::default(),
             }),
         };
-        Self { upstream, transport }
+        Self {
+            upstream,
+            transport,
+        }
     }
 
     /// Remembers the tools a `tools/list` answer names ([`super::upstream::KnownTools`]).
@@ -115,7 +123,10 @@ impl Link {
     pub async fn session(&self) -> Result<Arc<Session>, LinkError> {
         let opened = match &self.transport {
             Transport::Http(http) => http.session(&self.upstream).await,
-            Transport::Command(child) => child.running(&self.upstream).await.map(|child| child.session.clone()),
+            Transport::Command(child) => child
+                .running(&self.upstream)
+                .await
+                .map(|child| child.session.clone()),
         };
         self.note(opened)
     }
@@ -166,9 +177,12 @@ impl Link {
     async fn probe(&self) -> Result<(), LinkError> {
         let open = match &self.transport {
             Transport::Http(http) => http.current().is_some(),
-            Transport::Command(child) => {
-                child.running.lock().await.as_ref().is_some_and(|child| !child.exited.is_cancelled())
-            }
+            Transport::Command(child) => child
+                .running
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|child| !child.exited.is_cancelled()),
         };
         self.session().await?;
         if open {
@@ -247,7 +261,7 @@ fn to_bytes(message: &Value) -> Bytes {
 
 /// The members of a JSON-RPC message that say where it goes; the rest is not parsed.
 #[derive(serde::Deserialize)]
-struct Routing {
+pub struct Routing {
     #[serde(default)]
     id: Option<Value>,
     #[serde(default)]
@@ -256,14 +270,18 @@ struct Routing {
 
 impl Routing {
     /// Whether `message` is the answer to the gateway's request `id`.
-    fn answers(message: &[u8], id: u64) -> bool {
+    pub fn answers(message: &[u8], id: u64) -> bool {
         serde_json::from_slice::<Routing>(message)
             .is_ok_and(|routing| routing.method.is_none() && routing.id == Some(Value::from(id)))
     }
 }
 
 /// The session an `initialize` answer opens, or why it does not.
-fn session_of(answer: &[u8], id: Option<HeaderValue>, upstream: &Upstream) -> Result<Session, LinkError> {
+fn session_of(
+    answer: &[u8],
+    id: Option<HeaderValue>,
+    upstream: &Upstream,
+) -> Result<Session, LinkError> {
     let answer: Value = serde_json::from_slice(answer).unwrap_or_default();
     let Some(result) = answer.get("result") else {
         return Err(LinkError::bad_gateway(format!(
@@ -291,6 +309,8 @@ struct HttpLink {
     /// `--upstream-header`s and `--upstream-bearer-env`'s token (marked sensitive): never
     /// logged.
     headers: http::HeaderMap,
+    /// The largest answer read whole (`--max-body-bytes`).
+    max_message_bytes: usize,
     client: std::sync::OnceLock<reqwest::Client>,
     session: RwLock<Option<Arc<Session>>>,
     opening: tokio::sync::Mutex<()>,
@@ -300,7 +320,11 @@ impl HttpLink {
     fn client(&self) -> &reqwest::Client {
         self.client.get_or_init(|| {
             reqwest::Client::builder()
-                .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION"), " gateway"))
+                .user_agent(concat!(
+                    "scalekit-mcp/",
+                    env!("CARGO_PKG_VERSION"),
+                    " gateway"
+                ))
                 .pool_max_idle_per_host(256)
                 .build()
                 .unwrap_or_default()
@@ -308,7 +332,10 @@ impl HttpLink {
     }
 
     fn current(&self) -> Option<Arc<Session>> {
-        self.session.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.session
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 
     async fn session(&self, upstream: &Upstream) -> Result<Arc<Session>, LinkError> {
@@ -320,7 +347,10 @@ impl HttpLink {
             return Ok(session);
         }
         let session = Arc::new(self.open(upstream).await?);
-        *self.session.write().unwrap_or_else(|poison| poison.into_inner()) = Some(session.clone());
+        *self
+            .session
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = Some(session.clone());
         Ok(session)
     }
 
@@ -342,28 +372,44 @@ impl HttpLink {
             .send();
         match tokio::time::timeout(upstream.timeout, request).await {
             Ok(Ok(_)) => {}
-            Ok(Err(error)) => tracing::debug!(%error, "the shared upstream session was not deleted"),
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "the shared upstream session was not deleted")
+            }
             Err(_) => tracing::debug!("the shared upstream session was not deleted in time"),
         }
     }
 
     /// Forgets `session` (the upstream answered 404 for it), unless another replaced it already.
     fn forget(&self, session: &Arc<Session>) {
-        let mut current = self.session.write().unwrap_or_else(|poison| poison.into_inner());
-        if current.as_ref().is_some_and(|current| Arc::ptr_eq(current, session)) {
+        let mut current = self
+            .session
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if current
+            .as_ref()
+            .is_some_and(|current| Arc::ptr_eq(current, session))
+        {
             *current = None;
         }
     }
 
     async fn open(&self, upstream: &Upstream) -> Result<Session, LinkError> {
-        let response = self.post(upstream, None, initialize_request(), None).await?;
+        let response = self
+            .post(upstream, None, initialize_request(), None)
+            .await?;
         let id = response.headers().get("mcp-session-id").cloned();
-        let answer = match read_answer(upstream, response, OWN_ID).await? {
+        let answer = match read_answer(upstream, response, OWN_ID, self.max_message_bytes).await? {
             Exchange::Answer(_, answer) => answer,
-            _ => return Err(LinkError::bad_gateway(format!("{} sent no initialize result", upstream.describe()))),
+            _ => {
+                return Err(LinkError::bad_gateway(format!(
+                    "{} sent no initialize result",
+                    upstream.describe()
+                )));
+            }
         };
         let session = session_of(&answer, id, upstream)?;
-        self.post(upstream, Some(&session), initialized_notification(), None).await?;
+        self.post(upstream, Some(&session), initialized_notification(), None)
+            .await?;
         tracing::info!(
             session = session.id.is_some(),
             protocol_version = %session.protocol_version,
@@ -383,7 +429,9 @@ impl HttpLink {
         let mut retried = false;
         loop {
             let session = self.session(upstream).await?;
-            let response = self.post(upstream, Some(&session), message.clone(), caller).await?;
+            let response = self
+                .post(upstream, Some(&session), message.clone(), caller)
+                .await?;
             if response.status() == StatusCode::NOT_FOUND && session.id.is_some() && !retried {
                 // The upstream forgot the session (it restarted, or timed it out): a new one.
                 self.forget(&session);
@@ -391,7 +439,7 @@ impl HttpLink {
                 continue;
             }
             return match answer_id {
-                Some(id) => read_answer(upstream, response, id).await,
+                Some(id) => read_answer(upstream, response, id, self.max_message_bytes).await,
                 None => Ok(Exchange::Accepted),
             };
         }
@@ -407,7 +455,10 @@ impl HttpLink {
         caller: Option<&Caller>,
     ) -> Result<reqwest::Response, LinkError> {
         let Some(url) = &self.url else {
-            return Err(LinkError::bad_gateway(format!("{} is not a URL", upstream.describe())));
+            return Err(LinkError::bad_gateway(format!(
+                "{} is not a URL",
+                upstream.describe()
+            )));
         };
         let mut request = self
             .client()
@@ -446,12 +497,14 @@ impl HttpLink {
             Ok(Ok(response)) => response,
         };
         match response.status() {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LinkError::bad_gateway(format!(
-                "{} refused this gateway's credentials (HTTP {}): check --upstream-bearer-env and \
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                Err(LinkError::bad_gateway(format!(
+                    "{} refused this gateway's credentials (HTTP {}): check --upstream-bearer-env and \
                  --upstream-header",
-                upstream.describe(),
-                response.status().as_u16()
-            ))),
+                    upstream.describe(),
+                    response.status().as_u16()
+                )))
+            }
             status if status.is_server_error() => Err(LinkError::bad_gateway(format!(
                 "{} failed: HTTP {}",
                 upstream.describe(),
@@ -464,9 +517,14 @@ impl HttpLink {
 
 /// The headers every request to an HTTP upstream carries: the configured ones (without any of
 /// the caller's `X-Forwarded-*` names, which only the gateway sets) and the bearer token.
-fn static_headers(configured: &[(HeaderName, HeaderValue)], bearer: Option<&str>) -> http::HeaderMap {
+fn static_headers(
+    configured: &[(HeaderName, HeaderValue)],
+    bearer: Option<&str>,
+) -> http::HeaderMap {
     let mut headers: http::HeaderMap = forwarded_headers(configured, None).into_iter().collect();
-    if let Some(Ok(mut value)) = bearer.map(|token| HeaderValue::from_str(&format!("Bearer {token}"))) {
+    if let Some(Ok(mut value)) =
+        bearer.map(|token| HeaderValue::from_str(&format!("Bearer {token}")))
+    {
         value.set_sensitive(true);
         headers.insert(header::AUTHORIZATION, value);
     }
@@ -478,7 +536,13 @@ const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-v
 
 /// The answer in an HTTP upstream's response to request `id`: the JSON body, or the event
 /// stream to pass on (read here only for the gateway's own requests, whose answer it needs).
-async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) -> Result<Exchange, LinkError> {
+/// A JSON answer is read whole, up to `max_bytes` (`--max-body-bytes`).
+async fn read_answer(
+    upstream: &Upstream,
+    response: reqwest::Response,
+    id: u64,
+    max_bytes: usize,
+) -> Result<Exchange, LinkError> {
     let status = response.status();
     let event_stream = response
         .headers()
@@ -489,18 +553,34 @@ async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) 
         return Ok(Exchange::Stream(response));
     }
     let unreadable = |error: reqwest::Error| {
-        LinkError::bad_gateway(format!("{} sent an answer that could not be read: {error}", upstream.describe()))
+        LinkError::bad_gateway(format!(
+            "{} sent an answer that could not be read: {error}",
+            upstream.describe()
+        ))
     };
     let read = tokio::time::timeout(upstream.timeout, async {
         if event_stream {
-            answer_in_stream(response, id).await.map_err(unreadable)
+            answer_in_stream(response, id, max_bytes)
+                .await
+                .map_err(unreadable)
         } else {
-            let body = response.bytes().await.map_err(unreadable)?;
+            let body = body_within(response, max_bytes).await.map_err(unreadable)?;
+            let Some(body) = body else {
+                return Err(LinkError::bad_gateway(format!(
+                    "{} sent an answer larger than {max_bytes} bytes (--max-body-bytes)",
+                    upstream.describe()
+                )));
+            };
             Ok((!body.iter().all(u8::is_ascii_whitespace)).then_some(body))
         }
     })
     .await
-    .map_err(|_| LinkError::bad_gateway(format!("{} did not finish its answer in time", upstream.describe())))??;
+    .map_err(|_| {
+        LinkError::bad_gateway(format!(
+            "{} did not finish its answer in time",
+            upstream.describe()
+        ))
+    })??;
     match read {
         Some(answer) => Ok(Exchange::Answer(status, answer)),
         None if status == StatusCode::ACCEPTED => Ok(Exchange::Accepted),
@@ -512,9 +592,35 @@ async fn read_answer(upstream: &Upstream, response: reqwest::Response, id: u64) 
     }
 }
 
+/// `response`'s body, or `None` past `max_bytes`.
+async fn body_within(
+    response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
+    let mut length = 0;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        length += chunk.len();
+        if length > max_bytes {
+            return Ok(None);
+        }
+        chunks.push(chunk);
+    }
+    Ok(Some(match chunks.len() {
+        1 => chunks.remove(0),
+        _ => Bytes::from(chunks.concat()),
+    }))
+}
+
 /// The answer to request `id` in an event stream, read until it comes.
-async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option<Bytes>, reqwest::Error> {
-    let mut events = SseEvents::default();
+async fn answer_in_stream(
+    response: reqwest::Response,
+    id: u64,
+    max_bytes: usize,
+) -> Result<Option<Bytes>, reqwest::Error> {
+    let mut events = SseEvents::with_limit(max_bytes);
     let mut body = response.bytes_stream();
     let mut found = None;
     while let Some(chunk) = body.next().await {
@@ -524,7 +630,7 @@ async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option
             }
             None
         });
-        if found.is_some() {
+        if found.is_some() || events.oversized() {
             break;
         }
     }
@@ -536,9 +642,26 @@ async fn answer_in_stream(response: reqwest::Response, id: u64) -> Result<Option
 #[derive(Default)]
 pub struct SseEvents {
     pending: String,
+    /// The largest event taken; 0: no limit.
+    limit: usize,
+    oversized: bool,
 }
 
 impl SseEvents {
+    /// Events of at most `limit` bytes: past it, nothing more is returned, and
+    /// [`SseEvents::oversized`] says so.
+    pub fn with_limit(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    /// Whether an event was larger than the limit (the stream is then to be cut).
+    pub fn oversized(&self) -> bool {
+        self.oversized
+    }
+
     /// Takes `chunk` and returns the events it completes, each event's data replaced by what
     /// `rewrite` returns for it (unchanged when it returns `None`).
     pub fn push(&mut self, chunk: &[u8], mut rewrite: impl FnMut(&str) -> Option<String>) -> Bytes {
@@ -547,16 +670,33 @@ impl SseEvents {
             self.pending = self.pending.replace("\r\n", "\n");
         }
         let mut complete = String::new();
+        let too_large = |length: usize| self.limit != 0 && length > self.limit;
+        if self.oversized || too_large(self.pending.find("\n\n").unwrap_or(self.pending.len())) {
+            self.oversized = true;
+            self.pending.clear();
+            return Bytes::from(complete);
+        }
         while let Some(end) = self.pending.find("\n\n") {
+            if self.limit != 0 && end > self.limit {
+                self.oversized = true;
+                self.pending.clear();
+                break;
+            }
             let event: String = self.pending.drain(..end + 2).collect();
             let data: Vec<&str> = event
                 .lines()
                 .filter_map(|line| line.strip_prefix("data:"))
                 .map(|data| data.strip_prefix(' ').unwrap_or(data))
                 .collect();
-            match (!data.is_empty()).then(|| rewrite(&data.join("\n"))).flatten() {
+            match (!data.is_empty())
+                .then(|| rewrite(&data.join("\n")))
+                .flatten()
+            {
                 Some(data) => {
-                    for line in event.lines().filter(|line| !line.is_empty() && !line.starts_with("data:")) {
+                    for line in event
+                        .lines()
+                        .filter(|line| !line.is_empty() && !line.starts_with("data:"))
+                    {
                         complete.push_str(line);
                         complete.push('\n');
                     }
@@ -662,10 +802,17 @@ impl ChildLink {
     }
 
     fn lock_restarts(&self) -> std::sync::MutexGuard<'_, Restarts> {
-        self.restarts.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.restarts
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
-    async fn send(&self, upstream: &Upstream, message: &Bytes, answer_id: Option<u64>) -> Result<Exchange, LinkError> {
+    async fn send(
+        &self,
+        upstream: &Upstream,
+        message: &Bytes,
+        answer_id: Option<u64>,
+    ) -> Result<Exchange, LinkError> {
         let child = self.running(upstream).await?;
         let answer = match answer_id {
             Some(id) => Some(child.expect(id)?),
@@ -706,14 +853,22 @@ impl Child {
         max_message_bytes: usize,
     ) -> Result<Self, LinkError> {
         let number = CHILDREN.fetch_add(1, Ordering::Relaxed) + 1;
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut process = command.spawn().map_err(|error| {
             LinkError::bad_gateway(format!("cannot start {}: {error}", upstream.describe()))
         })?;
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (process.stdin.take(), process.stdout.take(), process.stderr.take())
-        else {
-            return Err(LinkError::bad_gateway(format!("{} started without pipes", upstream.describe())));
+        let (Some(stdin), Some(stdout), Some(stderr)) = (
+            process.stdin.take(),
+            process.stdout.take(),
+            process.stderr.take(),
+        ) else {
+            return Err(LinkError::bad_gateway(format!(
+                "{} started without pipes",
+                upstream.describe()
+            )));
         };
         let waiting = Arc::new(Mutex::new(Waiting::default()));
         let exited = CancellationToken::new();
@@ -763,7 +918,9 @@ impl Child {
     }
 
     fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
-        self.waiting.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
     }
 
     /// Registers request `id`, whose answer the returned receiver gets.
@@ -782,7 +939,13 @@ impl Child {
     async fn write(&self, upstream: &Upstream, message: &[u8]) -> Result<(), LinkError> {
         let mut line: Vec<u8> = message
             .iter()
-            .map(|&byte| if byte == b'\n' || byte == b'\r' { b' ' } else { byte })
+            .map(|&byte| {
+                if byte == b'\n' || byte == b'\r' {
+                    b' '
+                } else {
+                    byte
+                }
+            })
             .collect();
         line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
@@ -836,25 +999,42 @@ async fn read_answers(
         }
         let Ok(routing) = serde_json::from_str::<Routing>(&line) else {
             let start: String = line.chars().take(80).collect();
-            garbage = Some(format!("wrote something that is not JSON-RPC on stdout: {start:?}"));
+            garbage = Some(format!(
+                "wrote something that is not JSON-RPC on stdout: {start:?}"
+            ));
             break;
         };
         match (routing.method, routing.id.as_ref().and_then(Value::as_u64)) {
             (None, Some(id)) => {
-                let answer = waiting.lock().unwrap_or_else(|poison| poison.into_inner()).answers.remove(&id);
+                let answer = waiting
+                    .lock()
+                    .unwrap_or_else(|poison| poison.into_inner())
+                    .answers
+                    .remove(&id);
                 if let Some(answer) = answer {
                     let _ = answer.send(Bytes::from(line));
                 }
             }
-            (Some(_), _) => tracing::debug!("{upstream} sent a message no client of a stateless gateway can take"),
-            (None, None) => tracing::debug!("{upstream} sent an answer to no request of the gateway's"),
+            (Some(_), _) => tracing::debug!(
+                "{upstream} sent a message no client of a stateless gateway can take"
+            ),
+            (None, None) => {
+                tracing::debug!("{upstream} sent an answer to no request of the gateway's")
+            }
         }
     }
     if garbage.is_some() {
         let _ = process.start_kill();
     }
-    let status = process.wait().await.map(|status| status.to_string()).unwrap_or_else(|error| error.to_string());
-    let last = last_stderr.lock().unwrap_or_else(|poison| poison.into_inner()).clone();
+    let status = process
+        .wait()
+        .await
+        .map(|status| status.to_string())
+        .unwrap_or_else(|error| error.to_string());
+    let last = last_stderr
+        .lock()
+        .unwrap_or_else(|poison| poison.into_inner())
+        .clone();
     let mut reason = format!("{upstream} exited ({status})");
     if let Some(garbage) = garbage {
         reason = format!("{upstream} {garbage}; stopped it");
@@ -886,10 +1066,14 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// Stops the child: SIGTERM, so that it can clean up, then SIGKILL if it is still there after
 /// [`STOP_GRACE`].
 async fn stop(process: &mut tokio::process::Child) {
-    let pid = process.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
+    let pid = process
+        .id()
+        .and_then(|pid| rustix::process::Pid::from_raw(pid as i32));
     if let Some(pid) = pid
         && rustix::process::kill_process(pid, rustix::process::Signal::TERM).is_ok()
-        && tokio::time::timeout(STOP_GRACE, process.wait()).await.is_ok()
+        && tokio::time::timeout(STOP_GRACE, process.wait())
+            .await
+            .is_ok()
     {
         return;
     }
@@ -898,7 +1082,11 @@ async fn stop(process: &mut tokio::process::Child) {
 
 /// Logs the child's stderr (target `upstream`) and keeps its last line for the error that
 /// reports its exit.
-async fn keep_last_stderr(stderr: tokio::process::ChildStderr, child: u64, last: Arc<Mutex<String>>) {
+async fn keep_last_stderr(
+    stderr: tokio::process::ChildStderr,
+    child: u64,
+    last: Arc<Mutex<String>>,
+) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "upstream", child, "{line}");
@@ -913,11 +1101,23 @@ mod tests {
     #[test]
     fn events_are_cut_whole_and_only_the_answer_is_rewritten() {
         let mut events = SseEvents::default();
-        let rewrite = |data: &str| data.contains("\"id\":7").then(|| data.replace("\"id\":7", "\"id\":\"a\""));
-        let first = events.push(b"id: 1\ndata: {\"method\":\"notifications/progress\"}\n\nid: 2\nda", rewrite);
-        assert_eq!(first, Bytes::from("id: 1\ndata: {\"method\":\"notifications/progress\"}\n\n"));
+        let rewrite = |data: &str| {
+            data.contains("\"id\":7")
+                .then(|| data.replace("\"id\":7", "\"id\":\"a\""))
+        };
+        let first = events.push(
+            b"id: 1\ndata: {\"method\":\"notifications/progress\"}\n\nid: 2\nda",
+            rewrite,
+        );
+        assert_eq!(
+            first,
+            Bytes::from("id: 1\ndata: {\"method\":\"notifications/progress\"}\n\n")
+        );
         let second = events.push(b"ta: {\"id\":7,\"result\":{}}\r\n\r\n", rewrite);
-        assert_eq!(second, Bytes::from("id: 2\ndata: {\"id\":\"a\",\"result\":{}}\n\n"));
+        assert_eq!(
+            second,
+            Bytes::from("id: 2\ndata: {\"id\":\"a\",\"result\":{}}\n\n")
+        );
         assert_eq!(events.push(b"", rewrite), Bytes::new());
     }
 }

@@ -26,12 +26,11 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientNotification,
     ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
-    CustomResult, GetExtensions, GetMeta, GetPromptRequestParams, GetPromptResponse, InitializeRequestParams,
-    InitializeResult, ListPromptsResult, ListResourceTemplatesResult, ListResourcesResult,
-    ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ProtocolVersion,
-    ReadResourceRequestParams,
-    ReadResourceResponse, Request, RequestOptionalParam, ServerResult,
-    SubscribeRequestParams, UnsubscribeRequestParams,
+    CustomResult, GetExtensions, GetMeta, GetPromptRequestParams, GetPromptResponse,
+    InitializeRequestParams, InitializeResult, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam,
+    ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse, Request,
+    RequestOptionalParam, ServerResult, SubscribeRequestParams, UnsubscribeRequestParams,
 };
 use rmcp::service::{NotificationContext, PeerRequestOptions, RequestContext};
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -48,7 +47,11 @@ pub use upstream::Upstream;
 /// tools are served).
 pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
     let gateway = &args.gateway;
-    let url = gateway.upstream.as_deref().map(str::trim).filter(|url| !url.is_empty());
+    let url = gateway
+        .upstream
+        .as_deref()
+        .map(str::trim)
+        .filter(|url| !url.is_empty());
     let target = match (url, gateway.upstream_command.split_first()) {
         (None, None) => {
             if !gateway.upstream_headers.is_empty() || gateway.upstream_bearer_env.is_some() {
@@ -104,7 +107,9 @@ fn http_target(
     gateway: &crate::config::GatewayArgs,
 ) -> Result<upstream::Target, ExitError> {
     let parsed = url::Url::parse(url).map_err(|error| {
-        ExitError::usage(format!("--upstream {url:?} is not a URL ({error}): e.g. http://127.0.0.1:8000/mcp"))
+        ExitError::usage(format!(
+            "--upstream {url:?} is not a URL ({error}): e.g. http://127.0.0.1:8000/mcp"
+        ))
     })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(ExitError::usage(format!(
@@ -201,7 +206,8 @@ impl Gateway {
         *meta = context.meta.clone();
         meta.0.remove(CALLER_META_KEY);
         if let Some(caller) = Caller::of(&context.extensions) {
-            meta.0.insert(CALLER_META_KEY.to_owned(), caller_meta(&caller));
+            meta.0
+                .insert(CALLER_META_KEY.to_owned(), caller_meta(&caller));
         }
         let client_token = context.meta.get_progress_token();
         let options =
@@ -269,10 +275,17 @@ macro_rules! expect_result {
 fn unexpected(result: &ServerResult) -> McpError {
     let kind = serde_json::to_value(result)
         .ok()
-        .and_then(|value| value.as_object().map(|object| object.keys().cloned().collect::<Vec<_>>()))
+        .and_then(|value| {
+            value
+                .as_object()
+                .map(|object| object.keys().cloned().collect::<Vec<_>>())
+        })
         .unwrap_or_default();
     McpError::internal_error(
-        format!("the upstream answered with an unexpected result (fields: {})", kind.join(", ")),
+        format!(
+            "the upstream answered with an unexpected result (fields: {})",
+            kind.join(", ")
+        ),
         None,
     )
 }
@@ -289,7 +302,9 @@ impl ServerHandler for Gateway {
         &self,
         _context: RequestContext<RoleServer>,
     ) -> Result<rmcp::model::DiscoverResult, McpError> {
-        Err(McpError::method_not_found::<rmcp::model::DiscoverRequestMethod>())
+        Err(McpError::method_not_found::<
+            rmcp::model::DiscoverRequestMethod,
+        >())
     }
 
     fn get_info(&self) -> InitializeResult {
@@ -307,7 +322,10 @@ impl ServerHandler for Gateway {
         let caller = Caller::of(&context.extensions);
         let connected = self
             .session
-            .get_or_try_init(|| self.upstream.connect(params, caller.as_deref(), context.peer.clone()))
+            .get_or_try_init(|| {
+                self.upstream
+                    .connect(params, caller.as_deref(), context.peer.clone())
+            })
             .await?;
         Ok(connected.info.clone())
     }
@@ -322,17 +340,26 @@ impl ServerHandler for Gateway {
         params: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, McpError> {
-        let answer = self.forward(ClientRequest::CompleteRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::CompleteRequest(Request::new(params)),
+            context,
+        );
         expect_result!(answer.await, CompleteResult)
     }
 
-    #[allow(deprecated, reason = "logging is deprecated in the 2026 revision, not gone from 2025 clients")]
+    #[allow(
+        deprecated,
+        reason = "logging is deprecated in the 2026 revision, not gone from 2025 clients"
+    )]
     async fn set_level(
         &self,
         params: rmcp::model::SetLevelRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::SetLevelRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::SetLevelRequest(Request::new(params)),
+            context,
+        );
         answer.await.map(|_| ())
     }
 
@@ -341,10 +368,15 @@ impl ServerHandler for Gateway {
         params: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, McpError> {
-        let answer = self.forward(ClientRequest::GetPromptRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::GetPromptRequest(Request::new(params)),
+            context,
+        );
         match answer.await? {
             ServerResult::GetPromptResult(result) => Ok(result.into()),
-            ServerResult::InputRequiredResult(result) => Ok(GetPromptResponse::InputRequired(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(GetPromptResponse::InputRequired(result))
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -363,7 +395,10 @@ impl ServerHandler for Gateway {
         params: Option<PaginatedRequestParams>,
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, McpError> {
-        let answer = self.forward(ClientRequest::ListResourcesRequest(optional(params)), context);
+        let answer = self.forward(
+            ClientRequest::ListResourcesRequest(optional(params)),
+            context,
+        );
         expect_result!(answer.await, ListResourcesResult)
     }
 
@@ -373,7 +408,10 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, McpError> {
         let message = ClientRequest::ListResourceTemplatesRequest(optional(params));
-        expect_result!(self.forward(message, context).await, ListResourceTemplatesResult)
+        expect_result!(
+            self.forward(message, context).await,
+            ListResourceTemplatesResult
+        )
     }
 
     async fn read_resource(
@@ -381,7 +419,10 @@ impl ServerHandler for Gateway {
         params: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, McpError> {
-        let answer = self.forward(ClientRequest::ReadResourceRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::ReadResourceRequest(Request::new(params)),
+            context,
+        );
         match answer.await? {
             ServerResult::ReadResourceResult(result) => Ok(result.into()),
             ServerResult::InputRequiredResult(result) => {
@@ -396,7 +437,10 @@ impl ServerHandler for Gateway {
         params: SubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::SubscribeRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::SubscribeRequest(Request::new(params)),
+            context,
+        );
         answer.await.map(|_| ())
     }
 
@@ -405,7 +449,10 @@ impl ServerHandler for Gateway {
         params: UnsubscribeRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<(), McpError> {
-        let answer = self.forward(ClientRequest::UnsubscribeRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::UnsubscribeRequest(Request::new(params)),
+            context,
+        );
         answer.await.map(|_| ())
     }
 
@@ -414,10 +461,15 @@ impl ServerHandler for Gateway {
         params: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let answer = self.forward(ClientRequest::CallToolRequest(Request::new(params)), context);
+        let answer = self.forward(
+            ClientRequest::CallToolRequest(Request::new(params)),
+            context,
+        );
         match answer.await? {
             ServerResult::CallToolResult(result) => Ok(result.into()),
-            ServerResult::InputRequiredResult(result) => Ok(CallToolResponse::InputRequired(result)),
+            ServerResult::InputRequiredResult(result) => {
+                Ok(CallToolResponse::InputRequired(result))
+            }
             ServerResult::CreateTaskResult(result) => Ok(CallToolResponse::Task(result)),
             other => Err(unexpected(&other)),
         }
@@ -429,7 +481,8 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, McpError> {
         let answer = self.forward(ClientRequest::ListToolsRequest(optional(params)), context);
-        let listed: Result<ListToolsResult, McpError> = expect_result!(answer.await, ListToolsResult);
+        let listed: Result<ListToolsResult, McpError> =
+            expect_result!(answer.await, ListToolsResult);
         if let Ok(listed) = &listed {
             self.upstream.tools.learn(listed.tools.iter().cloned());
         }
@@ -447,7 +500,8 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<CustomResult, McpError> {
         expect_result!(
-            self.forward(ClientRequest::CustomRequest(custom), context).await,
+            self.forward(ClientRequest::CustomRequest(custom), context)
+                .await,
             CustomResult
         )
     }

@@ -164,7 +164,8 @@ impl Relay {
                 number,
                 "an earlier notification from upstream is still not forwarded; going on without it"
             );
-            self.arrivals.send_modify(|arrivals| arrivals.give_up_below(number));
+            self.arrivals
+                .send_modify(|arrivals| arrivals.give_up_below(number));
         }
     }
 
@@ -200,7 +201,9 @@ impl Relay {
             related = Some(route.request);
         }
         if let Some(id) = related.or_else(|| self.current_request()) {
-            notification.extensions_mut().insert(OriginatingRequestId(id));
+            notification
+                .extensions_mut()
+                .insert(OriginatingRequestId(id));
         }
         if let Err(error) = self.downstream.send_notification(notification).await {
             tracing::debug!(%error, "a notification from upstream could not reach the client");
@@ -227,7 +230,9 @@ impl Service<RoleClient> for Relay {
             .await
             .map_err(|error| match error {
                 rmcp::service::ServiceError::McpError(error) => error,
-                other => McpError::internal_error(format!("the client did not answer: {other}"), None),
+                other => {
+                    McpError::internal_error(format!("the client did not answer: {other}"), None)
+                }
             })
     }
 
@@ -242,7 +247,8 @@ impl Service<RoleClient> for Relay {
         }
         self.forward(notification).await;
         if let Some(Arrival(number)) = arrival {
-            self.arrivals.send_modify(|arrivals| arrivals.forwarded(number));
+            self.arrivals
+                .send_modify(|arrivals| arrivals.forwarded(number));
         }
         Ok(())
     }

@@ -28,7 +28,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::link::{Exchange, Link};
+use super::link::{Exchange, Link, Routing, SseEvents};
 use super::{CALLER_META_KEY, Upstream, caller_meta};
 use crate::auth::validate::Caller;
 
@@ -144,7 +144,8 @@ impl Shared {
             (Some("notifications/initialized"), None) => accepted(),
             (Some(method), Some(id)) => {
                 let lists_tools = method == "tools/list";
-                self.request(id, message, caller.as_deref(), lists_tools).await
+                self.request(id, message, caller.as_deref(), lists_tools)
+                    .await
             }
             // A notification, or the client's answer to a request of the upstream's: as it is.
             _ => match self.link.send(body.clone(), None, caller.as_deref()).await {
@@ -200,16 +201,20 @@ impl Shared {
                     self.link.learn_tools(&answer);
                 }
                 match with_id(&answer, client_id) {
-                Some(answer) => (status, [(header::CONTENT_TYPE, "application/json")], answer).into_response(),
-                None => rpc_error_response(
-                    StatusCode::BAD_GATEWAY,
-                    value_of(client_id),
-                    -32603,
-                    "the upstream answered with something that is not a JSON-RPC message".into(),
-                ),
+                    Some(answer) => (status, [(header::CONTENT_TYPE, "application/json")], answer)
+                        .into_response(),
+                    None => rpc_error_response(
+                        StatusCode::BAD_GATEWAY,
+                        value_of(client_id),
+                        -32603,
+                        "the upstream answered with something that is not a JSON-RPC message"
+                            .into(),
+                    ),
                 }
             }
-            Ok(Exchange::Stream(response)) => restore_id_in_stream(response, our_id, value_of(client_id)),
+            Ok(Exchange::Stream(response)) => {
+                restore_id_in_stream(response, our_id, client_id.to_owned(), self.max_body_bytes)
+            }
             Ok(Exchange::Accepted) => accepted(),
             Err(error) => error.response(value_of(client_id)),
         }
@@ -231,7 +236,11 @@ fn raw(value: &impl serde::Serialize) -> Option<Box<RawValue>> {
 /// `message` with the gateway's id `our_id`, and `_meta["scalekit-mcp/caller"]` of its params
 /// set to `caller` (removed without one: a client's own value never passes). `None` when its
 /// params or their `_meta` are not objects.
-fn with_id_and_caller(message: &Members<'_>, our_id: u64, caller: Option<&Caller>) -> Option<Bytes> {
+fn with_id_and_caller(
+    message: &Members<'_>,
+    our_id: u64,
+    caller: Option<&Caller>,
+) -> Option<Bytes> {
     let mut params: Members = match message.get("params") {
         Some(params) => serde_json::from_str(params.get()).ok()?,
         None => Members::new(),
@@ -249,8 +258,10 @@ fn with_id_and_caller(message: &Members<'_>, our_id: u64, caller: Option<&Caller
     params.insert("_meta".to_owned(), &meta);
     let params = raw(&params)?;
     let id = raw(&our_id)?;
-    let mut outgoing: BTreeMap<&str, &RawValue> =
-        message.iter().map(|(name, value)| (name.as_str(), *value)).collect();
+    let mut outgoing: BTreeMap<&str, &RawValue> = message
+        .iter()
+        .map(|(name, value)| (name.as_str(), *value))
+        .collect();
     outgoing.insert("params", &params);
     outgoing.insert("id", &id);
     serde_json::to_vec(&outgoing).ok().map(Bytes::from)
@@ -274,22 +285,31 @@ fn negotiated<'a>(asked: Option<&'a str>, ours: &'a str) -> &'a str {
 }
 
 /// An event stream from upstream, passed on as it comes, with `our_id` replaced by the client's
-/// id in the answer. Progress and log messages before it pass unchanged.
-fn restore_id_in_stream(response: reqwest::Response, our_id: u64, client_id: Value) -> Response {
+/// id in the answer. Progress and log messages before it pass unchanged. An event larger than
+/// `max_bytes` (`--max-body-bytes`) ends the stream.
+fn restore_id_in_stream(
+    response: reqwest::Response,
+    our_id: u64,
+    client_id: Box<RawValue>,
+    max_bytes: usize,
+) -> Response {
     use futures::StreamExt;
-    let mut events = super::link::SseEvents::default();
-    let client_id = Arc::new(client_id);
+    let mut events = SseEvents::with_limit(max_bytes);
     let stream = response.bytes_stream().map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
-        Ok::<Bytes, std::io::Error>(events.push(&chunk, |data| {
-            let mut message: Value = serde_json::from_str(data).ok()?;
-            let is_answer = message.get("result").is_some() || message.get("error").is_some();
-            if !is_answer || message.get("id") != Some(&Value::from(our_id)) {
-                return None;
-            }
-            message["id"] = (*client_id).clone();
-            Some(message.to_string())
-        }))
+        let complete = events.push(&chunk, |data| {
+            let answer = Routing::answers(data.as_bytes(), our_id);
+            let restored = answer
+                .then(|| with_id(data.as_bytes(), &client_id))
+                .flatten()?;
+            String::from_utf8(restored.to_vec()).ok()
+        });
+        if events.oversized() {
+            return Err(std::io::Error::other(format!(
+                "an event from upstream is larger than {max_bytes} bytes (--max-body-bytes)"
+            )));
+        }
+        Ok::<Bytes, std::io::Error>(complete)
     });
     Response::builder()
         .status(StatusCode::OK)
@@ -318,7 +338,9 @@ fn no_streams() -> Response {
 pub fn rpc_error_response(status: StatusCode, id: Value, code: i64, message: String) -> Response {
     (
         status,
-        axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}})),
+        axum::Json(
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+        ),
     )
         .into_response()
 }
@@ -359,17 +381,28 @@ mod tests {
         assert_eq!(message["params"]["_meta"]["progressToken"], 7);
         let message = forwarded(spoofed, None);
         assert!(message["params"]["_meta"].get(CALLER_META_KEY).is_none());
-        let bare = forwarded(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#, Some(&caller));
+        let bare = forwarded(
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
+            Some(&caller),
+        );
         assert_eq!(bare["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
-        let members: Members = serde_json::from_str(r#"{"id":1,"method":"m","params":[1]}"#).unwrap();
+        let members: Members =
+            serde_json::from_str(r#"{"id":1,"method":"m","params":[1]}"#).unwrap();
         assert!(with_id_and_caller(&members, 9, None).is_none());
     }
 
     #[test]
     fn an_answer_gets_the_clients_id_and_keeps_the_rest_as_written() {
         let id = RawValue::from_string(r#""client-7""#.into()).unwrap();
-        let answer = with_id(br#"{"jsonrpc":"2.0","id":12,"result":{"b":1.50,"a":[]}}"#, &id).unwrap();
-        assert_eq!(answer, Bytes::from(r#"{"id":"client-7","jsonrpc":"2.0","result":{"b":1.50,"a":[]}}"#));
+        let answer = with_id(
+            br#"{"jsonrpc":"2.0","id":12,"result":{"b":1.50,"a":[]}}"#,
+            &id,
+        )
+        .unwrap();
+        assert_eq!(
+            answer,
+            Bytes::from(r#"{"id":"client-7","jsonrpc":"2.0","result":{"b":1.50,"a":[]}}"#)
+        );
         assert!(with_id(b"[1]", &id).is_none());
     }
 }

@@ -45,6 +45,59 @@ pub struct Upstream {
     pub health: Arc<Health>,
     /// The tools its `tools/list` answers named, for the metrics' tool label.
     pub tools: KnownTools,
+    /// The sessions' children, stopped with SIGTERM at shutdown.
+    pub children: Children,
+}
+
+/// The process ids of the sessions' children. rmcp stops a session's child when the session
+/// ends (stdin closed, SIGTERM, SIGKILL), but at shutdown the process exits before that
+/// finishes, so the gateway sends SIGTERM to every child itself and waits for them.
+#[derive(Default, Clone)]
+pub struct Children(Arc<std::sync::Mutex<std::collections::HashSet<u32>>>);
+
+/// A child in [`Children`] until this is dropped.
+pub struct Child {
+    pid: u32,
+    children: Children,
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.children.lock().remove(&self.pid);
+    }
+}
+
+impl Children {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u32>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn add(&self, pid: u32) -> Child {
+        self.lock().insert(pid);
+        Child {
+            pid,
+            children: self.clone(),
+        }
+    }
+
+    /// Sends SIGTERM to every child, and waits until they are gone, at most `grace`.
+    pub async fn stop(&self, grace: Duration) {
+        let pids: Vec<u32> = self.lock().iter().copied().collect();
+        for pid in &pids {
+            if let Some(pid) = rustix::process::Pid::from_raw(*pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+            }
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while pids.iter().any(|pid| running(*pid)) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Whether process `pid` still runs (it exists and is not a zombie waiting to be reaped).
+fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
 /// The upstream's tools as its `tools/list` answers showed them, up to [`KnownTools::MAX`]:
@@ -67,7 +120,11 @@ impl KnownTools {
     }
 
     pub fn get(&self, name: &str) -> Option<Tool> {
-        self.0.read().unwrap_or_else(|poison| poison.into_inner()).get(name).cloned()
+        self.0
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .get(name)
+            .cloned()
     }
 }
 
@@ -83,6 +140,8 @@ pub struct Connected {
     client: RunningService<RoleClient, Relay>,
     pub info: InitializeResult,
     pub relay: Relay,
+    /// The session's child in [`Children`], while it runs.
+    _child: Option<Child>,
 }
 
 impl Connected {
@@ -100,6 +159,7 @@ impl Upstream {
             sessions: AtomicU64::new(0),
             health,
             tools: KnownTools::default(),
+            children: Children::default(),
         }
     }
 
@@ -119,13 +179,22 @@ impl Upstream {
     ) -> Result<Connected, McpError> {
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let relay = Relay::new(downstream, client_info);
+        let mut child = None;
         let connecting = async {
             match &self.target {
                 Target::Command { program, args } => {
                     let transport = self.spawn(program, args, caller, number)?;
-                    relay.clone().serve(relay.in_order(transport)).await.map_err(|error| {
-                        self.unavailable(format!("{} did not initialize: {error}", self.describe()))
-                    })
+                    child = transport.id().map(|pid| self.children.add(pid));
+                    relay
+                        .clone()
+                        .serve(relay.in_order(transport))
+                        .await
+                        .map_err(|error| {
+                            self.unavailable(format!(
+                                "{} did not initialize: {error}",
+                                self.describe()
+                            ))
+                        })
                 }
                 Target::Http {
                     url,
@@ -138,9 +207,16 @@ impl Upstream {
                         config = config.auth_header(bearer.as_str());
                     }
                     let transport = StreamableHttpClientTransport::from_config(config);
-                    relay.clone().serve(relay.in_order(transport)).await.map_err(|error| {
-                        self.unavailable(format!("{} did not initialize: {error}", self.describe()))
-                    })
+                    relay
+                        .clone()
+                        .serve(relay.in_order(transport))
+                        .await
+                        .map_err(|error| {
+                            self.unavailable(format!(
+                                "{} did not initialize: {error}",
+                                self.describe()
+                            ))
+                        })
                 }
             }
         };
@@ -167,11 +243,14 @@ impl Upstream {
             .peer()
             .peer_info()
             .map(|info| initialize_result(&info))
-            .ok_or_else(|| self.unavailable(format!("{} sent no initialize result", self.describe())))?;
+            .ok_or_else(|| {
+                self.unavailable(format!("{} sent no initialize result", self.describe()))
+            })?;
         Ok(Connected {
             client,
             info,
             relay,
+            _child: child,
         })
     }
 
@@ -215,9 +294,12 @@ impl Upstream {
                 ),
                 None,
             ),
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => self.unavailable(
-                format!("{} is gone (its connection closed): {error}", self.describe()),
-            ),
+            ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                self.unavailable(format!(
+                    "{} is gone (its connection closed): {error}",
+                    self.describe()
+                ))
+            }
             other => McpError::internal_error(format!("{}: {other}", self.describe()), None),
         }
     }
@@ -279,8 +361,14 @@ fn forwarded_environment(caller: Option<&Caller>) -> Vec<(&'static str, String)>
     };
     vec![
         ("MCP_FORWARDED_USER", caller.sub.clone().unwrap_or_default()),
-        ("MCP_FORWARDED_ORG_ID", caller.org_id.clone().unwrap_or_default()),
-        ("MCP_FORWARDED_CLIENT_ID", caller.client_id.clone().unwrap_or_default()),
+        (
+            "MCP_FORWARDED_ORG_ID",
+            caller.org_id.clone().unwrap_or_default(),
+        ),
+        (
+            "MCP_FORWARDED_CLIENT_ID",
+            caller.client_id.clone().unwrap_or_default(),
+        ),
         ("MCP_FORWARDED_SCOPES", caller.scopes.join(" ")),
     ]
 }
@@ -352,8 +440,14 @@ mod tests {
     #[test]
     fn configured_headers_cannot_replace_the_callers() {
         let configured = vec![
-            (HeaderName::from_static("x-forwarded-user"), HeaderValue::from_static("spoofed")),
-            (HeaderName::from_static("x-api-key"), HeaderValue::from_static("k")),
+            (
+                HeaderName::from_static("x-forwarded-user"),
+                HeaderValue::from_static("spoofed"),
+            ),
+            (
+                HeaderName::from_static("x-api-key"),
+                HeaderValue::from_static("k"),
+            ),
         ];
         let headers = forwarded_headers(&configured, Some(&caller()));
         let header = |headers: &HashMap<HeaderName, HeaderValue>, name: &'static str| {
@@ -362,14 +456,25 @@ mod tests {
         assert_eq!(header(&headers, "x-forwarded-user").unwrap(), "usr_1");
         assert_eq!(header(&headers, "x-forwarded-org-id").unwrap(), "org_2");
         assert_eq!(header(&headers, "x-forwarded-client-id").unwrap(), "skc_3");
-        assert_eq!(header(&headers, "x-forwarded-scopes").unwrap(), "mcp:tools admin");
+        assert_eq!(
+            header(&headers, "x-forwarded-scopes").unwrap(),
+            "mcp:tools admin"
+        );
         assert_eq!(header(&headers, "x-api-key").unwrap(), "k");
         let anonymous = forwarded_headers(&configured, None);
-        assert_eq!(header(&anonymous, "x-forwarded-user"), None, "a spoofed value is removed");
+        assert_eq!(
+            header(&anonymous, "x-forwarded-user"),
+            None,
+            "a spoofed value is removed"
+        );
         let mut no_org = caller();
         no_org.org_id = None;
         let headers = forwarded_headers(&[], Some(&no_org));
-        assert_eq!(header(&headers, "x-forwarded-org-id"), None, "no org, no header");
+        assert_eq!(
+            header(&headers, "x-forwarded-org-id"),
+            None,
+            "no org, no header"
+        );
         assert_eq!(header(&headers, "x-forwarded-user").unwrap(), "usr_1");
     }
 }

@@ -76,12 +76,15 @@ pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<serde_json::Value, Strin
 pub(crate) struct Extras {
     pub endpoint: Option<OwnEndpoint>,
     pub readiness: Option<ReadinessCheck>,
-    /// Run once the server has stopped taking requests, within the shutdown timeout (the
-    /// gateway stops its shared child there).
-    pub on_shutdown: Option<ShutdownHook>,
+    /// Run when shutdown starts, before the MCP sessions are ended (rmcp kills what a session
+    /// holds when it drops it): the gateway gives the sessions' children SIGTERM there.
+    pub before_sessions_end: Option<ShutdownHook>,
+    /// Run once the in-flight requests are answered, within the shutdown timeout (the
+    /// stateless gateway stops its shared child there).
+    pub after_requests: Option<ShutdownHook>,
 }
 
-/// See [`Extras::on_shutdown`].
+/// See [`Extras::before_sessions_end`] and [`Extras::after_requests`].
 pub(crate) type ShutdownHook = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// What the guard and the public routes share.

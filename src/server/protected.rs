@@ -279,14 +279,19 @@ where
         let listener = super::limits::LimitedListener::new(listener, config.max_connections);
         tokio::spawn({
             let shutdown = shutdown.clone();
+            let before = self.extras.before_sessions_end.clone();
+            let grace = config.shutdown_timeout;
             async move {
                 shutdown_requested.await;
+                if let Some(before) = before {
+                    let _ = tokio::time::timeout(grace, before()).await;
+                }
                 tracing::info!("shutting down: finishing in-flight requests");
                 shutdown.cancel();
             }
         });
         let server = super::connections::serve(listener, app, config.idle_timeout, shutdown.clone());
-        let hook = self.extras.on_shutdown.clone();
+        let hook = self.extras.after_requests.clone();
         let server_then_hook = async move {
             server.await;
             if let Some(hook) = hook {

@@ -606,20 +606,26 @@ async fn a_shared_child_that_writes_garbage_is_stopped_with_the_reason() {
 #[tokio::test(flavor = "multi_thread")]
 async fn at_shutdown_children_get_sigterm_first() {
     let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stubborn","version":"1"}}}"#;
-    // Answers initialize, then ignores stdin (and its end) until SIGTERM, which it records.
+    // Answers initialize, then ignores stdin (and its end) until SIGTERM, which it records. A
+    // session's child (with a caller in its environment) records apart from the readiness check's
+    // and the stateless gateway's shared child.
     let script = format!(
-        r#"trap 'echo term > "$0.signal"; exit 0' TERM; echo $$ > "$0.pid"; read line; echo '{initialized}'; while :; do sleep 0.1; done"#
+        r#"r="$0${{MCP_FORWARDED_USER:+.session}}"; trap 'echo term > "$r.signal"; exit 0' TERM; echo $$ > "$r.pid"; read line; echo '{initialized}'; while :; do sleep 0.1; done"#
     );
     for stateless in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let record = dir.path().join("child");
-        let record = record.to_str().unwrap().to_owned();
+        let child = dir.path().join("child");
+        let child = child.to_str().unwrap().to_owned();
+        let record = match stateless {
+            true => child.clone(),
+            false => format!("{child}.session"),
+        };
         let mut args = if stateless {
             vec!["--stateless"]
         } else {
             vec![]
         };
-        args.extend(["--", "sh", "-c", &script, &record]);
+        args.extend(["--", "sh", "-c", &script, &child]);
         let (server, _jwks) = Server::start_with_keys(&args, &[]);
         if !stateless {
             let opened =
@@ -641,5 +647,72 @@ async fn at_shutdown_children_get_sigterm_first() {
             "stateless={stateless}: the child was stopped without SIGTERM\n{}",
             server.stderr()
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answer_beyond_max_body_bytes_is_502() {
+    // A stateless upstream answers in JSON, read whole (an event stream is cut instead).
+    let (upstream, _upstream_keys) = Server::start_with_keys(&["--stateless"], &[]);
+    let bearer = mint(&good_claims());
+    let (server, _keys) = Server::start_with_keys(
+        &[
+            "--stateless",
+            "--max-body-bytes",
+            "400",
+            "--upstream",
+            &upstream.url("/"),
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &bearer)],
+    );
+    let token = mint(&good_claims());
+    let greeted = stateless_post(&server, &token, &call_greet("Ada")).await;
+    assert_eq!(tool_text(&greeted.rpc()), "Hi Ada, welcome to Scalekit!");
+    // The tool list, with its schemas, is larger than 400 bytes.
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let listed = stateless_post(&server, &token, &list).await;
+    assert_eq!(listed.status, 502, "{}", listed.body);
+    assert!(
+        listed
+            .body
+            .contains("sent an answer larger than 400 bytes (--max-body-bytes)"),
+        "{}",
+        listed.body
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_event_beyond_max_body_bytes_ends_the_stream_without_it() {
+    // A stateful upstream answers with an event stream, passed on as it comes.
+    let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[]);
+    let bearer = mint(&good_claims());
+    let (server, _keys) = Server::start_with_keys(
+        &[
+            "--stateless",
+            "--max-body-bytes",
+            "400",
+            "--upstream",
+            &upstream.url("/"),
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &bearer)],
+    );
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    let response = reqwest::Client::new()
+        .post(server.url("/"))
+        .bearer_auth(mint(&good_claims()))
+        .header("accept", "application/json, text/event-stream")
+        .json(&list)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    // The stream breaks off before the oversized answer: the client never gets half of it.
+    match response.text().await {
+        Ok(body) => assert!(!body.contains("greet_user"), "{body}"),
+        Err(error) => assert!(error.is_body() || error.is_decode(), "{error}"),
     }
 }
