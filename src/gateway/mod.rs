@@ -219,15 +219,17 @@ impl Gateway {
             });
         }
         let in_flight = connected.relay.begin(context.id.clone());
-        let handle = connected
-            .peer()
-            .send_request_with_option(request, options)
-            .await
-            .map_err(|error| self.upstream.failure(&error))?;
+        let handle = match connected.peer().send_request_with_option(request, options).await {
+            Ok(handle) => handle,
+            Err(error) => return Err(connected.failure(&self.upstream, &error).await),
+        };
         let upstream_id = handle.id.clone();
         let upstream_token = handle.progress_token.clone();
         let answer = tokio::select! {
-            answer = handle.await_response() => answer.map_err(|error| self.upstream.failure(&error)),
+            answer = handle.await_response() => match answer {
+                Ok(answer) => Ok(answer),
+                Err(error) => Err(connected.failure(&self.upstream, &error).await),
+            },
             () = context.ct.cancelled() => {
                 let cancel = CancelledNotificationParam::new(
                     Some(upstream_id),

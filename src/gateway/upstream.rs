@@ -142,9 +142,26 @@ pub struct Connected {
     pub relay: Relay,
     /// The session's child in [`Children`], while it runs.
     _child: Option<Child>,
+    last_stderr: LastStderr,
 }
 
 impl Connected {
+    /// [`Upstream::failure`], with a gone child's last stderr line, which usually says why.
+    pub async fn failure(&self, upstream: &Upstream, error: &ServiceError) -> McpError {
+        let gone = matches!(error, ServiceError::TransportClosed | ServiceError::TransportSend(_));
+        let last = match gone && matches!(upstream.target, Target::Command { .. }) {
+            true => self.last_stderr.line().await,
+            false => String::new(),
+        };
+        if last.is_empty() {
+            return upstream.failure(error);
+        }
+        upstream.unavailable(format!(
+            "{} is gone (its connection closed); its last stderr line: {last}",
+            upstream.describe()
+        ))
+    }
+
     pub fn peer(&self) -> &Peer<RoleClient> {
         self.client.peer()
     }
@@ -180,10 +197,11 @@ impl Upstream {
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let relay = Relay::new(downstream, client_info);
         let mut child = None;
+        let last_stderr = LastStderr::default();
         let connecting = async {
             match &self.target {
                 Target::Command { program, args } => {
-                    let transport = self.spawn(program, args, caller, number)?;
+                    let transport = self.spawn(program, args, caller, number, &last_stderr)?;
                     child = transport.id().map(|pid| self.children.add(pid));
                     relay
                         .clone()
@@ -251,6 +269,7 @@ impl Upstream {
             info,
             relay,
             _child: child,
+            last_stderr,
         })
     }
 
@@ -262,6 +281,7 @@ impl Upstream {
         args: &[String],
         caller: Option<&Caller>,
         number: u64,
+        last_stderr: &LastStderr,
     ) -> Result<TokioChildProcess, McpError> {
         let (transport, stderr) = TokioChildProcess::builder(command(program, args, caller))
             .stderr(Stdio::piped())
@@ -270,7 +290,7 @@ impl Upstream {
                 self.unavailable(format!("cannot start {}: {error}", self.describe()))
             })?;
         if let Some(stderr) = stderr {
-            tokio::spawn(log_stderr(stderr, number));
+            tokio::spawn(log_stderr(stderr, number, last_stderr.clone()));
         }
         Ok(transport)
     }
@@ -401,11 +421,31 @@ pub fn forwarded_headers(
     headers
 }
 
-/// Writes each line a child writes on stderr to our log, under its session's number.
-async fn log_stderr(stderr: tokio::process::ChildStderr, session: u64) {
+/// Writes each line a child writes on stderr to our log, under its session's number, and keeps
+/// the last one.
+async fn log_stderr(stderr: tokio::process::ChildStderr, session: u64, last: LastStderr) {
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "upstream", session, "{line}");
+        *last.line.lock().unwrap_or_else(|poison| poison.into_inner()) = line;
+    }
+    last.closed.cancel();
+}
+
+/// A session child's last stderr line, for the error that reports it gone; `closed` once its
+/// stderr is.
+#[derive(Clone, Default)]
+pub struct LastStderr {
+    line: Arc<std::sync::Mutex<String>>,
+    closed: tokio_util::sync::CancellationToken,
+}
+
+impl LastStderr {
+    /// The last line, once stderr has closed (or after a moment: a child's stderr can outlive
+    /// its stdout).
+    async fn line(&self) -> String {
+        let _ = tokio::time::timeout(Duration::from_millis(500), self.closed.cancelled()).await;
+        self.line.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
 }
 

@@ -716,3 +716,24 @@ async fn an_upstream_event_beyond_max_body_bytes_ends_the_stream_without_it() {
         Err(error) => assert!(error.is_body() || error.is_decode(), "{error}"),
     }
 }
+
+/// A session's child that exits mid-session: the request it leaves unanswered gets an error
+/// naming the upstream and the child's last stderr line, which usually says why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_that_exits_is_reported_with_its_last_stderr_line() {
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"fragile","version":"1"}}}"#;
+    // The readiness check's child (no caller) stays up; a session's child dies on its first call.
+    let script = format!(
+        r#"read line; echo '{initialized}'; read line; [ -z "$MCP_FORWARDED_USER" ] && exec sleep 60; read line; echo "boom: database unreachable" >&2; exit 3"#
+    );
+    let (server, _jwks, token) = gateway(&["--", "sh", "-c", &script]);
+    let reply = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let error = &reply.rpc()["error"];
+    assert_eq!(
+        error["message"],
+        "upstream command sh is gone (its connection closed); its last stderr line: boom: database unreachable",
+        "{}",
+        reply.body
+    );
+}
