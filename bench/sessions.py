@@ -52,6 +52,9 @@ def main():
     parser.add_argument("--bin", required=True)
     parser.add_argument("--sessions", type=int, default=3000)
     parser.add_argument("--callers", type=int, default=30)
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="one more argument for serve (repeat), e.g. --serve-arg=--upstream "
+                             "--serve-arg=http://127.0.0.1:3002/ for a gateway's sessions")
     args = parser.parse_args()
 
     sk_port, port = harness.free_port(), harness.free_port()
@@ -60,7 +63,7 @@ def main():
                                 str(sk_port), os.path.join(harness.FIXTURES, "jwks-a.json")])
     server = subprocess.Popen(
         [args.bin, "serve", "--port", str(port), "--sk-env-url", sk_url, "--audience", harness.AUDIENCE,
-         "--max-sessions", str(args.sessions + 100)],
+         "--max-sessions", str(args.sessions + 100), *args.serve_arg],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.mkdtemp(prefix="bench-sessions-"))
     try:
         harness.wait_ready(port, "/ready")

@@ -326,6 +326,7 @@ impl HttpLink {
                     " gateway"
                 ))
                 .pool_max_idle_per_host(256)
+                .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default()
         })

@@ -47,6 +47,10 @@ pub struct Upstream {
     pub tools: KnownTools,
     /// The sessions' children, stopped with SIGTERM at shutdown.
     pub children: Children,
+    /// One HTTP client for every session's upstream connection: its connection pool and TLS
+    /// settings are shared (rmcp's default is a client per session, without a pool, which cost
+    /// about 180 KiB per session and a new connection per request).
+    http_client: std::sync::OnceLock<reqwest::Client>,
 }
 
 /// The process ids of the sessions' children. rmcp stops a session's child when the session
@@ -177,7 +181,20 @@ impl Upstream {
             health,
             tools: KnownTools::default(),
             children: Children::default(),
+            http_client: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The HTTP client for the sessions' upstream connections. Redirects are not followed: the
+    /// upstream is one configured URL, and the caller's headers must not go anywhere else.
+    fn http_client(&self) -> &reqwest::Client {
+        self.http_client.get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION"), " gateway"))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default()
+        })
     }
 
     /// The upstream as named in messages: the command's program, or the URL (never a header).
@@ -224,7 +241,8 @@ impl Upstream {
                     if let Some(bearer) = bearer {
                         config = config.auth_header(bearer.as_str());
                     }
-                    let transport = StreamableHttpClientTransport::from_config(config);
+                    let transport =
+                        StreamableHttpClientTransport::with_client(self.http_client().clone(), config);
                     relay
                         .clone()
                         .serve(relay.in_order(transport))
