@@ -990,7 +990,8 @@ impl Auth {
                 ),
             ));
         };
-        let stored = home.load()?.servers.contains_key(url);
+        let record = home.load()?.servers.get(url).cloned();
+        let stored = record.is_some();
         let mut token = None;
         if required.is_empty() && stored && !state.refreshed && !state.logged_in {
             tracing::info!("{url} refused the access token; refreshing it once");
@@ -1007,8 +1008,16 @@ impl Auth {
             Some(token) => token,
             None => {
                 let Some(options) = login else {
+                    // The scopes the login has and those asked for, as a step-up would ask: a
+                    // login replaces the token, and the new one must still do what this one did.
+                    let held = record.map(|record| record.scopes).unwrap_or_default();
+                    let scopes = if required.is_empty() {
+                        Vec::new()
+                    } else {
+                        oauth::scope_union(&held, required)
+                    };
                     let command = std::iter::once(format!("scalekit-mcp login {url}"))
-                        .chain(required.iter().map(|scope| format!("--scope {scope}")))
+                        .chain(scopes.iter().map(|scope| format!("--scope {scope}")))
                         .collect::<Vec<_>>()
                         .join(" ");
                     return Err(exit_error(

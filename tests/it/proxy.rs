@@ -1,7 +1,9 @@
 //! `proxy` as a desktop client runs it: JSON-RPC lines on its stdin, answers read from its
-//! stdout, against `serve --dev` (the test plays the browser for the login, as the login tests
-//! do), `serve` with fixture keys (restarts), and the scripted server (given tokens, refusals).
-//! Every proxy's stdout must hold protocol messages only, and no output may hold a token.
+//! stdout, against `serve --dev` (the test plays the browser for the login and the step-up, as
+//! the login tests do), `serve` with fixture keys (restarts), the scripted server (given tokens,
+//! refusals) and a server that records the headers it gets (`--header`).
+//! Every proxy's stdout must hold protocol messages only, and no output or log file may hold a
+//! token.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
@@ -181,6 +183,17 @@ fn stored_token(home: &Path) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
+}
+
+/// The scopes of the stored login, as `status --json` shows them.
+fn stored_scopes(home: &Path) -> Vec<String> {
+    let output = binary(home)
+        .args(["status", "--json"])
+        .env("SCALEKIT_MCP_STORAGE", "file")
+        .output()
+        .unwrap();
+    let status: Value = serde_json::from_slice(&output.stdout).unwrap();
+    serde_json::from_value(status["servers"][0]["scopes"].clone()).unwrap()
 }
 
 /// The refresh token in the credentials file, if any.
@@ -537,4 +550,410 @@ async fn three_proxies_at_once_share_one_login() {
         .matches("dev-auth: approved an authorization request")
         .count();
     assert_eq!(approvals, 1, "{}", server.stderr());
+}
+
+/// A tool that needs a scope the login lacks: the server answers the call 403
+/// `insufficient_scope`. With --no-login the client gets a JSON-RPC error naming the login that
+/// gets the scope; otherwise the proxy authorizes again for the union of the scopes (the test
+/// plays the browser a second time) and sends the call again, which the client sees succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_insufficient_scope_steps_up_and_the_call_goes_again() {
+    let server = dev_server(&[
+        "--required-scope",
+        "mcp:tools",
+        "--tool-scope",
+        "greet_*=greet:write",
+    ]);
+    let home = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+
+    // A narrow login, made by the proxy on first use: greet_user is not listed to it.
+    let mut proxy = Proxy::start(
+        home.path(),
+        &[&url, "--no-browser", "--scope", "mcp:tools"],
+        &[],
+    );
+    proxy.send(&initialize());
+    finish_login(&proxy).await;
+    assert!(proxy.answer(&json!(0)).get("result").is_some());
+    proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert_eq!(
+        tool_names(&proxy.request(1, "tools/list", json!({}))),
+        ["whoami"]
+    );
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+    let narrow = stored_token(home.path());
+    let held = stored_scopes(home.path());
+    assert!(
+        held.contains(&"mcp:tools".to_owned()) && !held.contains(&"greet:write".to_owned()),
+        "{held:?}"
+    );
+
+    // --no-login: the refusal becomes the client's error, with the command that fixes it: the
+    // scopes the login has, then the one it lacks.
+    let mut proxy = Proxy::start(home.path(), &[&url, "--no-login"], &[]);
+    proxy.initialize();
+    let refused = proxy.request(
+        2,
+        "tools/call",
+        json!({"name": "greet_user", "arguments": {"name": "Ada"}}),
+    );
+    assert_eq!(refused["error"]["code"], -32000, "{refused}");
+    let message = refused["error"]["message"].as_str().unwrap();
+    let flags: String = held
+        .iter()
+        .chain(["greet:write".to_owned()].iter())
+        .map(|scope| format!(" --scope {scope}"))
+        .collect();
+    assert!(
+        message.contains("--no-login forbids logging in here")
+            && message.ends_with(&format!("run scalekit-mcp login {url}{flags}")),
+        "{message}"
+    );
+    assert!(proxy.child.try_wait().unwrap().is_none(), "the proxy stays");
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("Open this URL"), "{stderr}");
+
+    // Allowed to log in: one step-up, to the union, and the call goes again.
+    let mut proxy = Proxy::start(home.path(), &[&url, "--no-browser"], &[]);
+    proxy.initialize();
+    proxy.send(&json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "greet_user", "arguments": {"name": "Ada"}}}));
+    finish_login(&proxy).await;
+    let answer = proxy.answer(&json!(3));
+    assert_eq!(
+        tool_text(&answer),
+        "Hi Ada, welcome to Scalekit!",
+        "{answer}"
+    );
+    // The wider token serves the rest of the session: greet_user is listed now.
+    let mut names = tool_names(&proxy.request(4, "tools/list", json!({})));
+    names.sort();
+    assert_eq!(names, ["greet_user", "whoami"]);
+    assert_eq!(proxy.greet(5, "Grace"), "Hi Grace, welcome to Scalekit!");
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{url} asks for the scope mcp:tools greet:write; authorizing again with"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Open this URL").count(),
+        1,
+        "one step-up:\n{stderr}"
+    );
+    let approvals = server
+        .stderr()
+        .matches("dev-auth: approved an authorization request")
+        .count();
+    assert_eq!(approvals, 2, "the first login and the step-up");
+    let wide = stored_token(home.path());
+    assert_ne!(wide, narrow, "the step-up's token is stored");
+    let mut wider = held.clone();
+    wider.push("greet:write".to_owned());
+    assert_eq!(stored_scopes(home.path()), wider, "the union of the scopes");
+    let mut secrets = stored_secrets(home.path());
+    secrets.extend([narrow, wide]);
+    assert_no_secret(&format!("{refused}{stderr}"), &secrets);
+}
+
+/// `--log-file`: the proxy's log lines go to the file (appended, no colours) as well as to
+/// stderr, at debug level too, and no token is among them, not even while the token is
+/// refreshed.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_file_gets_the_log_lines_and_no_token() {
+    let server = dev_server(&["--dev-token-ttl", "3s"]);
+    let home = tempfile::tempdir().unwrap();
+    let url = server.url("/");
+    let log = home.path().join("proxy.log");
+    std::fs::write(&log, "a line from an earlier run\n").unwrap();
+    let mut proxy = Proxy::start(
+        home.path(),
+        &[&url, "--no-browser", "--log-file", log.to_str().unwrap()],
+        &[("RUST_LOG", "debug")],
+    );
+    proxy.send(&initialize());
+    finish_login(&proxy).await;
+    proxy.answer(&json!(0));
+    proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    assert_eq!(proxy.greet(1, "Ada"), "Hi Ada, welcome to Scalekit!");
+    let first = stored_token(home.path());
+    // Outlive the token: the next call refreshes it first.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert_eq!(proxy.greet(2, "Ada"), "Hi Ada, welcome to Scalekit!");
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.starts_with("a line from an earlier run\n"),
+        "appended:\n{text}"
+    );
+    for expected in [
+        format!("proxying stdio to {url}"),
+        format!("refreshed the access token of {url} before it expired"),
+        "ended the MCP session (HTTP 2".to_owned(),
+    ] {
+        assert!(text.contains(&expected), "{expected:?} is not in:\n{text}");
+    }
+    assert!(!text.contains('\u{1b}'), "no colours in a file:\n{text}");
+    // The same lines went to stderr (a desktop client keeps that too).
+    for line in text.lines().skip(1) {
+        assert!(
+            stderr.contains(line),
+            "{line:?} is not on stderr:\n{stderr}"
+        );
+    }
+    let refreshed = stored_token(home.path());
+    assert_ne!(refreshed, first, "the token was refreshed");
+    let mut secrets = stored_secrets(home.path());
+    secrets.extend([first, refreshed]);
+    assert_no_secret(&text, &secrets);
+    assert_no_secret(&stderr, &secrets);
+}
+
+/// What [`HeaderRecorder`] saw: each request's method and headers.
+type Seen = Arc<Mutex<Vec<(http::Method, http::HeaderMap)>>>;
+
+/// An MCP server (stateful, JSON answers, no GET stream) that records every request's headers.
+struct HeaderRecorder {
+    addr: std::net::SocketAddr,
+    seen: Seen,
+}
+
+impl HeaderRecorder {
+    fn start() -> Self {
+        let seen: Seen = Arc::default();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let recorded = seen.clone();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let app = axum::Router::new().route(
+                    "/mcp",
+                    axum::routing::any(
+                        move |method: http::Method, headers: http::HeaderMap, body: String| {
+                            let seen = recorded.clone();
+                            async move {
+                                seen.lock().unwrap().push((method.clone(), headers));
+                                recorded_answer(&method, &body)
+                            }
+                        },
+                    ),
+                );
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        HeaderRecorder { addr, seen }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    fn seen(&self) -> Vec<(http::Method, http::HeaderMap)> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn recorded_answer(method: &http::Method, body: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match *method {
+        http::Method::POST => {}
+        http::Method::DELETE => return http::StatusCode::OK.into_response(),
+        _ => return http::StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+    let message: Value = serde_json::from_str(body).unwrap();
+    let Some(id) = message.get("id").cloned() else {
+        return http::StatusCode::ACCEPTED.into_response();
+    };
+    let result = match message["method"].as_str().unwrap_or_default() {
+        "initialize" => json!({
+            "protocolVersion": message["params"]["protocolVersion"],
+            "capabilities": {"tools": {}},
+            "serverInfo": {"name": "recorder", "version": "1"}
+        }),
+        "tools/list" => json!({"tools": [{"name": "noop", "inputSchema": {"type": "object"}}]}),
+        _ => json!({}),
+    };
+    let answer = axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result}));
+    if message["method"] == "initialize" {
+        return ([("mcp-session-id", "recorded-session")], answer).into_response();
+    }
+    answer.into_response()
+}
+
+/// `--header 'Name: value'` (repeatable, the same name twice, a value with colons) reaches the
+/// server on every request the proxy makes: the POSTs, the GET stream and the closing DELETE,
+/// next to the headers the proxy sets itself.
+#[test]
+fn extra_headers_reach_the_server_on_every_request() {
+    let recorder = HeaderRecorder::start();
+    let home = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(
+        home.path(),
+        &[
+            &recorder.url(),
+            "--header",
+            "X-Tenant: acme",
+            "--header",
+            "X-Trace: one",
+            "--header",
+            "x-trace:two",
+            "--header",
+            "X-Origin-Url: https://desk.example:8443/a",
+        ],
+        &[("SCALEKIT_MCP_TOKEN", "header-test-token-0000000")],
+    );
+    proxy.initialize();
+    assert_eq!(
+        tool_names(&proxy.request(1, "tools/list", json!({}))),
+        ["noop"]
+    );
+    // The GET stream opens once the session is ready; wait for it before closing.
+    let started = std::time::Instant::now();
+    while !recorder
+        .seen()
+        .iter()
+        .any(|(method, _)| method == http::Method::GET)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no GET stream was tried; stderr:\n{}",
+            proxy.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let seen = recorder.seen();
+    let methods: Vec<&http::Method> = seen.iter().map(|(method, _)| method).collect();
+    assert_eq!(
+        seen.iter()
+            .filter(|(method, _)| method == http::Method::POST)
+            .count(),
+        3,
+        "initialize, initialized, tools/list: {methods:?}"
+    );
+    assert!(
+        methods.contains(&&http::Method::DELETE),
+        "the session was ended: {methods:?}"
+    );
+    let values = |headers: &http::HeaderMap, name: &str| -> Vec<String> {
+        headers
+            .get_all(name)
+            .iter()
+            .map(|value| value.to_str().unwrap().to_owned())
+            .collect()
+    };
+    for (method, headers) in &seen {
+        assert_eq!(values(headers, "x-tenant"), ["acme"], "{method}");
+        assert_eq!(values(headers, "x-trace"), ["one", "two"], "{method}");
+        assert_eq!(
+            values(headers, "x-origin-url"),
+            ["https://desk.example:8443/a"],
+            "{method}"
+        );
+        assert_eq!(
+            values(headers, "authorization"),
+            ["Bearer header-test-token-0000000"],
+            "{method}"
+        );
+    }
+    // The proxy's own headers are still its own: the session id after initialize.
+    let with_session = seen
+        .iter()
+        .filter(|(_, headers)| values(headers, "mcp-session-id") == ["recorded-session"])
+        .count();
+    assert_eq!(
+        with_session,
+        seen.len() - 1,
+        "all but initialize: {methods:?}"
+    );
+    assert_no_secret(&stderr, &["header-test-token-0000000".into()]);
+}
+
+/// A 403 whose challenge names only the scope that is missing: the command --no-login gives
+/// keeps the scopes the stored login has (a login replaces the token, and the new one must still
+/// do what the old one did), as `call --no-login` does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_no_login_step_up_hint_keeps_the_scopes_already_held() {
+    use rmcp::transport::auth::OAuthTokenResponse;
+    use scalekit_mcp::client::credentials::ServerCredentials;
+    use scalekit_mcp::client::home::{Home, ServerRecord};
+    use scalekit_mcp::client::vault::Vault;
+
+    let fake = FakeMcp::start();
+    {
+        let mut state = fake.state();
+        state.required_token = Some("seeded-access-token-000".into());
+        state.forbidden_scope = Some("reports:write".into());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let url = fake.url();
+    let home = Home::at(dir.path().join(".scalekit-mcp"));
+    let store = ServerCredentials {
+        vault: Vault::File(home.path("credentials.json")),
+        home: home.clone(),
+        template: ServerRecord {
+            server_url: url.clone(),
+            resource: url.clone(),
+            issuer: Some(fake.base()),
+            authorization_server: Some(json!({
+                "issuer": fake.base(),
+                "authorization_endpoint": format!("{}/authorize", fake.base()),
+                "token_endpoint": format!("{}/token", fake.base()),
+            })),
+            grant: "authorization_code".into(),
+            storage: "file".into(),
+            ..ServerRecord::default()
+        },
+    };
+    let response: OAuthTokenResponse = serde_json::from_value(json!({
+        "access_token": "seeded-access-token-000",
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "refresh_token": "seeded-refresh-token-000",
+        "scope": "reports:read",
+    }))
+    .unwrap();
+    store
+        .store_token("client-1", &response, &[], now() as u64)
+        .await
+        .unwrap();
+
+    let mut proxy = Proxy::start(dir.path(), &[&url, "--no-login"], &[]);
+    proxy.send(&initialize());
+    let answer = proxy.answer(&json!(0));
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains(&format!(
+            "run scalekit-mcp login {url} --scope reports:read --scope reports:write"
+        )),
+        "{answer}"
+    );
+    let (code, stderr) = proxy.close();
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        fake.state().token_requests.is_empty(),
+        "a 403 is not refreshed"
+    );
+    assert_no_secret(
+        &format!("{answer}{stderr}"),
+        &[
+            "seeded-access-token-000".into(),
+            "seeded-refresh-token-000".into(),
+        ],
+    );
 }
