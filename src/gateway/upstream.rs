@@ -185,6 +185,23 @@ impl Upstream {
         }
     }
 
+    /// Serves `relay` on `transport` (seen in order, see [`Relay::in_order`]): the upstream's
+    /// `initialize` with the client's parameters.
+    async fn initialize<T>(
+        &self,
+        relay: &Relay,
+        transport: T,
+    ) -> Result<RunningService<RoleClient, Relay>, McpError>
+    where
+        T: rmcp::transport::Transport<RoleClient> + Send + 'static,
+    {
+        relay
+            .clone()
+            .serve(relay.in_order(transport))
+            .await
+            .map_err(|error| self.unavailable(format!("{} did not initialize: {error}", self.describe())))
+    }
+
     /// The HTTP client for the sessions' upstream connections. Redirects are not followed: the
     /// upstream is one configured URL, and the caller's headers must not go anywhere else.
     fn http_client(&self) -> &reqwest::Client {
@@ -220,16 +237,7 @@ impl Upstream {
                 Target::Command { program, args } => {
                     let transport = self.spawn(program, args, caller, number, &last_stderr)?;
                     child = transport.id().map(|pid| self.children.add(pid));
-                    relay
-                        .clone()
-                        .serve(relay.in_order(transport))
-                        .await
-                        .map_err(|error| {
-                            self.unavailable(format!(
-                                "{} did not initialize: {error}",
-                                self.describe()
-                            ))
-                        })
+                    self.initialize(&relay, transport).await
                 }
                 Target::Http {
                     url,
@@ -243,16 +251,7 @@ impl Upstream {
                     }
                     let transport =
                         StreamableHttpClientTransport::with_client(self.http_client().clone(), config);
-                    relay
-                        .clone()
-                        .serve(relay.in_order(transport))
-                        .await
-                        .map_err(|error| {
-                            self.unavailable(format!(
-                                "{} did not initialize: {error}",
-                                self.describe()
-                            ))
-                        })
+                    self.initialize(&relay, transport).await
                 }
             }
         };

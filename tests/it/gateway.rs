@@ -650,12 +650,10 @@ async fn at_shutdown_children_get_sigterm_first() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_upstream_answer_beyond_max_body_bytes_is_502() {
-    // A stateless upstream answers in JSON, read whole (an event stream is cut instead).
-    let (upstream, _upstream_keys) = Server::start_with_keys(&["--stateless"], &[]);
+/// `serve --stateless --max-body-bytes 400` in front of `upstream`, with a token for it.
+fn stateless_gateway_with_400_byte_messages(upstream: &Server) -> (Server, JwksServer) {
     let bearer = mint(&good_claims());
-    let (server, _keys) = Server::start_with_keys(
+    Server::start_with_keys(
         &[
             "--stateless",
             "--max-body-bytes",
@@ -666,7 +664,14 @@ async fn an_upstream_answer_beyond_max_body_bytes_is_502() {
             "UPSTREAM_TOKEN",
         ],
         &[("UPSTREAM_TOKEN", &bearer)],
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upstream_answer_beyond_max_body_bytes_is_502() {
+    // A stateless upstream answers in JSON, read whole (an event stream is cut instead).
+    let (upstream, _upstream_keys) = Server::start_with_keys(&["--stateless"], &[]);
+    let (server, _keys) = stateless_gateway_with_400_byte_messages(&upstream);
     let token = mint(&good_claims());
     let greeted = stateless_post(&server, &token, &call_greet("Ada")).await;
     assert_eq!(tool_text(&greeted.rpc()), "Hi Ada, welcome to Scalekit!");
@@ -687,19 +692,7 @@ async fn an_upstream_answer_beyond_max_body_bytes_is_502() {
 async fn an_upstream_event_beyond_max_body_bytes_ends_the_stream_without_it() {
     // A stateful upstream answers with an event stream, passed on as it comes.
     let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[]);
-    let bearer = mint(&good_claims());
-    let (server, _keys) = Server::start_with_keys(
-        &[
-            "--stateless",
-            "--max-body-bytes",
-            "400",
-            "--upstream",
-            &upstream.url("/"),
-            "--upstream-bearer-env",
-            "UPSTREAM_TOKEN",
-        ],
-        &[("UPSTREAM_TOKEN", &bearer)],
-    );
+    let (server, _keys) = stateless_gateway_with_400_byte_messages(&upstream);
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let response = reqwest::Client::new()
         .post(server.url("/"))
