@@ -374,6 +374,8 @@ impl HttpLink {
         match tokio::time::timeout(upstream.timeout, request).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
+                // reqwest names the URL in its errors, with any password in it.
+                let error = error.without_url();
                 tracing::debug!(%error, "the shared upstream session was not deleted")
             }
             Err(_) => tracing::debug!("the shared upstream session was not deleted in time"),
@@ -492,7 +494,7 @@ impl HttpLink {
                 return Err(LinkError::bad_gateway(format!(
                     "{} is unreachable: {}",
                     upstream.describe(),
-                    crate::error::error_chain(&error)
+                    crate::error::error_chain(&error.without_url())
                 )));
             }
             Ok(Ok(response)) => response,
@@ -555,8 +557,9 @@ async fn read_answer(
     }
     let unreadable = |error: reqwest::Error| {
         LinkError::bad_gateway(format!(
-            "{} sent an answer that could not be read: {error}",
-            upstream.describe()
+            "{} sent an answer that could not be read: {}",
+            upstream.describe(),
+            error.without_url()
         ))
     };
     let read = tokio::time::timeout(upstream.timeout, async {
