@@ -12,7 +12,8 @@ use crate::error::exit_code_for;
 
 use crate::commands::{
     call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
-    logout::LogoutArgs, man::ManArgs, proxy::ProxyArgs, status::StatusArgs, token::TokenArgs, tools::ToolsArgs,
+    logout::LogoutArgs, man::ManArgs, proxy::ProxyArgs, status::StatusArgs, token::TokenArgs,
+    tools::ToolsArgs,
 };
 use crate::config::ServeArgs;
 

@@ -113,7 +113,9 @@ impl ChallengeParams {
         );
         Refusal {
             status: StatusCode::FORBIDDEN,
-            www_authenticate: Some(self.header(Some(("insufficient_scope", &description)), &scopes)),
+            www_authenticate: Some(
+                self.header(Some(("insufficient_scope", &description)), &scopes),
+            ),
             retry_after_seconds: None,
             body: json!({ "error": "insufficient_scope", "error_description": description }),
         }

@@ -10,7 +10,6 @@
 //! matches several rules needs all their scopes. Scopes are compared as exact strings: there is
 //! no hierarchy (`todo:write` does not imply `todo:read`).
 
-
 /// Which scopes which tools need. Empty by default: every tool is open to every valid token.
 ///
 /// ```
@@ -128,7 +127,11 @@ impl ToolScopes {
     /// Every scope `tool` needs, in the order the rules name them, each once.
     pub fn needed_by(&self, tool: &str) -> Vec<String> {
         let mut needed: Vec<String> = Vec::new();
-        for rule in self.rules.iter().filter(|rule| matches(&rule.pattern, tool)) {
+        for rule in self
+            .rules
+            .iter()
+            .filter(|rule| matches(&rule.pattern, tool))
+        {
             for scope in &rule.scopes {
                 if !needed.contains(scope) {
                     needed.push(scope.clone());
@@ -191,8 +194,8 @@ mod tests {
 
     #[test]
     fn flag_entries_parse_and_bad_ones_are_all_reported() {
-        let scopes = ToolScopes::parse(&["admin_*=admin", " add_todo = todo:write  todo:read "])
-            .unwrap();
+        let scopes =
+            ToolScopes::parse(&["admin_*=admin", " add_todo = todo:write  todo:read "]).unwrap();
         assert_eq!(scopes.needed_by("admin_x"), ["admin"]);
         assert_eq!(scopes.needed_by("add_todo"), ["todo:write", "todo:read"]);
         let problems = ToolScopes::parse(&["nothing", "=admin", "tool=", ""]).unwrap_err();
@@ -201,5 +204,4 @@ mod tests {
         assert!(problems[1].contains("names no tool"), "{problems:?}");
         assert!(problems[2].contains("names no scope"), "{problems:?}");
     }
-
 }

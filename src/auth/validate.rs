@@ -445,7 +445,10 @@ pub fn evaluate<'t>(
 }
 
 /// The token's organization (`org_id`, else `oid`) must be one of `allowed`.
-fn check_organization(claims: &Map<String, Value>, allowed: &[String]) -> Result<String, Rejection> {
+fn check_organization(
+    claims: &Map<String, Value>,
+    allowed: &[String],
+) -> Result<String, Rejection> {
     let org = ["org_id", "oid"]
         .iter()
         .find_map(|name| claims.get(*name).and_then(Value::as_str));

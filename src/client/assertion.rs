@@ -187,7 +187,9 @@ fn pem_body(pem: &[u8], label: &str) -> Option<Vec<u8>> {
     let body = &body[body.find('\n')? + 1..];
     let end = body.find("-----END")?;
     let base64: String = body[..end].split_whitespace().collect();
-    base64::engine::general_purpose::STANDARD.decode(base64).ok()
+    base64::engine::general_purpose::STANDARD
+        .decode(base64)
+        .ok()
 }
 
 /// An EC (P-256, P-384) or OKP (Ed25519) private JWK; RSA JWKs are refused with the fix.
@@ -228,7 +230,9 @@ fn from_jwk(path: &Path, text: &str) -> anyhow::Result<(Candidates, Option<Strin
             point.extend(field("x")?);
             point.extend(field("y")?);
             let pair = EcdsaKeyPair::from_private_key_and_public_key(signing, &field("d")?, &point)
-                .map_err(|err| bad_key(path, format!("the JWK is not a valid {crv} key ({err})")))?;
+                .map_err(|err| {
+                    bad_key(path, format!("the JWK is not a valid {crv} key ({err})"))
+                })?;
             let der = pair
                 .to_pkcs8v1()
                 .map_err(|_| bad_key(path, "the JWK cannot be converted"))?;
@@ -236,7 +240,9 @@ fn from_jwk(path: &Path, text: &str) -> anyhow::Result<(Candidates, Option<Strin
         }
         ("OKP", "Ed25519") => {
             let pair = Ed25519KeyPair::from_seed_and_public_key(&field("d")?, &field("x")?)
-                .map_err(|err| bad_key(path, format!("the JWK is not a valid Ed25519 key ({err})")))?;
+                .map_err(|err| {
+                    bad_key(path, format!("the JWK is not a valid Ed25519 key ({err})"))
+                })?;
             let der = pair
                 .to_pkcs8v1()
                 .map_err(|_| bad_key(path, "the JWK cannot be converted"))?;
@@ -251,7 +257,9 @@ fn from_jwk(path: &Path, text: &str) -> anyhow::Result<(Candidates, Option<Strin
         _ => {
             return Err(bad_key(
                 path,
-                format!("unsupported JWK kty {kty:?} / crv {crv:?} (EC P-256, EC P-384 or OKP Ed25519)"),
+                format!(
+                    "unsupported JWK kty {kty:?} / crv {crv:?} (EC P-256, EC P-384 or OKP Ed25519)"
+                ),
             ));
         }
     };
@@ -358,13 +366,19 @@ mod tests {
                 "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n",
                 "public key",
             ),
-            ("{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}", "no `d`"),
+            (
+                "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+                "no `d`",
+            ),
             ("{not json", "not JSON"),
         ] {
             let error = AssertionKey::load(&write(&dir, "k", text)).unwrap_err();
             let message = format!("{error:#}");
             assert!(message.contains(expected), "{message}");
-            assert_eq!(crate::error::exit_code_for(&error), crate::error::Exit::Usage);
+            assert_eq!(
+                crate::error::exit_code_for(&error),
+                crate::error::Exit::Usage
+            );
         }
         let error = AssertionKey::load(&dir.path().join("missing.pem")).unwrap_err();
         assert!(format!("{error:#}").contains("cannot read it"));

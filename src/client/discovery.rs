@@ -120,8 +120,13 @@ async fn find(
     }
     let named_metadata = !candidates.is_empty();
     candidates.extend(well_known_resource_urls(server));
-    let (prm_url, prm) = match first_json(client, &candidates, "protected resource metadata", &mut trace)
-        .await
+    let (prm_url, prm) = match first_json(
+        client,
+        &candidates,
+        "protected resource metadata",
+        &mut trace,
+    )
+    .await
     {
         Ok(found) => found,
         Err(attempts) if probe.accepted => {

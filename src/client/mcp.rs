@@ -147,7 +147,11 @@ pub async fn with_session<T>(
             continue;
         }
         // Where `--login` would have helped, the message says so.
-        let hint = if login.is_none() { " (or pass --login)" } else { "" };
+        let hint = if login.is_none() {
+            " (or pass --login)"
+        } else {
+            ""
+        };
         match (&credentials, refusal.forbidden) {
             (Credentials::Given, true) => return Err(forbidden(url, &refusal, &[], "")),
             (Credentials::Given, false) => {

@@ -533,14 +533,12 @@ async fn private_key_jwt_exchange(
         .form(&form)
         .send()
         .await
-        .map_err(|err| {
-            ExitError {
-                exit: Exit::Unreachable,
-                message: format!(
-                    "requesting a token from {token_endpoint}: {}",
-                    crate::error::error_chain(&err)
-                ),
-            }
+        .map_err(|err| ExitError {
+            exit: Exit::Unreachable,
+            message: format!(
+                "requesting a token from {token_endpoint}: {}",
+                crate::error::error_chain(&err)
+            ),
         })?;
     let status = response.status();
     let body: serde_json::Value = response.json().await.unwrap_or_default();
@@ -555,8 +553,12 @@ async fn private_key_jwt_exchange(
                 .unwrap_or_default(),
         )));
     }
-    let token: rmcp::transport::auth::OAuthTokenResponse = serde_json::from_value(body)
-        .map_err(|err| auth_error(format!("{token_endpoint} answered with no usable token ({err})")))?;
+    let token: rmcp::transport::auth::OAuthTokenResponse =
+        serde_json::from_value(body).map_err(|err| {
+            auth_error(format!(
+                "{token_endpoint} answered with no usable token ({err})"
+            ))
+        })?;
     store
         .store_token(client_id, &token, scopes, now as u64)
         .await?;
@@ -625,7 +627,12 @@ pub async fn login_after_refusal(
     };
     let challenge_scopes = challenge
         .and_then(|c| super::mcp::challenge_attribute(c, "scope"))
-        .map(|scope| scope.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .map(|scope| {
+            scope
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     // A login of ours is done again the way it was done, keeping its scopes; a token stored with
     // --with-token (or none) gets a browser login from discovery.
@@ -640,8 +647,7 @@ pub async fn login_after_refusal(
     let vault = Vault::open(storage, home).await?;
     let server = url::Url::parse(server_url)?;
     let client = super::discovery::http_client()?;
-    let discovered =
-        super::discovery::discover_after_refusal(&client, &server, challenge).await?;
+    let discovered = super::discovery::discover_after_refusal(&client, &server, challenge).await?;
     eprintln!("{server_url} asks for a login.");
     let identity = ClientIdentity {
         client_secret: options.client_id.as_ref().and_then(|_| {

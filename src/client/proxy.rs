@@ -228,7 +228,11 @@ impl Bridge {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION"), " (proxy)"))
+            .user_agent(concat!(
+                "scalekit-mcp/",
+                env!("CARGO_PKG_VERSION"),
+                " (proxy)"
+            ))
             .build()?;
         let (changes, _) = watch::channel(0);
         Ok(Bridge {
@@ -502,7 +506,11 @@ impl Bridge {
     fn broken(&self, error: &reqwest::Error) -> anyhow::Error {
         exit_error(
             Exit::Unreachable,
-            format!("the connection to {} broke: {}", self.url, error_chain(error)),
+            format!(
+                "the connection to {} broke: {}",
+                self.url,
+                error_chain(error)
+            ),
         )
     }
 
@@ -566,10 +574,7 @@ impl Bridge {
         };
         Err(exit_error(
             exit,
-            format!(
-                "{} refused {what} with HTTP {}",
-                self.url, status
-            ),
+            format!("{} refused {what} with HTTP {}", self.url, status),
         ))
     }
 
@@ -740,7 +745,11 @@ impl Bridge {
                 }
                 Err(error) => {
                     failures += 1;
-                    tracing::debug!("the GET stream of {} failed: {}", self.url, error_chain(&error));
+                    tracing::debug!(
+                        "the GET stream of {} failed: {}",
+                        self.url,
+                        error_chain(&error)
+                    );
                     let wait = FIRST_BACKOFF * 2u32.pow(failures.min(6));
                     tokio::time::sleep(wait.min(Duration::from_secs(30))).await;
                 }
@@ -1069,9 +1078,11 @@ mod tests {
         let mut seen = Vec::new();
         let stream = "id: 0\nretry: 3000\ndata:\n\n: comment\nevent: message\nid: 1\ndata: {\"a\":\ndata:  1}\n\ndata: {\"b\":2}\r\n\r\n";
         for line in stream.split('\n') {
-            reader.line(line.trim_end_matches('\r'), &mut data, &mut |event: &str| {
-                seen.push(event.to_owned())
-            });
+            reader.line(
+                line.trim_end_matches('\r'),
+                &mut data,
+                &mut |event: &str| seen.push(event.to_owned()),
+            );
         }
         assert_eq!(seen, ["{\"a\":\n 1}", "{\"b\":2}"]);
         assert_eq!(reader.last_event_id.as_deref(), Some("1"));
@@ -1100,7 +1111,9 @@ mod tests {
 
     #[test]
     fn only_json_rpc_bodies_are_forwarded_as_answers() {
-        assert!(is_json_rpc(r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#));
+        assert!(is_json_rpc(
+            r#"{"jsonrpc":"2.0","id":1,"error":{"code":-32601,"message":"no"}}"#
+        ));
         assert!(is_json_rpc(r#"[{"jsonrpc":"2.0","id":1,"result":{}}]"#));
         assert!(!is_json_rpc("Session not found"));
         assert!(!is_json_rpc(r#"{"error":"not found"}"#));
@@ -1115,8 +1128,11 @@ mod tests {
         );
         assert!(required_scopes(StatusCode::UNAUTHORIZED, Some(challenge)).is_empty());
         assert!(
-            required_scopes(StatusCode::FORBIDDEN, Some(r#"Bearer error="invalid_token""#))
-                .is_empty()
+            required_scopes(
+                StatusCode::FORBIDDEN,
+                Some(r#"Bearer error="invalid_token""#)
+            )
+            .is_empty()
         );
     }
 }

@@ -6,9 +6,9 @@ use std::io::Read;
 
 use clap::Args;
 
+use crate::client::assertion::AssertionKey;
 use crate::client::discovery::{discover, http_client};
 use crate::client::home::{Home, ServerRecord, canonical_server_url};
-use crate::client::assertion::AssertionKey;
 use crate::client::oauth::{self, BrowserLogin, ClientAuth, ClientIdentity};
 use crate::client::secret::Secret;
 use crate::client::vault::{Storage, Vault};

@@ -3,9 +3,9 @@
 
 use clap::Args;
 
+use crate::client::assertion::{ASSERTION_TYPE, AssertionKey};
 use crate::client::credentials::ServerCredentials;
 use crate::client::home::{Home, ServerRecord};
-use crate::client::assertion::{ASSERTION_TYPE, AssertionKey};
 use crate::client::secret::Secret;
 use crate::client::vault::{Storage, Vault, account};
 use crate::commands::token::target_server;
@@ -86,9 +86,8 @@ async fn revoke(vault: &Vault, record: &ServerRecord) -> Option<Result<(), Strin
     // A private_key_jwt client authenticates its revocation as it did its token request.
     let assertion = match (&record.client_assertion_key, &record.issuer) {
         (Some(path), Some(issuer)) => {
-            let signed = AssertionKey::load(path).and_then(|key| {
-                key.sign(&record.client_id, issuer, crate::auth::time::now())
-            });
+            let signed = AssertionKey::load(path)
+                .and_then(|key| key.sign(&record.client_id, issuer, crate::auth::time::now()));
             match signed {
                 Ok(assertion) => Some(assertion),
                 Err(error) => return Some(Err(format!("{error:#}"))),

@@ -160,7 +160,9 @@ fn no_login(message: String) -> anyhow::Error {
 /// `--token-env VAR` (which must be set), else SCALEKIT_MCP_TOKEN when set.
 fn given_token(variable: Option<&str>) -> anyhow::Result<Option<Secret>> {
     let name = variable.unwrap_or(TOKEN_VARIABLE);
-    let value = std::env::var(name).ok().map(|value| value.trim().to_owned());
+    let value = std::env::var(name)
+        .ok()
+        .map(|value| value.trim().to_owned());
     let token = value.filter(|value| !value.is_empty()).map(|value| {
         let bare = value
             .strip_prefix("Bearer ")
@@ -189,7 +191,10 @@ fn parse_headers(raw: &[String]) -> anyhow::Result<HeaderMap> {
             ))
         })?;
         let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
-            ExitError::usage(format!("--header {text:?}: {:?} is not a header name", name.trim()))
+            ExitError::usage(format!(
+                "--header {text:?}: {:?} is not a header name",
+                name.trim()
+            ))
         })?;
         let reserved = [
             "authorization",
@@ -208,7 +213,9 @@ fn parse_headers(raw: &[String]) -> anyhow::Result<HeaderMap> {
             return Err(ExitError::usage(format!("--header {name} is not allowed{hint}")).into());
         }
         let value = HeaderValue::from_str(value.trim()).map_err(|_| {
-            ExitError::usage(format!("--header {name}: the value is not a valid header value"))
+            ExitError::usage(format!(
+                "--header {name}: the value is not a valid header value"
+            ))
         })?;
         headers.append(name, value);
     }
@@ -235,9 +242,7 @@ fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
                 .create(true)
                 .append(true)
                 .open(path)
-                .map_err(|err| {
-                    ExitError::usage(format!("--log-file {}: {err}", path.display()))
-                })?;
+                .map_err(|err| ExitError::usage(format!("--log-file {}: {err}", path.display())))?;
             builder
                 .with_ansi(false)
                 .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
@@ -354,7 +359,12 @@ mod tests {
         let headers = parse_headers(&["X-Tenant: acme".into(), "x-a:b".into()]).unwrap();
         assert_eq!(headers["x-tenant"], "acme");
         assert_eq!(headers["x-a"], "b");
-        for bad in ["no colon", "Authorization: Bearer x", "bad name: x", "Mcp-Session-Id: 1"] {
+        for bad in [
+            "no colon",
+            "Authorization: Bearer x",
+            "bad name: x",
+            "Mcp-Session-Id: 1",
+        ] {
             let error = parse_headers(&[bad.into()]).unwrap_err();
             assert_eq!(exit_code_for(&error), Exit::Usage, "{bad}");
         }

@@ -226,7 +226,10 @@ mod tests {
             .build()
             .unwrap_err()
             .to_string();
-        assert!(error.contains("--mcp-path \"mcp\" must start with '/'"), "{error}");
+        assert!(
+            error.contains("--mcp-path \"mcp\" must start with '/'"),
+            "{error}"
+        );
         assert!(error.contains("no accepted token issuer"), "{error}");
 
         let config = ServeConfig::builder()

@@ -23,7 +23,11 @@ impl FromStr for Cidr {
         let network: IpAddr = address.parse().map_err(|_| usage())?;
         let max = if network.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
-            Some(prefix) => prefix.parse::<u8>().ok().filter(|p| *p <= max).ok_or_else(usage)?,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(usage)?,
             None => max,
         };
         Ok(Cidr { network, prefix })
@@ -64,14 +68,22 @@ mod tests {
         let private: Cidr = "10.0.0.0/8".parse().unwrap();
         assert!(private.contains("10.1.2.3".parse().unwrap()));
         assert!(!private.contains("11.0.0.1".parse().unwrap()));
-        assert!(private.contains("::ffff:10.0.0.9".parse().unwrap()), "IPv4-mapped");
+        assert!(
+            private.contains("::ffff:10.0.0.9".parse().unwrap()),
+            "IPv4-mapped"
+        );
         let one: Cidr = "127.0.0.1".parse().unwrap();
         assert!(one.contains("127.0.0.1".parse().unwrap()));
         assert!(!one.contains("127.0.0.2".parse().unwrap()));
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains("2001:db8:1::1".parse().unwrap()));
         assert!(!v6.contains("2001:db9::1".parse().unwrap()));
-        assert!("0.0.0.0/0".parse::<Cidr>().unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(
+            "0.0.0.0/0"
+                .parse::<Cidr>()
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("proxy".parse::<Cidr>().is_err());
     }

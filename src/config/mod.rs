@@ -25,8 +25,8 @@ mod rate;
 #[cfg(feature = "gateway")]
 pub use args::GatewayArgs;
 pub use args::{PolicyArgs, ServeArgs, Transport};
-pub use builder::{ConfigBuilder, ConfigError};
 pub(crate) use builder::ServeCommand;
+pub use builder::{ConfigBuilder, ConfigError};
 pub use cidr::Cidr;
 pub use rate::Rate;
 
@@ -784,7 +784,9 @@ fn metrics_address(
     let shares_the_mcp_port = mcp.is_some_and(|mcp| {
         mcp.port() == address.port()
             && address.port() != 0
-            && (mcp.ip() == address.ip() || mcp.ip().is_unspecified() || address.ip().is_unspecified())
+            && (mcp.ip() == address.ip()
+                || mcp.ip().is_unspecified()
+                || address.ip().is_unspecified())
     });
     if shares_the_mcp_port {
         problems.add(format!(

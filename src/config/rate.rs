@@ -44,11 +44,14 @@ impl FromStr for Rate {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let usage = || format!("{text:?} is not a rate: write N/UNIT with UNIT s, min or h (e.g. 600/min)");
+        let usage =
+            || format!("{text:?} is not a rate: write N/UNIT with UNIT s, min or h (e.g. 600/min)");
         let (count, unit) = text.trim().split_once('/').ok_or_else(usage)?;
         let count: u32 = count.trim().parse().map_err(|_| usage())?;
         if count == 0 {
-            return Err(format!("{text:?}: a rate of 0 refuses everything; leave the limit out instead"));
+            return Err(format!(
+                "{text:?}: a rate of 0 refuses everything; leave the limit out instead"
+            ));
         }
         let per = match unit.trim() {
             "s" | "sec" | "second" => Duration::from_secs(1),
@@ -77,9 +80,17 @@ mod tests {
         assert_eq!(rate.interval(), Duration::from_millis(100));
         assert_eq!(rate.to_string(), "600/min");
         assert_eq!("5/s".parse::<Rate>().unwrap().burst, 1);
-        assert_eq!("2/h".parse::<Rate>().unwrap().per, Duration::from_secs(3600));
+        assert_eq!(
+            "2/h".parse::<Rate>().unwrap().per,
+            Duration::from_secs(3600)
+        );
         assert!("600".parse::<Rate>().is_err());
         assert!("600/day".parse::<Rate>().is_err());
-        assert!("0/s".parse::<Rate>().unwrap_err().contains("refuses everything"));
+        assert!(
+            "0/s"
+                .parse::<Rate>()
+                .unwrap_err()
+                .contains("refuses everything")
+        );
     }
 }

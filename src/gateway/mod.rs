@@ -219,7 +219,11 @@ impl Gateway {
             });
         }
         let in_flight = connected.relay.begin(context.id.clone());
-        let handle = match connected.peer().send_request_with_option(request, options).await {
+        let handle = match connected
+            .peer()
+            .send_request_with_option(request, options)
+            .await
+        {
             Ok(handle) => handle,
             Err(error) => return Err(connected.failure(&self.upstream, &error).await),
         };

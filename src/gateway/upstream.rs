@@ -152,7 +152,10 @@ pub struct Connected {
 impl Connected {
     /// [`Upstream::failure`], with a gone child's last stderr line, which usually says why.
     pub async fn failure(&self, upstream: &Upstream, error: &ServiceError) -> McpError {
-        let gone = matches!(error, ServiceError::TransportClosed | ServiceError::TransportSend(_));
+        let gone = matches!(
+            error,
+            ServiceError::TransportClosed | ServiceError::TransportSend(_)
+        );
         let last = match gone && matches!(upstream.target, Target::Command { .. }) {
             true => self.last_stderr.line().await,
             false => String::new(),
@@ -199,7 +202,9 @@ impl Upstream {
             .clone()
             .serve(relay.in_order(transport))
             .await
-            .map_err(|error| self.unavailable(format!("{} did not initialize: {error}", self.describe())))
+            .map_err(|error| {
+                self.unavailable(format!("{} did not initialize: {error}", self.describe()))
+            })
     }
 
     /// The HTTP client for the sessions' upstream connections. Redirects are not followed: the
@@ -207,7 +212,11 @@ impl Upstream {
     fn http_client(&self) -> &reqwest::Client {
         self.http_client.get_or_init(|| {
             reqwest::Client::builder()
-                .user_agent(concat!("scalekit-mcp/", env!("CARGO_PKG_VERSION"), " gateway"))
+                .user_agent(concat!(
+                    "scalekit-mcp/",
+                    env!("CARGO_PKG_VERSION"),
+                    " gateway"
+                ))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap_or_default()
@@ -249,8 +258,10 @@ impl Upstream {
                     if let Some(bearer) = bearer {
                         config = config.auth_header(bearer.as_str());
                     }
-                    let transport =
-                        StreamableHttpClientTransport::with_client(self.http_client().clone(), config);
+                    let transport = StreamableHttpClientTransport::with_client(
+                        self.http_client().clone(),
+                        config,
+                    );
                     self.initialize(&relay, transport).await
                 }
             }
@@ -444,7 +455,10 @@ async fn log_stderr(stderr: tokio::process::ChildStderr, session: u64, last: Las
     let mut lines = tokio::io::BufReader::new(stderr).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         tracing::info!(target: "upstream", session, "{line}");
-        *last.line.lock().unwrap_or_else(|poison| poison.into_inner()) = line;
+        *last
+            .line
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner()) = line;
     }
     last.closed.cancel();
 }
@@ -462,7 +476,10 @@ impl LastStderr {
     /// its stdout).
     async fn line(&self) -> String {
         let _ = tokio::time::timeout(Duration::from_millis(500), self.closed.cancelled()).await;
-        self.line.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.line
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
     }
 }
 

@@ -19,8 +19,8 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
 use super::audit;
-use super::sessions::Sessions;
 use super::rate_limits::OverLimit;
+use super::sessions::Sessions;
 use super::tool_calls::{ToolRequests, filter_listed_tools, operations_quickly, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
@@ -149,8 +149,12 @@ where
             if let Some(scopes) = scopes {
                 response = only_allowed_tools(state, &scopes, response).await;
             }
-            let reported = caller_for_report
-                .and_then(|caller| Some((caller, response.extensions_mut().remove::<audit::Reported>()?)));
+            let reported = caller_for_report.and_then(|caller| {
+                Some((
+                    caller,
+                    response.extensions_mut().remove::<audit::Reported>()?,
+                ))
+            });
             if let Some(call) = audited {
                 response = call.follow(response);
             } else if let Some((caller, reported)) = reported {
@@ -429,13 +433,15 @@ where
         let ready = std::mem::replace(&mut self.inner, fresh);
         let state = self.state.clone();
         Box::pin(async move {
-            Ok(match caller_of(&state, request.headers(), request.extensions()).await {
-                Ok(caller) => {
-                    request.extensions_mut().insert(caller);
-                    pass(ready, request).await
-                }
-                Err(refusal) => refusal,
-            })
+            Ok(
+                match caller_of(&state, request.headers(), request.extensions()).await {
+                    Ok(caller) => {
+                        request.extensions_mut().insert(caller);
+                        pass(ready, request).await
+                    }
+                    Err(refusal) => refusal,
+                },
+            )
         })
     }
 }

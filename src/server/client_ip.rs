@@ -115,7 +115,11 @@ mod tests {
     fn forwarded_headers_count_only_from_trusted_peers() {
         let spoofed = parts("198.51.100.7", &[("x-forwarded-for", "203.0.113.5")]);
         assert_eq!(
-            client_ip(&spoofed.extensions, &spoofed.headers, &ranges(&["127.0.0.1"])),
+            client_ip(
+                &spoofed.extensions,
+                &spoofed.headers,
+                &ranges(&["127.0.0.1"])
+            ),
             Some("198.51.100.7".parse().unwrap()),
             "an untrusted peer's header is ignored"
         );
@@ -124,21 +128,36 @@ mod tests {
             &[("x-forwarded-for", "203.0.113.5, 198.51.100.7, 10.0.0.2")],
         );
         assert_eq!(
-            client_ip(&proxied.extensions, &proxied.headers, &ranges(&["127.0.0.1", "10.0.0.0/8"])),
+            client_ip(
+                &proxied.extensions,
+                &proxied.headers,
+                &ranges(&["127.0.0.1", "10.0.0.0/8"])
+            ),
             Some("198.51.100.7".parse().unwrap()),
             "the right-most address no trusted proxy vouches for"
         );
         let standard = parts(
             "127.0.0.1",
-            &[("forwarded", "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.2")],
+            &[(
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.2",
+            )],
         );
         assert_eq!(
-            client_ip(&standard.extensions, &standard.headers, &ranges(&["127.0.0.1", "10.0.0.0/8"])),
+            client_ip(
+                &standard.extensions,
+                &standard.headers,
+                &ranges(&["127.0.0.1", "10.0.0.0/8"])
+            ),
             Some("2001:db8::7".parse().unwrap())
         );
         let unknown = parts("127.0.0.1", &[("x-forwarded-for", "unknown, 10.0.0.2")]);
         assert_eq!(
-            client_ip(&unknown.extensions, &unknown.headers, &ranges(&["127.0.0.1", "10.0.0.0/8"])),
+            client_ip(
+                &unknown.extensions,
+                &unknown.headers,
+                &ranges(&["127.0.0.1", "10.0.0.0/8"])
+            ),
             Some("127.0.0.1".parse().unwrap()),
             "all trusted: the peer itself"
         );

@@ -39,12 +39,12 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use futures::future::BoxFuture;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use rmcp::ServerHandler;
 use rmcp::model::{
     CallToolRequest, CallToolRequestParams, ClientRequest, GetExtensions, GetMeta, JsonRpcRequest,
     JsonRpcVersion2_0, ListToolsRequest, PaginatedRequestParams, ProtocolVersion, RequestId,
     ServerJsonRpcMessage,
 };
-use rmcp::ServerHandler;
 use rmcp::service::{Peer, RequestContext, RoleServer, RunningService, Service};
 use rmcp::transport::streamable_http_server::StreamableHttpService;
 use serde::Deserialize;
@@ -203,7 +203,9 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         let (message, outcome) = match self.tools.handle_request(request, context).await {
             Ok(result) => {
                 let outcome = match &result {
-                    rmcp::model::ServerResult::CallToolResult(result) if result.is_error == Some(true) => {
+                    rmcp::model::ServerResult::CallToolResult(result)
+                        if result.is_error == Some(true) =>
+                    {
                         Outcome::ToolError
                     }
                     _ => Outcome::Ok,

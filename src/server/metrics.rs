@@ -41,15 +41,15 @@ const OTHER: &str = "other";
 /// Request durations, in seconds: OpenTelemetry's advice for `http.server.request.duration`,
 /// with finer steps below 5 ms, where this server answers most requests.
 const HTTP_BUCKETS: [f64; 17] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0,
-    2.5, 5.0, 10.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+    5.0, 10.0,
 ];
 
 /// MCP operation durations, in seconds: OpenTelemetry's advice for
 /// `mcp.server.operation.duration` (tools may run for minutes), with the same fine start.
 const MCP_BUCKETS: [f64; 17] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0,
-    60.0, 300.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0,
+    300.0,
 ];
 
 /// The MCP methods a request can name (2025-03-26 to 2026-07-28 revisions); any other is
@@ -263,7 +263,11 @@ impl Metrics {
         outcome: &'static str,
         elapsed: Duration,
     ) {
-        let key = (str_key(method), Arc::as_ptr(&tool) as usize, str_key(outcome));
+        let key = (
+            str_key(method),
+            Arc::as_ptr(&tool) as usize,
+            str_key(outcome),
+        );
         let labels = || McpLabels {
             mcp_method_name: method,
             gen_ai_tool_name: tool.clone(),
@@ -609,10 +613,34 @@ impl Collector for ProcessCollector {
             seconds,
             &[(None, ConstCounter::new(process.cpu_seconds))],
         )?;
-        gauge(&mut encoder, "process_resident_memory", "Resident memory size.", bytes, process.resident_bytes)?;
-        gauge(&mut encoder, "process_virtual_memory", "Virtual memory size.", bytes, process.virtual_bytes)?;
-        gauge(&mut encoder, "process_open_fds", "Open file descriptors.", None, process.open_fds)?;
-        gauge(&mut encoder, "process_max_fds", "Maximum number of open file descriptors.", None, process.max_fds)?;
+        gauge(
+            &mut encoder,
+            "process_resident_memory",
+            "Resident memory size.",
+            bytes,
+            process.resident_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            "process_virtual_memory",
+            "Virtual memory size.",
+            bytes,
+            process.virtual_bytes,
+        )?;
+        gauge(
+            &mut encoder,
+            "process_open_fds",
+            "Open file descriptors.",
+            None,
+            process.open_fds,
+        )?;
+        gauge(
+            &mut encoder,
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            None,
+            process.max_fds,
+        )?;
         gauge(
             &mut encoder,
             "process_start_time",
@@ -671,7 +699,9 @@ mod process {
     /// The soft limit on open files, from /proc/self/limits.
     fn max_open_files() -> Option<f64> {
         let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
-        let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))?;
         line["Max open files".len()..]
             .split_whitespace()
             .next()?
@@ -698,7 +728,10 @@ mod tests {
     fn unknown_methods_and_routes_are_other() {
         assert_eq!(method_label("tools/call"), "tools/call");
         assert_eq!(method_label("x/anything-a-client-sends"), "other");
-        assert_eq!(http_method_label(&Method::from_bytes(b"BREW").unwrap()), "_OTHER");
+        assert_eq!(
+            http_method_label(&Method::from_bytes(b"BREW").unwrap()),
+            "_OTHER"
+        );
     }
 
     #[cfg(target_os = "linux")]

@@ -51,6 +51,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::auth::challenge::ChallengeParams;
 use crate::auth::jwks::JwksCache;
+use crate::auth::tool_scopes::ToolScopes;
 use crate::auth::validate::TokenPolicy;
 use crate::auth::verdicts::VerdictCache;
 use crate::config::{ServeArgs, ServeConfig, Transport, well_known_url};
@@ -58,7 +59,6 @@ use auth::LoggedSubject;
 use mcp_path::McpPath;
 use rate_limits::RateLimits;
 use sessions::{SessionLimits, Sessions};
-use crate::auth::tool_scopes::ToolScopes;
 
 use protected::McpServer;
 
@@ -85,7 +85,8 @@ pub(crate) struct Extras {
 }
 
 /// See [`Extras::before_sessions_end`] and [`Extras::after_requests`].
-pub(crate) type ShutdownHook = Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+pub(crate) type ShutdownHook =
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// What the guard and the public routes share.
 pub struct AppState {
@@ -239,7 +240,13 @@ pub fn app(
 ) -> Router {
     let tools = crate::tools::ScalekitTools::new();
     let known_tool = metrics::known_tools_of(tools.clone());
-    let state = AppState::new(config, keys, config.tool_scopes.clone(), known_tool, &Extras::default());
+    let state = AppState::new(
+        config,
+        keys,
+        config.tool_scopes.clone(),
+        known_tool,
+        &Extras::default(),
+    );
     standalone_app(
         config,
         state,
@@ -268,10 +275,7 @@ fn mcp_endpoint<H>(
     handler: H,
     own: Option<OwnEndpoint>,
     shutdown: CancellationToken,
-) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send>
-+ Clone
-+ Send
-+ 'static
+) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {

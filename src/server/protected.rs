@@ -17,9 +17,9 @@ use tower::Layer;
 
 use super::auth::BearerAuth;
 use super::dev_auth::DevAuth;
-use crate::auth::tool_scopes::ToolScopes;
 use super::{AppState, Authentication, Extras};
 use crate::auth::jwks::{HttpFetcher, JwksCache};
+use crate::auth::tool_scopes::ToolScopes;
 use crate::config::ServeConfig;
 
 /// An MCP server for handler `H` whose every request needs a valid bearer token.
@@ -290,7 +290,8 @@ where
                 shutdown.cancel();
             }
         });
-        let server = super::connections::serve(listener, app, config.idle_timeout, shutdown.clone());
+        let server =
+            super::connections::serve(listener, app, config.idle_timeout, shutdown.clone());
         let hook = self.extras.after_requests.clone();
         let server_then_hook = async move {
             server.await;
@@ -311,12 +312,14 @@ where
 
 /// The metrics listener at `address`.
 async fn bind_metrics(address: std::net::SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(address).await.with_context(|| {
-        format!(
-            "listening for metrics on {address} (is another process using the port? set \
+    tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| {
+            format!(
+                "listening for metrics on {address} (is another process using the port? set \
              --metrics-addr / SCALEKIT_MCP_METRICS_ADDR)"
-        )
-    })
+            )
+        })
 }
 
 /// Serves `/metrics` until `shutdown`, on `listener` or else on `address`, bound now.

@@ -158,7 +158,11 @@ impl RateLimits {
 
     /// Counts one request of this client IP that needs a token checked (no usable token, or one
     /// not seen before). A request whose client is unknown is not counted.
-    pub fn admit_unverified(&self, extensions: &Extensions, headers: &HeaderMap) -> Result<(), OverLimit> {
+    pub fn admit_unverified(
+        &self,
+        extensions: &Extensions,
+        headers: &HeaderMap,
+    ) -> Result<(), OverLimit> {
         let Some(limit) = &self.anonymous else {
             return Ok(());
         };
@@ -286,11 +290,18 @@ mod tests {
             assert!(limiter.admit("a").is_ok());
         }
         let wait = limiter.admit("a").unwrap_err();
-        assert_eq!(wait, Duration::from_secs(1), "one request per second after the burst");
+        assert_eq!(
+            wait,
+            Duration::from_secs(1),
+            "one request per second after the burst"
+        );
         assert!(limiter.admit("b").is_ok(), "another key has its own burst");
         clock.advance(Duration::from_secs(1));
         assert!(limiter.admit("a").is_ok());
-        assert!(limiter.admit("a").is_err(), "a refused request did not count");
+        assert!(
+            limiter.admit("a").is_err(),
+            "a refused request did not count"
+        );
     }
 
     #[test]
@@ -302,7 +313,11 @@ mod tests {
         }
         assert_eq!(limiter.len(), 100_000);
         limiter.forget_idle();
-        assert_eq!(limiter.len(), 100_000, "not yet idle: each is still counted");
+        assert_eq!(
+            limiter.len(),
+            100_000,
+            "not yet idle: each is still counted"
+        );
         clock.advance(Duration::from_secs(1));
         limiter.forget_idle();
         assert_eq!(limiter.len(), 0);

@@ -150,7 +150,11 @@ fn filter_message(json: &[u8], allowed: &impl Fn(&str) -> bool) -> Option<Vec<u8
             return;
         };
         let before = tools.len();
-        tools.retain(|tool| tool.get("name").and_then(Value::as_str).is_some_and(allowed));
+        tools.retain(|tool| {
+            tool.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(allowed)
+        });
         changed |= tools.len() != before;
     };
     match &mut message {
@@ -199,7 +203,11 @@ mod tests {
             }
         );
         let repeated = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"ok","name":"admin_x"}}"#;
-        assert_eq!(calls(&tool_requests(repeated)), ["admin_x"], "the last key counts");
+        assert_eq!(
+            calls(&tool_requests(repeated)),
+            ["admin_x"],
+            "the last key counts"
+        );
         assert_eq!(tool_requests(b"not json"), ToolRequests::default());
         let answer = br#"{"jsonrpc":"2.0","id":7,"result":{}}"#;
         assert_eq!(tool_requests(answer), ToolRequests::default());
@@ -208,15 +216,22 @@ mod tests {
     #[test]
     fn the_quick_reader_finds_the_same_operations() {
         let one = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add_todo","arguments":{"a":[1,{"b":2}]}}}"#;
-        assert_eq!(operations_quickly(one), [call("tools/call", Some("add_todo"))]);
+        assert_eq!(
+            operations_quickly(one),
+            [call("tools/call", Some("add_todo"))]
+        );
         let batch = br#" [{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}},
                           {"jsonrpc":"2.0","id":2,"method":"tools/list"}]"#;
         assert_eq!(
             operations_quickly(batch),
             [call("tools/call", Some("a")), call("tools/list", None)]
         );
-        let escaped = br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x\u0041"}}"#;
-        assert_eq!(operations_quickly(escaped), [call("tools/call", Some("xA"))]);
+        let escaped =
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call","params":{"name":"x\u0041"}}"#;
+        assert_eq!(
+            operations_quickly(escaped),
+            [call("tools/call", Some("xA"))]
+        );
         assert_eq!(
             operations_quickly(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#),
             [call("notifications/initialized", None)]
@@ -227,17 +242,24 @@ mod tests {
 
     #[test]
     fn listed_tools_are_filtered_in_json_and_in_event_streams() {
-        let answer = r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a"},{"name":"admin_x"}]}}"#;
+        let answer =
+            r#"{"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"a"},{"name":"admin_x"}]}}"#;
         let allowed = |name: &str| !name.starts_with("admin_");
         let filtered = filter_listed_tools(answer.as_bytes(), false, allowed).unwrap();
         let filtered: Value = serde_json::from_slice(&filtered).unwrap();
-        assert_eq!(filtered["result"]["tools"], serde_json::json!([{"name": "a"}]));
+        assert_eq!(
+            filtered["result"]["tools"],
+            serde_json::json!([{"name": "a"}])
+        );
         assert!(filter_listed_tools(answer.as_bytes(), false, |_| true).is_none());
 
         let stream = format!("id: 0\nretry: 3000\ndata: \n\nid: 1\ndata: {answer}\n\n");
         let filtered = filter_listed_tools(stream.as_bytes(), true, allowed).unwrap();
         let filtered = String::from_utf8(filtered).unwrap();
-        assert!(filtered.starts_with("id: 0\nretry: 3000\ndata: \n\nid: 1\ndata: {"), "{filtered}");
+        assert!(
+            filtered.starts_with("id: 0\nretry: 3000\ndata: \n\nid: 1\ndata: {"),
+            "{filtered}"
+        );
         assert!(!filtered.contains("admin_x"), "{filtered}");
         assert!(filtered.ends_with("}\n\n"), "{filtered}");
     }
