@@ -18,8 +18,11 @@ use super::secret::Secret;
 use super::vault::{Storage, Vault, account};
 use crate::error::{Exit, ExitError};
 
-/// Refresh a token this long before it expires, so a request never leaves with a dying token.
+/// Refresh a token this long before it expires, so a request never leaves with a dying token…
 pub const REFRESH_MARGIN_SECS: i64 = 60;
+/// …or, for a token that lives less than four minutes, a quarter of its lifetime: a 30-second
+/// token refreshed 60 s ahead would be refreshed before every request.
+const REFRESH_MARGIN_SHARE: i64 = 4;
 
 fn auth_error(message: String) -> anyhow::Error {
     ExitError {
@@ -926,11 +929,25 @@ fn stored_record(home: &Home, server_url: &str) -> anyhow::Result<ServerRecord> 
         })
 }
 
-/// Whether the record's token has more than [`REFRESH_MARGIN_SECS`] left (or no known expiry).
+/// Whether the record's token has more than its refresh margin left (or no known expiry).
 pub fn is_fresh(record: &ServerRecord) -> bool {
+    is_fresh_at(record, crate::auth::time::now())
+}
+
+fn is_fresh_at(record: &ServerRecord, now: i64) -> bool {
     record
         .expires_at
-        .is_none_or(|expires_at| expires_at - crate::auth::time::now() > REFRESH_MARGIN_SECS)
+        .is_none_or(|expires_at| expires_at - now > refresh_margin(record))
+}
+
+/// [`REFRESH_MARGIN_SECS`], or a quarter of the token's lifetime when that is shorter.
+fn refresh_margin(record: &ServerRecord) -> i64 {
+    let lifetime = match (record.expires_at, record.received_at) {
+        (Some(expires_at), Some(received_at)) => expires_at - received_at as i64,
+        _ => return REFRESH_MARGIN_SECS,
+    };
+    // At least a second: expiry is known to the second, so "0 s left" may be a few milliseconds.
+    (lifetime / REFRESH_MARGIN_SHARE).clamp(1, REFRESH_MARGIN_SECS)
 }
 
 /// The client credentials grant again, for `scopes`: with the stored secret, or a new assertion
@@ -1025,7 +1042,53 @@ async fn renew(home: &Home, vault: &Vault, record: ServerRecord) -> anyhow::Resu
 
 #[cfg(test)]
 mod tests {
-    use super::with_consent_prompt;
+    use super::{ServerRecord, is_fresh_at, with_consent_prompt};
+
+    fn token(received_at: i64, lifetime: i64) -> ServerRecord {
+        ServerRecord {
+            received_at: Some(received_at as u64),
+            expires_at: Some(received_at + lifetime),
+            ..ServerRecord::default()
+        }
+    }
+
+    #[test]
+    fn an_hour_long_token_is_refreshed_a_minute_before_it_expires() {
+        let hour = token(1_000, 3_600);
+        assert!(is_fresh_at(&hour, 1_000 + 3_600 - 61));
+        assert!(!is_fresh_at(&hour, 1_000 + 3_600 - 60));
+    }
+
+    #[test]
+    fn a_short_token_is_refreshed_in_its_last_quarter_not_at_every_request() {
+        let half_minute = token(1_000, 30);
+        assert!(
+            is_fresh_at(&half_minute, 1_000),
+            "a new 30 s token is fresh"
+        );
+        assert!(is_fresh_at(&half_minute, 1_000 + 22));
+        assert!(!is_fresh_at(&half_minute, 1_000 + 23), "7 s left: refresh");
+        let five_seconds = token(1_000, 5);
+        assert!(is_fresh_at(&five_seconds, 1_003));
+        assert!(!is_fresh_at(&five_seconds, 1_004));
+        let three_seconds = token(1_000, 3);
+        assert!(is_fresh_at(&three_seconds, 1_001));
+        assert!(
+            !is_fresh_at(&three_seconds, 1_002),
+            "never used in its last second"
+        );
+    }
+
+    #[test]
+    fn without_a_receipt_time_the_margin_is_a_minute_and_without_expiry_never_stale() {
+        let unknown_start = ServerRecord {
+            expires_at: Some(1_100),
+            ..ServerRecord::default()
+        };
+        assert!(!is_fresh_at(&unknown_start, 1_040));
+        assert!(is_fresh_at(&unknown_start, 1_039));
+        assert!(is_fresh_at(&ServerRecord::default(), i64::MAX));
+    }
 
     #[test]
     fn offline_access_requests_get_prompt_consent() {

@@ -267,14 +267,19 @@ async fn client_credentials_log_in_without_a_browser() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expiring_token_is_refreshed_and_concurrent_refreshes_both_work() {
-    let server = dev_server(&["--dev-token-ttl", "5s"]);
+    let server = dev_server(&["--dev-token-ttl", "8s"]);
     let home = tempfile::tempdir().unwrap();
     assert!(login(&server, home.path(), &[]).await.status.success());
+    let logged_in = std::time::Instant::now();
     let first = stdout(&run(home.path(), &["token"])).trim().to_owned();
+    let again = stdout(&run(home.path(), &["token"])).trim().to_owned();
+    assert_eq!(again, first, "a fresh token is not refreshed");
 
-    // Within a minute of expiry, every `token` refreshes; two at once must both succeed (the
-    // second re-reads the rotated refresh token under the lock instead of reusing the old one,
-    // which the server would treat as theft and revoke).
+    // In the last quarter of its lifetime (for an 8 s token, its last 2 s), `token` refreshes;
+    // two at once must both succeed (the second re-reads the rotated refresh token under the
+    // lock instead of reusing the old one, which the server would treat as theft and revoke).
+    let stale = std::time::Duration::from_secs(6);
+    tokio::time::sleep(stale.saturating_sub(logged_in.elapsed())).await;
     let spawn = || {
         binary(home.path())
             .arg("token")

@@ -648,8 +648,9 @@ async fn client_credentials_with_a_private_key_jwt() {
         metadata_prefix: Some(""),
         assertion_key: Some(public),
         required: HashMap::from([("tools/call", vec!["read", "write"])]),
-        // Below the refresh margin: every use renews.
-        lifetime: 30,
+        // A one-second token is inside its refresh margin (at least 1 s) from the start: every
+        // use renews. (The fake's tokens are opaque: it never refuses an expired one.)
+        lifetime: 1,
         ..Script::default()
     });
     let home = tempfile::tempdir().unwrap();

@@ -26,7 +26,7 @@ from support import (
 )
 
 # Short, so the test can wait for it to expire, yet room for a slow, busy machine between login
-# and the last call made with it (and under the 60 s `login` refreshes ahead of).
+# and the last call made with it (the client refreshes it in its last quarter: its last 7 s).
 ACCESS_TOKEN_TTL = 30
 
 
