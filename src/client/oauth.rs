@@ -690,11 +690,14 @@ pub async fn login_once(
     required: &[String],
     options: &Reauthorize,
 ) -> anyhow::Result<Secret> {
-    let lock_home = home.clone();
-    let name = login_lock_name(server_url);
-    let _lock = tokio::task::spawn_blocking(move || lock_home.lock(&name))
-        .await
-        .map_err(|err| anyhow::anyhow!("waiting for the login lock: {err}"))??;
+    let _server_lock = lock(home, login_lock_name(server_url)).await?;
+    // Logins to two servers through one fixed callback port take turns instead of failing on a
+    // port the other holds (always after the server's lock, so no two processes wait on each
+    // other).
+    let _port_lock = match options.callback_port {
+        0 => None,
+        port => Some(lock(home, format!("callback-{port}.lock")).await?),
+    };
     let stored = home.load()?.servers.get(server_url).cloned();
     if let Some(record) = &stored
         && record.grant != "token"
@@ -710,6 +713,14 @@ pub async fn login_once(
     } else {
         step_up(home, server_url, required, options).await
     }
+}
+
+/// Takes the lock file `name` in the config directory, waiting for it off the async threads.
+async fn lock(home: &Home, name: String) -> anyhow::Result<std::fs::File> {
+    let home = home.clone();
+    tokio::task::spawn_blocking(move || home.lock(&name))
+        .await
+        .map_err(|err| anyhow::anyhow!("waiting for the login lock: {err}"))?
 }
 
 /// `login-<first 16 hex digits of SHA-256(server URL)>.lock`: one lock per server, with a file

@@ -552,6 +552,54 @@ async fn three_proxies_at_once_share_one_login() {
     assert_eq!(approvals, 1, "{}", server.stderr());
 }
 
+/// Two servers, two proxies started at once, one fixed `--callback-port`: the second login waits
+/// for the first to free the port instead of failing on it, and both proxies get their tools.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_logins_through_one_fixed_callback_port_take_turns() {
+    let servers = [dev_server(&[]), dev_server(&[])];
+    let home = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut proxies: Vec<Proxy> = servers
+        .iter()
+        .map(|server| {
+            let url = server.url("/");
+            let args = [url.as_str(), "--no-browser", "--callback-port", &port];
+            Proxy::start(home.path(), &args, &[])
+        })
+        .collect();
+    for proxy in &mut proxies {
+        proxy.send(&initialize());
+    }
+    // The logins run one after the other, in whichever order the proxies took the port.
+    let mut finished = [false, false];
+    let started = std::time::Instant::now();
+    while finished.contains(&false) {
+        for (index, proxy) in proxies.iter().enumerate() {
+            if !finished[index] && proxy.stderr().contains("Open this URL") {
+                finish_login(proxy).await;
+                finished[index] = true;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "logins did not both start: {finished:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for proxy in &mut proxies {
+        let answer = proxy.answer(&json!(0));
+        assert!(answer.get("result").is_some(), "{answer}");
+        proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        let tools = proxy.request(1, "tools/list", json!({}));
+        assert!(tool_names(&tools).contains(&"greet_user".to_owned()));
+    }
+    for proxy in proxies {
+        let (code, stderr) = proxy.close();
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(!stderr.contains("in use"), "{stderr}");
+    }
+}
+
 /// A tool that needs a scope the login lacks: the server answers the call 403
 /// `insufficient_scope`. With --no-login the client gets a JSON-RPC error naming the login that
 /// gets the scope; otherwise the proxy authorizes again for the union of the scopes (the test

@@ -133,6 +133,8 @@ class Proc:
 
     def __init__(self, name: str, argv: list[str], env: dict, logs: Path, cwd=None, stdin=None):
         self.name = name
+        # Kept so that a test can start the same command again (a server restart).
+        self.argv, self.env, self.cwd = argv, env, cwd
         self.out_path = logs / f"{name}.out"
         self.err_path = logs / f"{name}.err"
         self.proc = subprocess.Popen(

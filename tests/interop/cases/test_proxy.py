@@ -9,7 +9,8 @@ desktop client does.
   the middle of a tool call; both requests cross the proxy and the gateway, and the client's
   answers come back in the tools' results.
 - oidc-provider as the authorization server: a login stored by `scalekit-mcp login` (its forms
-  played by the test's browser), then the proxy lists tools and calls them with it.
+  played by the test's browser), then the proxy lists tools and calls them with it, across a
+  refresh and a restart of `serve` (the proxy initializes the new server's session by itself).
 
 No token reaches the proxy's stderr.
 """
@@ -166,11 +167,17 @@ def test_a_login_stored_against_oidc_provider_serves_the_proxy(procs, tmp_path, 
             latest = cli.credentials()[f"access-token:{server}"]
             await asyncio.sleep(max(0.0, jwt_claims(latest)["exp"] - time.time()) + 1.5)
             later = await client.call_tool("greet_user", {"name": "Grace"})
-            return [tool.name for tool in tools.tools], greeting, whoami, later
+            # A restart of serve forgets every session: the client notices nothing.
+            serve.stop()
+            restarted = procs("serve-restarted", serve.argv, serve.env, cwd=serve.cwd)
+            restarted.wait_for_http(f"{server}ready")
+            after_restart = await client.call_tool("greet_user", {"name": "Hopper"})
+            assert text_of(after_restart) == "Hi Hopper, welcome to Scalekit!", after_restart
+            return [tool.name for tool in tools.tools], greeting, whoami, later, restarted
 
     errlog_path = tmp_path / "proxy-stderr.log"
     with errlog_path.open("w") as errlog:
-        names, greeting, whoami, later = asyncio.run(asyncio.wait_for(scenario(errlog), 90))
+        names, greeting, whoami, later, serve = asyncio.run(asyncio.wait_for(scenario(errlog), 90))
 
     assert names == ["greet_user", "whoami"], names
     assert text_of(greeting) == "Hi Ada, welcome to Scalekit!"
@@ -182,6 +189,7 @@ def test_a_login_stored_against_oidc_provider_serves_the_proxy(procs, tmp_path, 
     proxy_log = errlog_path.read_text()
     assert "refreshed the access token" in proxy_log, proxy_log
     assert "Open this URL" not in proxy_log, proxy_log
+    assert "forgot the MCP session" in proxy_log, proxy_log
     secrets = [value for value in {**first, **after}.values() if isinstance(value, str)]
     assert_no_secret(proxy_log, *secrets)
     assert_no_secret(serve.logs(), *secrets)
