@@ -26,6 +26,7 @@ pub mod heading {
     pub const POLICY: &str = "Policies";
     pub const LOGGING: &str = "Logging and metrics";
     pub const DEVELOPMENT: &str = "Development (--dev)";
+    pub const REPLICAS: &str = "Several replicas (Redis)";
     #[cfg(feature = "gateway")]
     pub const GATEWAY: &str = "Gateway (in front of another MCP server)";
 }
@@ -427,6 +428,43 @@ pub struct ServeArgs {
         help_heading = heading::SESSIONS
     )]
     pub session_idle_timeout: Duration,
+
+    /// Keep sessions in Redis, so that every replica serves every session: redis://…
+    ///
+    /// redis://[user:password@]host:port[/db], or rediss:// for TLS. Any replica takes over a
+    /// session it does not hold (from the client's initialize parameters), only for the caller
+    /// who opened it; DELETE ends it everywhere. While Redis is down, new sessions and
+    /// take-overs get 503, sessions held by a replica go on. Default: in this process only.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_SESSION_STORE",
+        value_name = "URL",
+        help_heading = heading::REPLICAS
+    )]
+    pub session_store: Option<String>,
+
+    /// Count rate limits in Redis, so that they hold across replicas (default: the session store).
+    ///
+    /// --rate-limit, --tool-rate-limit and --anonymous-rate-limit become totals over every
+    /// replica using this Redis, instead of per replica. While Redis is down, requests are
+    /// admitted (logged at ERROR and counted in scalekit_mcp_store_errors_total).
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_RATE_LIMIT_STORE",
+        value_name = "URL",
+        help_heading = heading::REPLICAS
+    )]
+    pub rate_limit_store: Option<String>,
+
+    /// Prefix of every Redis key, so that several deployments can share one Redis.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_REDIS_PREFIX",
+        default_value = "scalekit-mcp:",
+        value_name = "PREFIX",
+        help_heading = heading::REPLICAS
+    )]
+    pub redis_prefix: String,
 
     /// Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none.
     ///

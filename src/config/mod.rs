@@ -134,6 +134,15 @@ pub struct ServeConfig {
     pub(crate) max_sessions_per_caller: usize,
     /// A session without a request for this long is closed.
     pub(crate) session_idle_timeout: std::time::Duration,
+    /// Where sessions are kept besides this process (`--session-store`, a Redis URL).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) session_store: Option<StoreUrl>,
+    /// Where rate limits are counted (`--rate-limit-store`, else the session store).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) rate_limit_store: Option<StoreUrl>,
+    /// Prefix of every Redis key (`--redis-prefix`).
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))]
+    pub(crate) redis_prefix: String,
     pub(crate) shutdown_timeout: std::time::Duration,
     /// The scopes each tool needs (`--tool-scope`).
     pub(crate) tool_scopes: ToolScopes,
@@ -475,6 +484,7 @@ impl ServeConfig {
         }
 
         let metrics_addr = metrics_address(args, bind, &mut problems);
+        let (session_store, rate_limit_store) = stores(args, &mut problems);
 
         problems.into_result()?;
         Ok(ServeConfig {
@@ -507,6 +517,9 @@ impl ServeConfig {
             max_sessions: args.max_sessions,
             max_sessions_per_caller: args.max_sessions_per_caller,
             session_idle_timeout: args.session_idle_timeout.0,
+            session_store,
+            rate_limit_store,
+            redis_prefix: args.redis_prefix.clone(),
             shutdown_timeout: args.shutdown_timeout.0,
             tool_scopes,
             rate_limit,
@@ -518,6 +531,78 @@ impl ServeConfig {
             dev,
         })
     }
+}
+
+/// A Redis URL (`redis://` or `rediss://`), its password hidden when shown.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoreUrl(String);
+
+impl StoreUrl {
+    /// The URL itself, password included: for the connection only.
+    pub fn secret_url(&self) -> &str {
+        &self.0
+    }
+
+    fn parse(flag: &str, text: &str) -> Result<Self, String> {
+        let url = Url::parse(text.trim()).map_err(|error| {
+            format!("{flag}: not a URL ({error}); write redis://host:port, or rediss:// for TLS")
+        })?;
+        if !matches!(url.scheme(), "redis" | "rediss") {
+            return Err(format!(
+                "{flag}: the scheme is {}; only redis:// and rediss:// (TLS) are supported",
+                url.scheme()
+            ));
+        }
+        if !cfg!(feature = "redis") {
+            return Err(format!(
+                "{flag}: this build has no Redis support (build with the `redis` feature)"
+            ));
+        }
+        Ok(Self(text.trim().to_owned()))
+    }
+}
+
+impl std::fmt::Debug for StoreUrl {
+    /// Without the password: a configuration may be logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = Url::parse(&self.0).map_err(|_| std::fmt::Error)?;
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("***"));
+        }
+        write!(f, "{shown}")
+    }
+}
+
+/// `--session-store` and `--rate-limit-store` (which defaults to the session store), checked.
+fn stores(args: &ServeArgs, problems: &mut Problems) -> (Option<StoreUrl>, Option<StoreUrl>) {
+    let mut parse = |flag: &str, text: &Option<String>| {
+        let text = text.as_deref().filter(|text| !text.trim().is_empty())?;
+        StoreUrl::parse(flag, text)
+            .map_err(|problem| problems.add(problem))
+            .ok()
+    };
+    let session_store = parse(
+        "--session-store (SCALEKIT_MCP_SESSION_STORE)",
+        &args.session_store,
+    );
+    let rate_limit_store = parse(
+        "--rate-limit-store (SCALEKIT_MCP_RATE_LIMIT_STORE)",
+        &args.rate_limit_store,
+    );
+    if session_store.is_some() && args.stateless {
+        problems.add(
+            "--session-store keeps stateful sessions, and --stateless has none (every replica \
+             already serves every request): drop one of them",
+        );
+    }
+    if (session_store.is_some() || rate_limit_store.is_some()) && args.transport == Transport::Stdio
+    {
+        problems.add(
+            "--session-store and --rate-limit-store are for HTTP replicas, not --transport stdio",
+        );
+    }
+    let rate_limit_store = rate_limit_store.or_else(|| session_store.clone());
+    (session_store, rate_limit_store)
 }
 
 /// `--rate-limit` (with `--rate-limit-burst`) and `--tool-rate-limit`, checked.

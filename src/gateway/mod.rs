@@ -45,6 +45,12 @@ pub use upstream::Upstream;
 
 /// The upstream `serve`'s gateway flags name, checked; `None` when they name none (the built-in
 /// tools are served).
+fn has_session_store(args: &ServeArgs) -> bool {
+    args.session_store
+        .as_deref()
+        .is_some_and(|url| !url.trim().is_empty())
+}
+
 pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
     let gateway = &args.gateway;
     let url = gateway
@@ -64,6 +70,18 @@ pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
         (Some(_), Some(_)) => {
             return Err(ExitError::usage(
                 "both --upstream and a command after --: serve one upstream, not two",
+            ));
+        }
+        _ if has_session_store(args) && !args.stateless => {
+            // A session's upstream (a child process, or an upstream session) lives on the
+            // replica that opened it; another replica taking the session over would start a
+            // new one, with none of its state.
+            return Err(ExitError::usage(
+                "--session-store cannot move a gateway's sessions between replicas: each holds \
+                 an upstream session (or a child process) on the replica that opened it. Use \
+                 --stateless (one upstream session or child per replica, shared by every \
+                 caller), or route each Mcp-Session-Id to one replica at the load balancer \
+                 without --session-store",
             ));
         }
         (None, Some((program, rest))) => {

@@ -20,7 +20,7 @@ use tower::Service;
 
 use super::audit;
 use super::rate_limits::OverLimit;
-use super::sessions::Sessions;
+use super::sessions::{Access, Sessions};
 use super::tool_calls::{ToolRequests, filter_listed_tools, operations_quickly, tool_requests};
 use super::{AppState, Authentication};
 use crate::auth::challenge::{AuthFailure, Refusal};
@@ -116,7 +116,7 @@ where
             // Cloned only for the log line: every clone of the one cached caller touches a
             // reference count shared by all worker threads.
             let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
-            if let Err(over) = state.rate_limits.admit_caller(&caller) {
+            if let Err(over) = state.rate_limits.admit_caller(&caller).await {
                 return over_limit(state, &over);
             }
             let mut tool_requests = ToolRequests::default();
@@ -186,8 +186,19 @@ where
         .get(SESSION_ID)
         .and_then(|value| value.to_str().ok());
     if let Some(id) = named {
-        if !sessions.permits(id, &caller) {
-            return session_not_found();
+        match sessions.check(id, &caller) {
+            Access::Permitted { touch_due } => {
+                if touch_due && !still_shared(sessions, id).await {
+                    return session_not_found();
+                }
+            }
+            Access::Refused => return session_not_found(),
+            #[cfg(feature = "redis")]
+            Access::Unknown if sessions.shared().is_some() => {
+                let id = id.to_owned();
+                return take_over(sessions, id, request, caller, inner).await;
+            }
+            Access::Unknown => return session_not_found(),
         }
         request.extensions_mut().insert(caller);
         return pass(inner, request).await;
@@ -207,8 +218,102 @@ where
         .get(SESSION_ID)
         .and_then(|value| value.to_str().ok())
     {
+        #[cfg(feature = "redis")]
+        if let Some(records) = sessions.shared() {
+            // Fail closed: a session whose owner Redis does not know could be taken over by
+            // anyone on another replica, so without its record there is no session.
+            let owner = stored_owner(&caller);
+            if records.persist(opened, &owner).await.is_err() {
+                sessions.forget(opened).await;
+                return store_unavailable();
+            }
+        }
         sessions.bind(opened, &caller, reservation);
     }
+    response
+}
+
+/// Whether the Redis record of session `id`, held here, still exists (its expiry pushed back).
+/// A record gone means the session was deleted on another replica (or expired): it ends here
+/// too. While Redis fails, sessions held here go on.
+async fn still_shared(sessions: &Sessions, id: &str) -> bool {
+    #[cfg(feature = "redis")]
+    if let Some(records) = sessions.shared()
+        && let Ok(false) = records.touch(id).await
+    {
+        sessions.forget(id).await;
+        return false;
+    }
+    let _ = (sessions, id);
+    true
+}
+
+/// A request for session `id`, which this replica does not hold: served if Redis has its
+/// record and the caller is its owner (rmcp restores it from the record), else 404; 503 while
+/// Redis cannot say.
+#[cfg(feature = "redis")]
+async fn take_over<S>(
+    sessions: &Arc<Sessions>,
+    id: String,
+    mut request: Request,
+    caller: Arc<Caller>,
+    inner: S,
+) -> Response
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+{
+    let Some(records) = sessions.shared() else {
+        return session_not_found();
+    };
+    let owner = match records.owner_of(&id).await {
+        Ok(Some(owner)) => owner,
+        Ok(None) => return session_not_found(),
+        Err(_) => return store_unavailable(),
+    };
+    if owner != stored_owner(&caller) {
+        records.forget_pending(&id);
+        return session_not_found();
+    }
+    let Some(reservation) = sessions.reserve() else {
+        records.forget_pending(&id);
+        return too_many_sessions(sessions.limits().max_sessions);
+    };
+    sessions.expect_restore(&id, &caller, reservation);
+    request.extensions_mut().insert(caller);
+    let response = pass(inner, request).await;
+    sessions.restore_settled(&id);
+    response
+}
+
+/// The owner a session record names for `caller`: as `server::sessions` binds sessions.
+#[cfg(feature = "redis")]
+fn stored_owner(caller: &Caller) -> crate::server::redis_store::sessions::StoredOwner {
+    crate::server::redis_store::sessions::StoredOwner {
+        issuer: caller.issuer.clone().unwrap_or_default(),
+        subject: caller
+            .sub
+            .clone()
+            .or_else(|| caller.client_id.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// 503 while the session store (Redis) cannot be reached: a new session, or one held by
+/// another replica, needs it. Sessions held by this replica go on.
+#[cfg(feature = "redis")]
+fn store_unavailable() -> Response {
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(serde_json::json!({
+            "error": "session_store_unavailable",
+            "error_description": "the session store (Redis) cannot be reached, so no session \
+                can be opened or taken over by this replica; retry shortly",
+        })),
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
 
@@ -273,17 +378,21 @@ async fn check_tool_calls(
             lists: false,
         }
     };
-    let refused = requests.calls().find_map(|tool| {
+    let mut refused = None;
+    for tool in requests.calls() {
         let missing = state.tool_scopes.missing(tool, &caller.scopes);
         if !missing.is_empty() {
             let needed = state.tool_scopes.needed_by(tool);
             let refusal = refusal_response(state.challenge.refuse_tool(tool, &needed, &missing));
-            return Some((refusal, audit::Outcome::Denied));
+            refused = Some((refusal, audit::Outcome::Denied));
+            break;
         }
         // Counted only once the call is allowed: a refused call costs the caller nothing.
-        let over = state.rate_limits.admit_tool(caller, tool).err()?;
-        Some((over_limit(state, &over), audit::Outcome::RateLimited))
-    });
+        if let Err(over) = state.rate_limits.admit_tool(caller, tool).await {
+            refused = Some((over_limit(state, &over), audit::Outcome::RateLimited));
+            break;
+        }
+    }
     if let Some((refusal, outcome)) = refused {
         return Err((refusal, outcome, requests.operations));
     }
@@ -357,7 +466,9 @@ async fn caller_of(
     let token = match bearer_token(headers) {
         Ok(token) => token,
         Err(failure) => {
-            unverified().map_err(|over| over_limit(state, &over))?;
+            unverified()
+                .await
+                .map_err(|over| over_limit(state, &over))?;
             return Err(refuse(failure));
         }
     };
@@ -369,7 +480,9 @@ async fn caller_of(
     {
         return Ok(caller);
     }
-    unverified().map_err(|over| over_limit(state, &over))?;
+    unverified()
+        .await
+        .map_err(|over| over_limit(state, &over))?;
     verify(state, token, now).await.map_err(refuse)
 }
 

@@ -154,6 +154,9 @@ impl std::fmt::Debug for Metrics {
 pub struct Sources {
     pub keys: Arc<JwksCache>,
     pub sessions: Option<Arc<Sessions>>,
+    /// The Redis stores' failures (`--session-store`, `--rate-limit-store`), if there are any.
+    #[cfg(feature = "redis")]
+    pub store_errors: Option<Counter>,
 }
 
 impl Metrics {
@@ -190,6 +193,14 @@ impl Metrics {
             "Requests refused with 429, by limit (caller, client_ip, tool)",
             rate_limited.clone(),
         );
+        #[cfg(feature = "redis")]
+        if let Some(errors) = sources.store_errors {
+            registry.register(
+                "scalekit_mcp_store_errors",
+                "Redis commands that failed (sessions and rate limits go on: see the ERROR lines)",
+                errors,
+            );
+        }
         registry.register_collector(Box::new(KeysCollector(sources.keys)));
         if let Some(sessions) = sources.sessions {
             registry.register_collector(Box::new(SessionsCollector(sessions)));

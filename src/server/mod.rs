@@ -24,6 +24,8 @@ pub mod mcp_path;
 pub mod metrics;
 pub mod protected;
 pub mod rate_limits;
+#[cfg(feature = "redis")]
+pub mod redis_store;
 pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;
@@ -116,6 +118,10 @@ pub struct AppState {
     pub endpoint_reports: bool,
     /// Checked by `/ready` after the signing keys.
     pub(crate) readiness: Option<ReadinessCheck>,
+    /// The Redis servers sessions and rate limits are kept in (each once), probed in the
+    /// background for `/ready`.
+    #[cfg(feature = "redis")]
+    pub(crate) redis: Vec<Arc<redis_store::RedisStore>>,
 }
 
 impl AppState {
@@ -142,18 +148,42 @@ impl AppState {
         tool_scopes: ToolScopes,
         known_tool: metrics::KnownTool,
         extras: &Extras,
-    ) -> Arc<Self> {
+    ) -> anyhow::Result<Arc<Self>> {
+        #[cfg(feature = "redis")]
+        let stores = redis_store::Stores::open(config)?;
         let sessions = (!config.stateless).then(|| {
-            Arc::new(Sessions::new(SessionLimits {
+            let sessions = Sessions::new(SessionLimits {
                 max_sessions: config.max_sessions,
                 max_per_caller: config.max_sessions_per_caller,
                 idle_timeout: config.session_idle_timeout,
-            }))
+            });
+            #[cfg(feature = "redis")]
+            let sessions = match &stores.sessions {
+                Some(store) => sessions.shared_in(redis_store::sessions::SessionRecords::new(
+                    store.clone(),
+                    config.session_idle_timeout,
+                )),
+                None => sessions,
+            };
+            Arc::new(sessions)
         });
+        let rate_limits = RateLimits::new(
+            config.rate_limit,
+            &config.tool_rate_limits,
+            config.anonymous_rate_limit,
+            &config.trusted_proxies,
+        );
+        #[cfg(feature = "redis")]
+        let rate_limits = match &stores.rate_limits {
+            Some(store) => rate_limits.shared_on(store),
+            None => rate_limits,
+        };
         let metrics = config.metrics_addr.map(|_| {
             let sources = metrics::Sources {
                 keys: keys.clone(),
                 sessions: sessions.clone(),
+                #[cfg(feature = "redis")]
+                store_errors: (!stores.all().is_empty()).then(|| stores.errors.clone()),
             };
             Arc::new(metrics::Metrics::new(&routes(config), known_tool, sources))
         });
@@ -170,18 +200,19 @@ impl AppState {
             verdicts: VerdictCache::default(),
             sessions,
             tool_scopes,
-            rate_limits: RateLimits::new(
-                config.rate_limit,
-                &config.tool_rate_limits,
-                config.anonymous_rate_limit,
-                &config.trusted_proxies,
-            ),
+            rate_limits,
             max_body_bytes: config.max_body_bytes,
             audit: audit::enabled(),
             endpoint_reports: false,
             metrics,
             readiness: extras.readiness.clone(),
+            #[cfg(feature = "redis")]
+            redis: stores.all(),
         };
+        #[cfg(feature = "redis")]
+        {
+            state.readiness = redis_store::with_readiness(state.readiness.take(), &state.redis);
+        }
         // The guard reads a body for the audit line or a decision anyway, and then records the
         // metrics itself; otherwise the direct path of --stateless does.
         state.endpoint_reports = state.metrics.is_some()
@@ -189,7 +220,7 @@ impl AppState {
             && extras.endpoint.is_none()
             && !state.audit
             && !state.decides_on_tool_calls();
-        Arc::new(state)
+        Ok(Arc::new(state))
     }
 
     /// The metrics for an endpoint that records what it answers (see `endpoint_reports`).
@@ -226,7 +257,12 @@ fn suffixed_metadata_path(config: &ServeConfig) -> Option<String> {
 
 /// The built-in tools' application, for the tests that drive it in-process. `keys` is the JWKS
 /// cache (already maintained by the caller); `shutdown` ends open MCP streams when cancelled.
-pub fn router(config: &ServeConfig, keys: Arc<JwksCache>, shutdown: CancellationToken) -> Router {
+/// Fails only for a session or rate-limit store that cannot be opened.
+pub fn router(
+    config: &ServeConfig,
+    keys: Arc<JwksCache>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Router> {
     app(config, keys, None, shutdown)
 }
 
@@ -237,7 +273,7 @@ pub fn app(
     keys: Arc<JwksCache>,
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
-) -> Router {
+) -> anyhow::Result<Router> {
     let tools = crate::tools::ScalekitTools::new();
     let known_tool = metrics::known_tools_of(tools.clone());
     let state = AppState::new(
@@ -246,8 +282,8 @@ pub fn app(
         config.tool_scopes.clone(),
         known_tool,
         &Extras::default(),
-    );
-    standalone_app(
+    )?;
+    Ok(standalone_app(
         config,
         state,
         tools,
@@ -255,7 +291,7 @@ pub fn app(
         dev_auth,
         shutdown,
         Authentication::Required,
-    )
+    ))
 }
 
 /// Whether the MCP routes sit behind the bearer-token check ([`auth::Guarded`]). Only
@@ -282,7 +318,8 @@ where
     if let Some(own) = own {
         return Either::Left(own);
     }
-    let mcp_config = StreamableHttpServerConfig::default()
+    #[allow(unused_mut)]
+    let mut mcp_config = StreamableHttpServerConfig::default()
         .with_cancellation_token(shutdown)
         .with_max_request_body_bytes(config.max_body_bytes)
         .with_legacy_session_mode(!config.stateless)
@@ -291,6 +328,12 @@ where
         // URL's host included, before authentication.
         .disable_allowed_hosts()
         .disable_allowed_origins();
+    // With --session-store, rmcp restores a session this replica does not hold from its record
+    // (the guard has checked the caller against the record's owner first: `auth::take_over`).
+    #[cfg(feature = "redis")]
+    {
+        mcp_config.session_store = state.sessions.as_ref().and_then(|s| s.rmcp_store());
+    }
     // With --stateless rmcp never opens a session; its manager is then just unused.
     let sessions = state.sessions.clone().unwrap_or_else(|| {
         Arc::new(Sessions::new(SessionLimits {

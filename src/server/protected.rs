@@ -124,7 +124,7 @@ where
         let keys = Arc::new(JwksCache::new(fetcher, config.cache));
         let tool_scopes = config.tool_scopes.clone().and(&tool_scopes);
         let known_tool = super::metrics::known_tools_of(handler.clone());
-        let state = AppState::new(&config, keys, tool_scopes, known_tool, &extras);
+        let state = AppState::new(&config, keys, tool_scopes, known_tool, &extras)?;
         Ok(Self {
             config,
             handler,
@@ -161,6 +161,11 @@ where
                     .clone()
                     .maintain(self.shutdown.child_token()),
             );
+            #[cfg(feature = "redis")]
+            for store in &self.state.redis {
+                tracing::info!(redis = %store.describe(), "sessions or rate limits are shared in Redis");
+                store.watch(self.shutdown.child_token());
+            }
             if !self.state.rate_limits.is_empty() {
                 tokio::spawn(forget_idle_rate_limit_keys(
                     self.state.clone(),

@@ -8,8 +8,10 @@
 //!
 //! The state behind a limit is a [`Limiter`]: in memory here, one entry per key, and the entries
 //! of keys that have been idle long enough to be back at a full burst are dropped every minute,
-//! so a flood of distinct callers cannot grow memory without bound. A store shared between
-//! replicas can implement the same trait.
+//! so a flood of distinct callers cannot grow memory without bound. With `--rate-limit-store`,
+//! it is in Redis instead ([`RateLimits::shared_on`]), so that every replica counts against the
+//! same limit; while Redis fails, requests are admitted (the failure is logged and counted): a
+//! limit store that is down must not take the service down with it.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -94,7 +96,15 @@ struct Limit {
     rate: Rate,
     /// `caller`, or `tool NAME` (the rule's pattern).
     name: String,
-    limiter: Box<dyn Limiter>,
+    state: LimitState,
+}
+
+/// Where a limit's counts are kept.
+enum LimitState {
+    Memory(Box<dyn Limiter>),
+    /// In Redis, shared by every replica.
+    #[cfg(feature = "redis")]
+    Shared(super::redis_store::limiter::RedisLimiter),
 }
 
 /// Every configured limit.
@@ -138,7 +148,7 @@ impl RateLimits {
         let limit = |rate: Rate, name: String| Limit {
             rate,
             name,
-            limiter: Box::new(MemoryLimiter::new(rate)),
+            state: LimitState::Memory(Box::new(MemoryLimiter::new(rate))),
         };
         Self {
             caller: caller.map(|rate| limit(rate, "caller".into())),
@@ -151,6 +161,18 @@ impl RateLimits {
         }
     }
 
+    /// The same limits, counted in Redis: every replica using `store` shares them.
+    #[cfg(feature = "redis")]
+    pub fn shared_on(mut self, store: &std::sync::Arc<super::redis_store::RedisStore>) -> Self {
+        use super::redis_store::limiter::RedisLimiter;
+        let all = self.caller.iter_mut().chain(&mut self.anonymous);
+        for limit in all.chain(self.tools.iter_mut().map(|(_, limit)| limit)) {
+            limit.state =
+                LimitState::Shared(RedisLimiter::new(store.clone(), &limit.name, limit.rate));
+        }
+        self
+    }
+
     /// Whether there is any limit at all.
     pub fn is_empty(&self) -> bool {
         self.caller.is_none() && self.tools.is_empty() && self.anonymous.is_none()
@@ -158,7 +180,7 @@ impl RateLimits {
 
     /// Counts one request of this client IP that needs a token checked (no usable token, or one
     /// not seen before). A request whose client is unknown is not counted.
-    pub fn admit_unverified(
+    pub async fn admit_unverified(
         &self,
         extensions: &Extensions,
         headers: &HeaderMap,
@@ -167,7 +189,7 @@ impl RateLimits {
             return Ok(());
         };
         match client_ip(extensions, headers, &self.trusted_proxies) {
-            Some(ip) => admit(limit, &ip.to_string()),
+            Some(ip) => admit(limit, &ip.to_string()).await,
             None => Ok(()),
         }
     }
@@ -178,22 +200,22 @@ impl RateLimits {
     }
 
     /// Counts one request of `caller`.
-    pub fn admit_caller(&self, caller: &Caller) -> Result<(), OverLimit> {
+    pub async fn admit_caller(&self, caller: &Caller) -> Result<(), OverLimit> {
         let Some(limit) = &self.caller else {
             return Ok(());
         };
-        admit(limit, &caller_key(caller))
+        admit(limit, &caller_key(caller)).await
     }
 
     /// Counts one call of `tool` by `caller`, under every tool limit that matches it.
-    pub fn admit_tool(&self, caller: &Caller, tool: &str) -> Result<(), OverLimit> {
+    pub async fn admit_tool(&self, caller: &Caller, tool: &str) -> Result<(), OverLimit> {
         let mut key = None;
         for (pattern, limit) in &self.tools {
             if !matches(pattern, tool) {
                 continue;
             }
             let key = key.get_or_insert_with(|| format!("{}\n{tool}", caller_key(caller)));
-            admit(limit, key)?;
+            admit(limit, key).await?;
         }
         Ok(())
     }
@@ -202,13 +224,24 @@ impl RateLimits {
     pub fn forget_idle(&self) {
         let all = self.caller.iter().chain(&self.anonymous);
         for limit in all.chain(self.tools.iter().map(|(_, limit)| limit)) {
-            limit.limiter.forget_idle();
+            match &limit.state {
+                LimitState::Memory(limiter) => limiter.forget_idle(),
+                // Redis expires its keys by itself.
+                #[cfg(feature = "redis")]
+                LimitState::Shared(_) => {}
+            }
         }
     }
 }
 
-fn admit(limit: &Limit, key: &str) -> Result<(), OverLimit> {
-    limit.limiter.admit(key).map_err(|retry_after| OverLimit {
+async fn admit(limit: &Limit, key: &str) -> Result<(), OverLimit> {
+    let decision = match &limit.state {
+        LimitState::Memory(limiter) => limiter.admit(key),
+        // Fail open: the store has logged and counted the failure.
+        #[cfg(feature = "redis")]
+        LimitState::Shared(limiter) => limiter.admit(key).await.unwrap_or(Ok(())),
+    };
+    decision.map_err(|retry_after| OverLimit {
         name: limit.name.clone(),
         rate: limit.rate,
         retry_after,

@@ -21,6 +21,13 @@
 //! rmcp reports every session's end, whatever the cause (`DELETE`, idle timeout, a failed
 //! handshake, shutdown), through [`SessionManager::close_session`]; that is where an entry and its
 //! slot are given back, so the table holds exactly the sessions that are alive.
+//!
+//! With `--session-store` (`server::redis_store::sessions`), each session also has a record in
+//! Redis, and a replica can take over a session it does not hold: the guard reads the record,
+//! checks its owner, and rmcp restores the session ([`Sessions::expect_restore`], then
+//! [`SessionManager::restore_session`]). A session held here is checked against its record at
+//! most once per [`TOUCH_EVERY`] ([`Access::Permitted::touch_due`]), which keeps the record alive
+//! and notices a `DELETE` made on another replica.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -37,6 +44,9 @@ use rmcp::transport::streamable_http_server::session::{
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::auth::validate::Caller;
+
+/// How often a session held here is checked against its Redis record (at most).
+pub const TOUCH_EVERY: Duration = Duration::from_secs(1);
 
 /// The caps and the idle timeout of `serve`'s sessions.
 #[derive(Debug, Clone, Copy)]
@@ -84,6 +94,8 @@ fn subject(caller: &Caller) -> &str {
 struct Entry {
     owner: Option<Owner>,
     last_used: Instant,
+    /// When the Redis record was last checked (with `--session-store`).
+    last_touched: Instant,
     /// The session's share of `--max-sessions`, given back when the entry goes.
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -126,12 +138,30 @@ impl Table {
 /// is given back if none does.
 pub struct Reservation(OwnedSemaphorePermit);
 
+/// Whether a request may use the session it names ([`Sessions::check`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Access {
+    /// The caller's own session, held here. `touch_due`: its Redis record should be checked
+    /// before the request goes on.
+    Permitted { touch_due: bool },
+    /// Held here, but not the caller's (or not bound yet): 404.
+    Refused,
+    /// Not held here: 404, unless a shared store has it.
+    Unknown,
+}
+
 /// rmcp's in-memory session manager, with owner binding and the session caps.
 pub struct Sessions {
     inner: LocalSessionManager,
     table: Mutex<Table>,
     slots: Arc<Semaphore>,
     limits: SessionLimits,
+    /// The sessions' records in Redis (`--session-store`).
+    #[cfg(feature = "redis")]
+    shared: Option<Arc<crate::server::redis_store::sessions::SessionRecords>>,
+    /// Sessions the guard let through to be restored, with their owner and slot.
+    #[cfg(feature = "redis")]
+    restoring: Mutex<HashMap<String, (Owner, Reservation)>>,
 }
 
 impl Sessions {
@@ -143,7 +173,37 @@ impl Sessions {
             table: Mutex::default(),
             slots: Arc::new(Semaphore::new(limits.max_sessions.max(1))),
             limits,
+            #[cfg(feature = "redis")]
+            shared: None,
+            #[cfg(feature = "redis")]
+            restoring: Mutex::default(),
         }
+    }
+
+    /// Sessions whose records are kept in Redis too, so that other replicas can take them over.
+    #[cfg(feature = "redis")]
+    pub fn shared_in(
+        mut self,
+        records: Arc<crate::server::redis_store::sessions::SessionRecords>,
+    ) -> Self {
+        self.shared = Some(records);
+        self
+    }
+
+    /// The sessions' records in Redis, if they are kept there.
+    #[cfg(feature = "redis")]
+    pub fn shared(&self) -> Option<&Arc<crate::server::redis_store::sessions::SessionRecords>> {
+        self.shared.as_ref()
+    }
+
+    /// The rmcp view of the session records, for a restore ([`Self::shared`]).
+    #[cfg(feature = "redis")]
+    pub fn rmcp_store(
+        &self,
+    ) -> Option<Arc<dyn rmcp::transport::streamable_http_server::session::SessionStore>> {
+        use crate::server::redis_store::sessions::RmcpSessionStore;
+        let records = self.shared.clone()?;
+        Some(Arc::new(RmcpSessionStore(records)))
     }
 
     pub fn limits(&self) -> SessionLimits {
@@ -173,13 +233,69 @@ impl Sessions {
 
     /// Whether `caller` may use session `id`: only the caller who opened it. Marks it used.
     pub fn permits(&self, id: &str, caller: &Caller) -> bool {
+        matches!(self.check(id, caller), Access::Permitted { .. })
+    }
+
+    /// Whether `caller` may use session `id`, and whether its Redis record is due a check.
+    /// Marks it used.
+    pub fn check(&self, id: &str, caller: &Caller) -> Access {
         let mut table = self.lock();
-        match table.entries.get_mut(id) {
-            Some(entry) if entry.owner.as_ref().is_some_and(|owner| owner.is(caller)) => {
-                entry.last_used = Instant::now();
-                true
-            }
-            _ => false,
+        let Some(entry) = table.entries.get_mut(id) else {
+            return Access::Unknown;
+        };
+        if !entry.owner.as_ref().is_some_and(|owner| owner.is(caller)) {
+            return Access::Refused;
+        }
+        let now = Instant::now();
+        entry.last_used = now;
+        let touch_due =
+            self.has_shared_store() && now.duration_since(entry.last_touched) >= self.touch_every();
+        if touch_due {
+            entry.last_touched = now;
+        }
+        Access::Permitted { touch_due }
+    }
+
+    fn has_shared_store(&self) -> bool {
+        #[cfg(feature = "redis")]
+        return self.shared.is_some();
+        #[cfg(not(feature = "redis"))]
+        false
+    }
+
+    /// [`TOUCH_EVERY`], or less with a very short idle timeout (the record must not expire
+    /// between two checks).
+    fn touch_every(&self) -> Duration {
+        TOUCH_EVERY.min(self.limits.idle_timeout / 4)
+    }
+
+    /// Ends session `id` here: its record is gone from the shared store (a `DELETE` on another
+    /// replica, or it expired).
+    pub async fn forget(&self, id: &str) {
+        if self.lock().remove(id).is_some() {
+            let _ = self.inner.close_session(&SessionId::from(id)).await;
+        }
+    }
+
+    /// Lets rmcp restore session `id` (not held here; its record names `caller` as the owner),
+    /// which then holds `reservation` as its slot.
+    #[cfg(feature = "redis")]
+    pub fn expect_restore(&self, id: &str, caller: &Caller, reservation: Reservation) {
+        self.restoring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .insert(id.to_owned(), (Owner::of(caller), reservation));
+    }
+
+    /// Gives back what [`Self::expect_restore`] set aside if rmcp did not restore the session.
+    #[cfg(feature = "redis")]
+    pub fn restore_settled(&self, id: &str) {
+        self.restoring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(id);
+        if let Some(records) = &self.shared {
+            records.forget_pending(id);
         }
     }
 
@@ -203,23 +319,74 @@ impl Sessions {
                 entry.last_used = Instant::now();
                 entry._slot = Some(reservation.0);
             }
-            table.by_owner.entry(owner.clone()).or_default().push(id);
-            table
-                .over_cap(&owner, self.limits.max_per_caller)
-                .and_then(|lru| table.remove(&lru).map(|_| lru))
+            self.count_for_owner(&mut table, id, &owner)
         };
-        if let Some(evicted) = evicted {
-            tracing::debug!(
-                subject = %owner.subject,
-                "closing a caller's least recently used session: over --max-sessions-per-caller"
-            );
-            // Already unreachable (its entry is gone, so its requests get 404); rmcp's worker
-            // is stopped off the request path.
-            let sessions = Arc::clone(self);
-            tokio::spawn(async move {
-                let _ = sessions.inner.close_session(&evicted).await;
-            });
+        self.close_evicted(evicted, &owner);
+    }
+
+    /// Adds `id` to `owner`'s sessions; the least recently used one of them if that makes one
+    /// too many (already out of the table).
+    fn count_for_owner(
+        &self,
+        table: &mut Table,
+        id: SessionId,
+        owner: &Owner,
+    ) -> Option<SessionId> {
+        table.by_owner.entry(owner.clone()).or_default().push(id);
+        table
+            .over_cap(owner, self.limits.max_per_caller)
+            .and_then(|lru| table.remove(&lru).map(|_| lru))
+    }
+
+    /// Holds session `id`, just restored by rmcp, for the owner the guard found in its record.
+    #[cfg(feature = "redis")]
+    fn adopt_restored(&self, id: SessionId) {
+        let expected = self
+            .restoring
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .remove(&*id);
+        let Some((owner, reservation)) = expected else {
+            // Not let through by the guard: nobody's, so every request for it gets 404.
+            return;
+        };
+        let now = Instant::now();
+        let mut table = self.lock();
+        table.entries.insert(
+            id.clone(),
+            Entry {
+                owner: Some(owner.clone()),
+                last_used: now,
+                last_touched: now,
+                _slot: Some(reservation.0),
+            },
+        );
+        // An eviction here is rare (a caller with more sessions than the cap on this replica);
+        // its worker stops when its keep-alive ends.
+        if let Some(evicted) = self.count_for_owner(&mut table, id, &owner) {
+            tracing::debug!(session = %evicted, "over --max-sessions-per-caller after a restore");
         }
+    }
+
+    fn close_evicted(self: &Arc<Self>, evicted: Option<SessionId>, owner: &Owner) {
+        let Some(evicted) = evicted else {
+            return;
+        };
+        tracing::debug!(
+            subject = %owner.subject,
+            "closing a caller's least recently used session: over --max-sessions-per-caller"
+        );
+        // Already unreachable (its entry is gone, so its requests get 404); rmcp's worker is
+        // stopped off the request path, and its record (if shared) deleted, so that no other
+        // replica takes it over.
+        let sessions = Arc::clone(self);
+        tokio::spawn(async move {
+            let _ = sessions.inner.close_session(&evicted).await;
+            #[cfg(feature = "redis")]
+            if let Some(records) = &sessions.shared {
+                let _ = records.remove(&evicted).await;
+            }
+        });
     }
 }
 
@@ -229,11 +396,13 @@ impl SessionManager for Sessions {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let (id, transport) = self.inner.create_session().await?;
+        let now = Instant::now();
         self.lock().entries.insert(
             id.clone(),
             Entry {
                 owner: None,
-                last_used: Instant::now(),
+                last_used: now,
+                last_touched: now,
                 _slot: None,
             },
         );
@@ -254,6 +423,12 @@ impl SessionManager for Sessions {
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
         self.lock().remove(id);
+        // The record stays: another replica may be serving the session (a DELETE removes the
+        // record through rmcp's store, and a record without use expires by itself).
+        #[cfg(feature = "redis")]
+        if let Some(records) = &self.shared {
+            records.forget_pending(id);
+        }
         self.inner.close_session(id).await
     }
 
@@ -292,7 +467,12 @@ impl SessionManager for Sessions {
         &self,
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
-        self.inner.restore_session(id).await
+        let outcome = self.inner.restore_session(id.clone()).await?;
+        #[cfg(feature = "redis")]
+        if matches!(outcome, RestoreOutcome::Restored(_)) {
+            self.adopt_restored(id);
+        }
+        Ok(outcome)
     }
 
     fn event_store(&self) -> Option<Arc<dyn EventStore>> {

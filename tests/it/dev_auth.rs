@@ -88,7 +88,8 @@ async fn start(args: &[&str]) -> Running {
         keys.clone(),
         dev.as_ref().map(DevAuth::router),
         shutdown.clone(),
-    );
+    )
+    .unwrap();
     let serving = shutdown.clone();
     tokio::spawn(async move {
         axum::serve(listener, app)

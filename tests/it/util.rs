@@ -113,7 +113,7 @@ pub fn app(args: &[&str], keys: KeySet) -> Router {
 
 pub fn app_with_cache(args: &[&str], cache: Arc<JwksCache>) -> Router {
     let config = serve_config(args);
-    scalekit_mcp::server::router(&config, cache, CancellationToken::new())
+    scalekit_mcp::server::router(&config, cache, CancellationToken::new()).unwrap()
 }
 
 /// A response read in full.

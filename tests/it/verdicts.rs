@@ -248,6 +248,7 @@ fn serve_router() -> axum::Router {
         Arc::new(JwksCache::fixed(keys)),
         CancellationToken::new(),
     )
+    .unwrap()
 }
 
 /// serve's verdict: accepted (any success status), or the challenge's `error_description`.
