@@ -1,0 +1,379 @@
+"""Case: three `serve` replicas share their sessions and rate limits on a real redis-server,
+behind a real nginx doing plain round-robin (no sticky sessions), as README "Running several
+instances" describes (issue 20).
+
+- The official Python SDK client initializes a session through nginx and makes 30 tool calls:
+  all three replicas serve some of them, none gets 404.
+- `kill -9` of the replica that opened the session: the session goes on through the other two.
+- A caller limited to 10/min (burst 10) gets exactly 10 requests through three replicas, then 429.
+- Redis stopped: a new session gets 503 with Retry-After and /ready says why; a session held by
+  a replica keeps answering there; Redis back on the same port: new sessions work, no restart.
+- Another caller's token with a valid session id gets 404 from every replica; the session's
+  record expires with the idle timeout; DELETE on one replica ends it on all three.
+
+Tokens are minted here with a fixture key, whose JWKS a small HTTP server in the test serves
+(a stand-in for the authorization server, which is not what this case is about).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+import jwt
+import pytest
+from mcp.client import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from support import BIN, Proc, free_port, scrubbed_env, which
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+ISSUER = "https://issuer.scale-out.test"
+
+
+@dataclass
+class Stack:
+    """Three replicas behind nginx, on one Redis."""
+
+    url: str  # nginx: the MCP URL clients use
+    replicas: list[Proc]
+    replica_urls: list[str]
+    redis: Proc
+    redis_port: int
+    redis_args: list[str]
+    audience: str
+
+    def token(self, subject: str) -> str:
+        return mint(subject, self.audience)
+
+    def lines_of(self, replica: Proc, subject: str) -> list[str]:
+        """The replica's request lines for `subject`'s POSTs answered 200."""
+        text = replica.err_path.read_text(errors="replace")
+        return [line for line in text.splitlines()
+                if f'subject="{subject}"' in line and "method=POST" in line and "status=200" in line]
+
+    def calls_of(self, replica: Proc, subject: str) -> int:
+        """The tool calls the replica answered for `subject` (its audit lines). Their outcome
+        is not looked at: a client that closes an event stream as soon as it has its answer
+        can be logged `error` (the client's results are checked instead)."""
+        text = replica.err_path.read_text(errors="replace")
+        return sum(1 for line in text.splitlines()
+                   if " tool call " in line and f'subject="{subject}"' in line)
+
+
+def mint(subject: str, audience: str, scopes: str = "mcp:tools") -> str:
+    """An RS256 access token signed with the fixture key `key-a`."""
+    now = int(time.time())
+    claims = {"iss": ISSUER, "sub": subject, "aud": audience, "iat": now, "exp": now + 600,
+              "scope": scopes}
+    key = (FIXTURES / "rsa-a.pem").read_text()
+    return jwt.encode(claims, key, algorithm="RS256", headers={"kid": "key-a"})
+
+
+@pytest.fixture
+def jwks_url():
+    """The fixture JWKS, served on a free loopback port for the test's duration."""
+    body = (FIXTURES / "jwks-a.json").read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 (the standard library's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    server.shutdown()
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """One Redis command over RESP; the raw reply."""
+    request = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request.encode())
+        return sock.recv(4096)
+
+
+def redis_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def start_redis(procs, tmp_path: Path, port: int, name: str = "redis") -> tuple[Proc, list[str]]:
+    data = tmp_path / name
+    data.mkdir(exist_ok=True)
+    argv = [which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--dir", str(data)]
+    proc = procs(name, argv)
+    proc.wait_for(lambda: redis_answers(port), "redis PONG", timeout=30)
+    return proc, argv
+
+
+def nginx_binary() -> str:
+    """Debian installs nginx in /usr/sbin, which is not on every user's PATH."""
+    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if not found:
+        pytest.fail("nginx is not installed (tests/interop/run installs it with apt-get)",
+                    pytrace=False)
+    return found
+
+
+def start_nginx(procs, tmp_path: Path, port: int, upstreams: list[int]) -> Proc:
+    """nginx on `port`, round-robin over `upstreams`, its config and temp files in tmp_path."""
+    root = tmp_path / "nginx"
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    servers = "\n".join(f"    server 127.0.0.1:{p} max_fails=1 fail_timeout=3s;" for p in upstreams)
+    config = f"""
+daemon off;
+worker_processes 1;
+pid {root}/nginx.pid;
+error_log {root}/logs/error.log warn;
+events {{ worker_connections 512; }}
+http {{
+  access_log off;
+  client_body_temp_path {root}/body;
+  proxy_temp_path {root}/proxy;
+  fastcgi_temp_path {root}/fastcgi;
+  uwsgi_temp_path {root}/uwsgi;
+  scgi_temp_path {root}/scgi;
+  upstream replicas {{
+{servers}
+  }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://replicas;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $http_host;
+      proxy_buffering off;
+      proxy_read_timeout 60s;
+      proxy_next_upstream error timeout;
+    }}
+  }}
+}}
+"""
+    path = root / "nginx.conf"
+    path.write_text(config)
+    proc = procs("nginx", [nginx_binary(), "-c", str(path), "-p", str(root)])
+    proc.wait_for(lambda: _port_open(port), "nginx listening", timeout=30)
+    return proc
+
+
+def _port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def start_stack(procs, tmp_path: Path, jwks: str, extra: list[str] | None = None) -> Stack:
+    redis_port = free_port()
+    redis, redis_args = start_redis(procs, tmp_path, redis_port)
+    nginx_port = free_port()
+    audience = f"http://127.0.0.1:{nginx_port}/"
+    ports = [free_port() for _ in range(3)]
+    replicas = []
+    for index, port in enumerate(ports):
+        home = tmp_path / f"replica-{index}-home"
+        home.mkdir()
+        argv = [BIN, "serve", "--port", str(port), "--public-url", f"http://127.0.0.1:{nginx_port}",
+                "--issuer", ISSUER, "--jwks-url", jwks, "--audience", audience,
+                "--allowed-host", f"127.0.0.1:{port}",
+                "--session-store", f"redis://127.0.0.1:{redis_port}", *(extra or [])]
+        replicas.append(procs(f"replica-{index}", argv, scrubbed_env(home), cwd=home))
+    for replica, port in zip(replicas, ports):
+        replica.wait_for(lambda port=port: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+                         "ready (keys loaded, Redis reachable)")
+    start_nginx(procs, tmp_path, nginx_port, ports)
+    return Stack(audience, replicas, [f"http://127.0.0.1:{p}/" for p in ports], redis,
+                 redis_port, redis_args, audience)
+
+
+def http_get(url: str) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+    except OSError:
+        return 0, {}
+
+
+def post(url: str, token: str, message: dict, session: str | None = None) -> tuple[int, dict, str]:
+    """One JSON-RPC POST: (status, headers, body)."""
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json",
+               "Accept": "application/json, text/event-stream",
+               "MCP-Protocol-Version": "2025-06-18"}
+    if session:
+        headers["Mcp-Session-Id"] = session
+    request = urllib.request.Request(url, data=json.dumps(message).encode(), headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=20) as response:
+            return response.status, dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read().decode()
+
+
+INITIALIZE = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {},
+    "clientInfo": {"name": "scale-out-test", "version": "1"}}}
+
+
+def open_session(url: str, token: str) -> str:
+    status, headers, body = post(url, token, INITIALIZE)
+    assert status == 200, (status, body)
+    session = headers.get("mcp-session-id") or headers.get("Mcp-Session-Id")
+    assert session, headers
+    status, _, body = post(url, token, {"jsonrpc": "2.0", "method": "notifications/initialized"},
+                           session)
+    assert status == 202, (status, body)
+    return session
+
+
+def greet(url: str, token: str, session: str, name: str) -> tuple[int, str]:
+    status, _, body = post(url, token, {"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+                                        "params": {"name": "greet_user", "arguments": {"name": name}}},
+                           session)
+    return status, body
+
+
+def first_line_time(replica: Proc, subject: str) -> str:
+    """The timestamp of the replica's first request line for `subject` ("~" if none: sorts last)."""
+    for line in replica.err_path.read_text(errors="replace").splitlines():
+        if f'subject="{subject}"' in line:
+            match = re.match(r"^\S+", line)
+            return match.group(0) if match else "~"
+    return "~"
+
+
+def test_a_session_moves_between_replicas_and_survives_kill_9(procs, tmp_path, jwks_url):
+    stack = start_stack(procs, tmp_path, jwks_url)
+    token = stack.token("scale-out-user")
+
+    async def scenario():
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            # mode="legacy": the initialize handshake and a session, as clients of the 2025
+            # protocol revisions use (a 2026-07-28 client sends stateless requests instead,
+            # which any replica answers without a session).
+            transport = streamable_http_client(stack.url, http_client=http)
+            async with Client(transport, mode="legacy") as client:
+                assert client.protocol_version.startswith("2025-"), client.protocol_version
+                first = [await client.call_tool("greet_user", {"name": f"Ada {n}"}) for n in range(30)]
+                # The replica that opened the session: the first to log this caller.
+                opener = min(stack.replicas, key=lambda r: first_line_time(r, "scale-out-user"))
+                # An audit line is written once its answer has gone: allow it a moment.
+                deadline = time.monotonic() + 10
+                while True:
+                    served = [stack.calls_of(r, "scale-out-user") for r in stack.replicas]
+                    if sum(served) >= 30 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(0.05)
+                opener.proc.kill()  # SIGKILL: no goodbye to Redis, nginx or the client
+                opener.proc.wait()
+                later = [await client.call_tool("greet_user", {"name": f"Grace {n}"})
+                         for n in range(10)]
+                return first, later, served
+
+    first, later, served = asyncio.run(asyncio.wait_for(scenario(), 120))
+    texts = [result.content[0].text for result in first + later]
+    assert texts[:30] == [f"Hi Ada {n}, welcome to Scalekit!" for n in range(30)]
+    assert texts[30:] == [f"Hi Grace {n}, welcome to Scalekit!" for n in range(10)]
+    assert all(count > 0 for count in served) and sum(served) == 30, \
+        f"every replica served calls of the session: {served}"
+    for replica in stack.replicas:
+        assert "status=404" not in replica.err_path.read_text(errors="replace"), replica.logs()
+
+
+def test_a_rate_limit_holds_across_replicas(procs, tmp_path, jwks_url):
+    stack = start_stack(procs, tmp_path, jwks_url,
+                        ["--rate-limit", "10/min", "--rate-limit-burst", "10"])
+    token = stack.token("limited-user")
+    statuses = [post(stack.url, token, INITIALIZE)[0] for _ in range(15)]
+    assert statuses == [200] * 10 + [429] * 5, statuses
+    answered = [len(stack.lines_of(r, "limited-user")) for r in stack.replicas]
+    assert sorted(answered) != [0, 0, 10] and sum(answered) == 10, answered
+    status, headers, _ = post(stack.url, token, INITIALIZE)
+    assert status == 429 and int(headers.get("Retry-After", headers.get("retry-after", "0"))) >= 1
+
+
+def test_redis_down_then_back(procs, tmp_path, jwks_url):
+    stack = start_stack(procs, tmp_path, jwks_url)
+    token = stack.token("outage-user")
+    direct = stack.replica_urls[0]
+    held = open_session(direct, token)
+    assert greet(direct, token, held, "before")[0] == 200
+
+    stack.redis.proc.kill()
+    stack.redis.proc.wait()
+    status, headers, body = post(direct, token, INITIALIZE)
+    assert status == 503, (status, body)
+    assert json.loads(body)["error"] == "session_store_unavailable"
+    assert int(headers.get("Retry-After", headers.get("retry-after", "0"))) >= 1
+    status, body = greet(direct, token, held, "during")
+    assert status == 200 and "Hi during" in body, (status, body)
+    ready_url = f"{direct}ready"
+    stack.replicas[0].wait_for(lambda: http_get(ready_url)[0] == 503, "/ready 503", timeout=20)
+    reason = http_get(ready_url)[1].get("reason", "")
+    assert "Redis at redis://127.0.0.1" in reason and "unreachable" in reason, reason
+    assert "Redis failed while" in stack.replicas[0].err_path.read_text(), stack.replicas[0].logs()
+
+    # Back on the same port: no replica is restarted.
+    stack.redis = start_redis(procs, tmp_path, stack.redis_port, name="redis-again")[0]
+    stack.replicas[0].wait_for(lambda: http_get(ready_url)[0] == 200, "/ready 200", timeout=30)
+    fresh = open_session(stack.url, token)
+    assert greet(stack.url, token, fresh, "after")[0] == 200
+
+
+def test_another_callers_token_gets_404_on_every_replica(procs, tmp_path, jwks_url):
+    stack = start_stack(procs, tmp_path, jwks_url)
+    owner = stack.token("session-owner")
+    session = open_session(stack.url, owner)
+    for n in range(3):  # through nginx: each replica holds it afterwards
+        assert greet(stack.url, owner, session, f"owner {n}")[0] == 200
+    intruder = stack.token("someone-else")
+    for url in stack.replica_urls:
+        status, body = greet(url, intruder, session, "intruder")
+        assert status == 404, (url, status, body)
+        assert greet(url, owner, session, "owner again")[0] == 200, url
+
+    # The record expires with --session-idle-timeout (5 min by default) unless used.
+    ttl = redis_command(stack.redis_port, "PTTL", f"scalekit-mcp:session:{session}")
+    assert ttl.startswith(b":") and 0 < int(ttl[1:]) <= 300_000, ttl
+
+    # DELETE on one replica ends the session on all: the others notice within a second.
+    request = urllib.request.Request(stack.replica_urls[0], method="DELETE", headers={
+        "Authorization": f"Bearer {owner}", "Mcp-Session-Id": session})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status in (200, 202, 204), response.status
+    assert redis_command(stack.redis_port, "EXISTS", f"scalekit-mcp:session:{session}") == b":0\r\n"
+    time.sleep(1.5)
+    for url in stack.replica_urls:
+        status, body = greet(url, owner, session, "after delete")
+        assert status == 404, (url, status, body)
