@@ -71,6 +71,9 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shut
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions -d 'Sessions open at once, all callers together (an initialize beyond gets 503)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions-per-caller -d 'Sessions open at once per caller; one more closes its least recently used' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-idle-timeout -d 'A session without a request for this long is closed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-store -d 'Keep sessions in Redis, so that every replica serves every session: redis://…' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit-store -d 'Count rate limits in Redis, so that they hold across replicas (default: the session store)' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l redis-prefix -d 'Prefix of every Redis key, so that several deployments can share one Redis' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit -d 'Requests each caller may make: N/UNIT, UNIT s, min or h (e.g. 600/min). Default: none' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit-burst -d 'Requests a caller may make at once after a quiet spell (default: a tenth of N, at least 1)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l tool-rate-limit -d 'Calls of a tool each caller may make (repeatable): NAME=N/UNIT; NAME may use *' -r

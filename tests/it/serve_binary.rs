@@ -65,6 +65,55 @@ fn session_caps_of_zero_are_refused() {
 }
 
 #[test]
+fn unusable_session_and_rate_limit_stores_are_refused_with_the_fix() {
+    let env = [("SK_ENV_URL", ISSUER)];
+    let stderr = startup_error(
+        &[
+            "--session-store",
+            "http://cache:6379",
+            "--rate-limit-store",
+            "redis//cache",
+        ],
+        &env,
+    );
+    assert!(
+        stderr.contains("--session-store (SCALEKIT_MCP_SESSION_STORE): the scheme is http; only redis:// and rediss:// (TLS) are supported"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("--rate-limit-store (SCALEKIT_MCP_RATE_LIMIT_STORE): not a URL"),
+        "{stderr}"
+    );
+    let stderr = startup_error(
+        &[
+            "--stateless",
+            "--session-store",
+            "redis://:s3cret@cache:6379",
+        ],
+        &env,
+    );
+    assert!(
+        stderr.contains("--session-store keeps stateful sessions, and --stateless has none"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_gateway_refuses_a_session_store_and_names_the_alternatives() {
+    let stderr = startup_error(
+        &["--session-store", "redis://127.0.0.1:9", "--", "true"],
+        &[("SK_ENV_URL", ISSUER)],
+    );
+    assert!(
+        stderr.contains("--session-store cannot move a gateway's sessions between replicas"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Use --stateless"), "{stderr}");
+}
+
+#[test]
 fn invalid_metadata_json_names_the_variable() {
     let stderr = startup_error(
         &[],

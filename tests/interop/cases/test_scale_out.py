@@ -7,7 +7,8 @@ instances" describes (issue 20).
 - `kill -9` of the replica that opened the session: the session goes on through the other two.
 - A caller limited to 10/min (burst 10) gets exactly 10 requests through three replicas, then 429.
 - Redis stopped: a new session gets 503 with Retry-After and /ready says why; a session held by
-  a replica keeps answering there; Redis back on the same port: new sessions work, no restart.
+  a replica keeps answering there, its rate limit failing open; the failures are counted in
+  scalekit_mcp_store_errors_total; Redis back on the same port: new sessions work, no restart.
 - Another caller's token with a valid session id gets 404 from every replica; the session's
   record expires with the idle timeout; DELETE on one replica ends it on all three.
 
@@ -54,6 +55,7 @@ class Stack:
     redis_port: int
     redis_args: list[str]
     audience: str
+    metrics_urls: list[str]
 
     def token(self, subject: str) -> str:
         return mint(subject, self.audience)
@@ -198,13 +200,15 @@ def start_stack(procs, tmp_path: Path, jwks: str, extra: list[str] | None = None
     nginx_port = free_port()
     audience = f"http://127.0.0.1:{nginx_port}/"
     ports = [free_port() for _ in range(3)]
+    metrics_ports = [free_port() for _ in range(3)]
     replicas = []
-    for index, port in enumerate(ports):
+    for index, (port, metrics_port) in enumerate(zip(ports, metrics_ports)):
         home = tmp_path / f"replica-{index}-home"
         home.mkdir()
         argv = [BIN, "serve", "--port", str(port), "--public-url", f"http://127.0.0.1:{nginx_port}",
                 "--issuer", ISSUER, "--jwks-url", jwks, "--audience", audience,
                 "--allowed-host", f"127.0.0.1:{port}",
+                "--metrics-addr", f"127.0.0.1:{metrics_port}",
                 "--session-store", f"redis://127.0.0.1:{redis_port}", *(extra or [])]
         replicas.append(procs(f"replica-{index}", argv, scrubbed_env(home), cwd=home))
     for replica, port in zip(replicas, ports):
@@ -212,7 +216,8 @@ def start_stack(procs, tmp_path: Path, jwks: str, extra: list[str] | None = None
                          "ready (keys loaded, Redis reachable)")
     start_nginx(procs, tmp_path, nginx_port, ports)
     return Stack(audience, replicas, [f"http://127.0.0.1:{p}/" for p in ports], redis,
-                 redis_port, redis_args, audience)
+                 redis_port, redis_args, audience,
+                 [f"http://127.0.0.1:{p}/metrics" for p in metrics_ports])
 
 
 def http_get(url: str) -> tuple[int, dict]:
@@ -324,11 +329,12 @@ def test_a_rate_limit_holds_across_replicas(procs, tmp_path, jwks_url):
 
 
 def test_redis_down_then_back(procs, tmp_path, jwks_url):
-    stack = start_stack(procs, tmp_path, jwks_url)
+    stack = start_stack(procs, tmp_path, jwks_url, ["--rate-limit", "3/min", "--rate-limit-burst", "3"])
     token = stack.token("outage-user")
     direct = stack.replica_urls[0]
     held = open_session(direct, token)
     assert greet(direct, token, held, "before")[0] == 200
+    assert greet(direct, token, held, "over the limit")[0] == 429
 
     stack.redis.proc.kill()
     stack.redis.proc.wait()
@@ -336,6 +342,7 @@ def test_redis_down_then_back(procs, tmp_path, jwks_url):
     assert status == 503, (status, body)
     assert json.loads(body)["error"] == "session_store_unavailable"
     assert int(headers.get("Retry-After", headers.get("retry-after", "0"))) >= 1
+    # The session held here goes on, and the rate limit fails open while Redis is away.
     status, body = greet(direct, token, held, "during")
     assert status == 200 and "Hi during" in body, (status, body)
     ready_url = f"{direct}ready"
@@ -343,6 +350,10 @@ def test_redis_down_then_back(procs, tmp_path, jwks_url):
     reason = http_get(ready_url)[1].get("reason", "")
     assert "Redis at redis://127.0.0.1" in reason and "unreachable" in reason, reason
     assert "Redis failed while" in stack.replicas[0].err_path.read_text(), stack.replicas[0].logs()
+    with urllib.request.urlopen(stack.metrics_urls[0], timeout=10) as response:
+        metrics = response.read().decode()
+    failures = re.search(r"^scalekit_mcp_store_errors_total (\d+)", metrics, re.M)
+    assert failures and int(failures.group(1)) >= 2, metrics
 
     # Back on the same port: no replica is restarted.
     stack.redis = start_redis(procs, tmp_path, stack.redis_port, name="redis-again")[0]
