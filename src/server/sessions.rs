@@ -186,6 +186,9 @@ impl Sessions {
         mut self,
         records: Arc<crate::server::redis_store::sessions::SessionRecords>,
     ) -> Self {
+        use crate::server::redis_store::events::RedisEventStore;
+        let events = RedisEventStore::new(records.store().clone(), self.limits.idle_timeout);
+        self.inner = std::mem::take(&mut self.inner).with_event_store(Arc::new(events));
         self.shared = Some(records);
         self
     }

@@ -12,6 +12,7 @@
 //! The URL's password never reaches a log line or an error: [`RedisStore::describe`] shows it
 //! without.
 
+pub mod events;
 pub mod limiter;
 pub mod sessions;
 
@@ -131,6 +132,11 @@ impl RedisStore {
             *lock(&self.last_error) = None;
             tracing::info!(redis = %self.description, "Redis is reachable");
         }
+    }
+
+    /// Counts and logs a failure that happened without a command (a full queue).
+    pub fn note_failure(&self, what: &str, reason: &str) {
+        self.failed(what, reason);
     }
 
     fn failed(&self, what: &str, reason: &str) {

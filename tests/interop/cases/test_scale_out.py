@@ -5,6 +5,8 @@ instances" describes (issue 20).
 - The official Python SDK client initializes a session through nginx and makes 30 tool calls:
   all three replicas serve some of them, none gets 404.
 - `kill -9` of the replica that opened the session: the session goes on through the other two.
+- An event stream cut after its first event resumes with Last-Event-ID on another replica, which
+  replays the rest (the tool's answer) from Redis.
 - A caller limited to 10/min (burst 10) gets exactly 10 requests through three replicas, then 429.
 - Redis stopped: a new session gets 503 with Retry-After and /ready says why; a session held by
   a replica keeps answering there, its rate limit failing open; the failures are counted in
@@ -19,6 +21,7 @@ Tokens are minted here with a fixture key, whose JWKS a small HTTP server in the
 from __future__ import annotations
 
 import asyncio
+import http.client
 import http.server
 import json
 import re
@@ -28,6 +31,7 @@ import subprocess
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,3 +392,69 @@ def test_another_callers_token_gets_404_on_every_replica(procs, tmp_path, jwks_u
     for url in stack.replica_urls:
         status, body = greet(url, owner, session, "after delete")
         assert status == 404, (url, status, body)
+
+
+def sse_events(lines) -> list[dict]:
+    """Server-sent events from an iterator of text lines: each a dict of its fields."""
+    events, current = [], {}
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+            continue
+        name, _, value = line.partition(":")
+        current[name] = (current.get(name, "") + ("\n" if name in current else "")
+                         + value.removeprefix(" "))
+    if current:
+        events.append(current)
+    return events
+
+
+def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url):
+    stack = start_stack(procs, tmp_path, jwks_url)
+    token = stack.token("resuming-user")
+    first, second = (urllib.parse.urlsplit(url) for url in stack.replica_urls[:2])
+    session = open_session(stack.replica_urls[0], token)
+    headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session,
+               "MCP-Protocol-Version": "2025-06-18"}
+
+    # The call's stream, read up to its first event, then cut.
+    connection = http.client.HTTPConnection(first.hostname, first.port, timeout=20)
+    call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+            "params": {"name": "greet_user", "arguments": {"name": "Resumed"}}}
+    connection.request("POST", "/", body=json.dumps(call), headers={
+        **headers, "Content-Type": "application/json",
+        "Accept": "application/json, text/event-stream"})
+    response = connection.getresponse()
+    assert response.status == 200 and "text/event-stream" in response.getheader("Content-Type")
+    lines = []
+    while (line := response.fp.readline().decode()) not in ("\r\n", "\n", ""):
+        lines.append(line)
+    connection.close()
+    (cut_at,) = sse_events(lines)
+    assert "id" in cut_at and "Hi Resumed" not in cut_at.get("data", ""), cut_at
+
+    # The other replica replays what came after, from Redis (written in the background:
+    # a client waits the stream's `retry` before it resumes; the test tries a few times).
+    deadline = time.monotonic() + 10
+    while True:
+        resumed = http.client.HTTPConnection(second.hostname, second.port, timeout=20)
+        resumed.request("GET", "/", headers={**headers, "Accept": "text/event-stream",
+                                             "Last-Event-ID": cut_at["id"]})
+        answer = resumed.getresponse()
+        body = answer.read().decode()
+        resumed.close()
+        if answer.status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert answer.status == 200, (answer.status, body)
+    replayed = [event for event in sse_events(body.splitlines(keepends=True)) if "data" in event]
+    assert len(replayed) == 1, replayed
+    message = json.loads(replayed[0]["data"])
+    assert message["id"] == 9
+    assert message["result"]["content"][0]["text"] == "Hi Resumed, welcome to Scalekit!"
+    assert replayed[0]["id"] != cut_at["id"]
+    served = stack.replicas[1].err_path.read_text()
+    assert 'method=GET path="/" status=200' in served and 'subject="resuming-user"' in served
