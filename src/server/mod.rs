@@ -24,6 +24,7 @@ pub mod mcp_path;
 pub mod metrics;
 pub mod protected;
 pub mod rate_limits;
+pub mod response_stream;
 pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;
