@@ -40,6 +40,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `serve`'s own logging set-up, as bench_no_auth has it (an inner module, reached through the
+    // `internals` feature examples are built with); a user's server sets up tracing its own way.
     scalekit_mcp::logging::init(cli.serve.log_format, cli.serve.log_level.as_deref(), "info");
     let result = Config::from_args(&cli.serve)
         .map_err(anyhow::Error::from)
