@@ -62,6 +62,11 @@
 //! scopes, issuer, audiences, expiry and every claim: see [`Caller`]), or `extensions: Extensions`
 //! and [`Caller::of`] when it must also work over stdio, where there is no token.
 //!
+//! # A long tool call
+//!
+//! In stateful mode a tool can end its response stream before it answers and give its connection
+//! back; the client resumes it with `Last-Event-ID` and gets the answer there ([`ResponseStream`]).
+//!
 //! # Scopes per tool
 //!
 //! [`ToolScopes`] names the scopes a tool needs; a call without them is answered 403
@@ -166,6 +171,8 @@ pub use server::caller::Authenticated;
 pub use server::entry::{main, main_with_tool_scopes};
 #[cfg(feature = "server")]
 pub use server::protected::{BearerAuthLayer, McpServer};
+#[cfg(feature = "server")]
+pub use server::response_stream::ResponseStream;
 
 /// Runs every check `serve` makes on `token` against `policy` and reports each one, in the order
 /// `serve` makes them, without stopping at the first failure: what `scalekit-mcp check-token`

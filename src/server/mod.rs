@@ -26,6 +26,7 @@ pub mod protected;
 pub mod rate_limits;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+pub mod response_stream;
 pub mod sessions;
 pub mod stdio;
 pub mod timer_floor;

@@ -230,11 +230,13 @@ where
         self.serve_with(Authentication::Required).await
     }
 
-    /// [`McpServer::serve`] with the bearer-token check left out, and nothing else changed: the
-    /// benchmark's "auth off" row, which measures what authentication costs. Never for use.
+    /// [`McpServer::serve`] with the bearer-token check left out, and nothing else changed, for
+    /// test fixtures only: the benchmark's "auth off" row, which measures what authentication
+    /// costs, and the server the MCP conformance suite grades (its harness sends no token).
+    /// Never for use.
     #[doc(hidden)]
     pub async fn serve_without_auth_for_benchmarks(self) -> anyhow::Result<()> {
-        tracing::warn!("benchmark build: MCP requests are NOT authenticated");
+        tracing::warn!("test fixture: MCP requests are NOT authenticated");
         self.serve_with(Authentication::Off).await
     }
 

@@ -28,13 +28,16 @@
 //! [`SessionManager::restore_session`]). A session held here is checked against its record at
 //! most once per [`TOUCH_EVERY`] ([`Access::Permitted::touch_due`]), which keeps the record alive
 //! and notices a `DELETE` made on another replica.
+//!
+//! Each request answered on a stream also gets its [`ResponseStream`], with which its handler may
+//! end that stream early for the client to resume (see there).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use rmcp::model::{ClientJsonRpcMessage, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
@@ -43,6 +46,7 @@ use rmcp::transport::streamable_http_server::session::{
 };
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::response_stream::ResponseStream;
 use crate::auth::validate::Caller;
 
 /// How often a session held here is checked against its Redis record (at most).
@@ -435,12 +439,35 @@ impl SessionManager for Sessions {
         self.inner.close_session(id).await
     }
 
+    /// What rmcp's manager does, with the request's [`ResponseStream`] added to its extensions:
+    /// rmcp numbers the stream here and keeps the number to itself.
     async fn create_stream(
         &self,
         id: &SessionId,
-        message: ClientJsonRpcMessage,
+        mut message: ClientJsonRpcMessage,
     ) -> Result<impl Stream<Item = ServerSseMessage> + Send + Sync + 'static, Self::Error> {
-        self.inner.create_stream(id, message).await
+        let session = self
+            .inner
+            .sessions
+            .read()
+            .await
+            .get(id)
+            .cloned()
+            .ok_or_else(|| LocalSessionManagerError::SessionNotFound(id.clone()))?;
+        let stream = session.establish_request_wise_channel().await?;
+        if let (ClientJsonRpcMessage::Request(request), Some(stream_id)) =
+            (&mut message, stream.http_request_id)
+        {
+            let response_stream = ResponseStream::new(session.clone(), stream_id);
+            request.request.extensions_mut().insert(response_stream);
+        }
+        session
+            .push_message(message, stream.http_request_id)
+            .await?;
+        let mut events = stream.inner;
+        Ok(futures::stream::poll_fn(move |context| {
+            events.poll_recv(context)
+        }))
     }
 
     async fn accept_message(

@@ -17,6 +17,7 @@ mod oauth_client;
 mod policies;
 mod properties;
 mod proxy;
+mod response_stream;
 mod serve_binary;
 mod serve_router;
 mod sessions;
