@@ -46,6 +46,8 @@ from support import BIN, Proc, free_port, scrubbed_env, which
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 ISSUER = "https://issuer.scale-out.test"
+# Redis runs with a password, so the tests can check that it never reaches a log line or /ready.
+REDIS_PASSWORD = "redis-secret-" + "7f3a9c"
 
 
 @dataclass
@@ -111,20 +113,23 @@ def jwks_url():
     server.shutdown()
 
 
+def resp(*args: str) -> bytes:
+    return (f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)).encode()
+
+
 def redis_command(port: int, *args: str) -> bytes:
-    """One Redis command over RESP; the raw reply."""
-    request = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    """One Redis command over RESP, after AUTH; the raw reply."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request.encode())
+        sock.sendall(resp("AUTH", REDIS_PASSWORD))
+        assert sock.recv(64).startswith(b"+OK")
+        sock.sendall(resp(*args))
         return sock.recv(4096)
 
 
 def redis_answers(port: int) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
+        return redis_command(port, "PING").startswith(b"+PONG")
+    except (OSError, AssertionError):
         return False
 
 
@@ -132,7 +137,7 @@ def start_redis(procs, tmp_path: Path, port: int, name: str = "redis") -> tuple[
     data = tmp_path / name
     data.mkdir(exist_ok=True)
     argv = [which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--dir", str(data)]
+            "--appendonly", "no", "--dir", str(data), "--requirepass", REDIS_PASSWORD]
     proc = procs(name, argv)
     proc.wait_for(lambda: redis_answers(port), "redis PONG", timeout=30)
     return proc, argv
@@ -213,7 +218,8 @@ def start_stack(procs, tmp_path: Path, jwks: str, extra: list[str] | None = None
                 "--issuer", ISSUER, "--jwks-url", jwks, "--audience", audience,
                 "--allowed-host", f"127.0.0.1:{port}",
                 "--metrics-addr", f"127.0.0.1:{metrics_port}",
-                "--session-store", f"redis://127.0.0.1:{redis_port}", *(extra or [])]
+                "--session-store", f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis_port}",
+                *(extra or [])]
         replicas.append(procs(f"replica-{index}", argv, scrubbed_env(home), cwd=home))
     for replica, port in zip(replicas, ports):
         replica.wait_for(lambda port=port: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
@@ -352,7 +358,8 @@ def test_redis_down_then_back(procs, tmp_path, jwks_url):
     ready_url = f"{direct}ready"
     stack.replicas[0].wait_for(lambda: http_get(ready_url)[0] == 503, "/ready 503", timeout=20)
     reason = http_get(ready_url)[1].get("reason", "")
-    assert "Redis at redis://127.0.0.1" in reason and "unreachable" in reason, reason
+    assert f"Redis at redis://:***@127.0.0.1:{stack.redis_port}" in reason, reason
+    assert "unreachable" in reason and REDIS_PASSWORD not in reason, reason
     assert "Redis failed while" in stack.replicas[0].err_path.read_text(), stack.replicas[0].logs()
     with urllib.request.urlopen(stack.metrics_urls[0], timeout=10) as response:
         metrics = response.read().decode()
@@ -364,6 +371,9 @@ def test_redis_down_then_back(procs, tmp_path, jwks_url):
     stack.replicas[0].wait_for(lambda: http_get(ready_url)[0] == 200, "/ready 200", timeout=30)
     fresh = open_session(stack.url, token)
     assert greet(stack.url, token, fresh, "after")[0] == 200
+    # The Redis password reached no log line, though the URL carried it.
+    for replica in stack.replicas:
+        assert REDIS_PASSWORD not in replica.err_path.read_text(), replica.name
 
 
 def test_another_callers_token_gets_404_on_every_replica(procs, tmp_path, jwks_url):
