@@ -9,12 +9,15 @@
 //! after the stream's `retry` delay (seconds), by when its events are in Redis.
 //!
 //! Each stream is a list, `<prefix>events:<stream id>`, holding its last [`KEEP_EVENTS`] events
-//! and expiring with the session's idle timeout. If Redis cannot take the events, the stream goes
+//! (trimmed at most once a second, so it may briefly hold a second's more). The session's own
+//! stream (rmcp's `<session>:common`, the GET) expires with the session's idle timeout; a
+//! request's stream [`REQUEST_STREAM_TTL`] after its last event. If Redis cannot take the events, the stream goes
 //! on (the failure is counted and logged): only a resume elsewhere loses them.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rmcp::model::ServerJsonRpcMessage;
 use rmcp::transport::streamable_http_server::session::{
@@ -98,22 +101,46 @@ fn replica_tag() -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// How long a request's stream is kept after its last event. Ten times the `retry` rmcp tells
+/// clients to wait before resuming; keeping every answered request's events for the session's
+/// whole idle timeout would hold minutes of traffic in Redis.
+const REQUEST_STREAM_TTL: Duration = Duration::from_secs(30);
+
+/// How often each stream's list is trimmed and its expiry pushed back, at most: doing it with
+/// every event would triple the commands per event.
+const MAINTAIN_EVERY: Duration = Duration::from_secs(1);
+
 /// Writes queued events to Redis, in order, a batch per round trip, until the store is dropped.
 async fn write_events(store: Arc<RedisStore>, ttl: Duration, mut queue: mpsc::Receiver<Write>) {
-    let ttl_millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    let millis = |ttl: Duration| i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1);
+    // The session's own stream (its GET) lives as long as the session; a request's, briefly.
+    let (session_ttl, request_ttl) = (millis(ttl), millis(ttl.min(REQUEST_STREAM_TTL)));
     let mut batch = Vec::with_capacity(BATCH);
+    // When each stream was last trimmed and given its expiry (a new stream: at its first event).
+    let mut maintained: HashMap<String, Instant> = HashMap::new();
     while queue.recv_many(&mut batch, BATCH).await > 0 {
+        let now = Instant::now();
         let mut pipe = redis::pipe();
-        let mut keys: Vec<&str> = Vec::new();
         for write in &batch {
             pipe.rpush(&write.key, &write.record).ignore();
-            if !keys.contains(&write.key.as_str()) {
-                keys.push(&write.key);
+        }
+        for write in &batch {
+            let due = maintained
+                .get(&write.key)
+                .is_none_or(|last| now.duration_since(*last) >= MAINTAIN_EVERY);
+            if due {
+                pipe.ltrim(&write.key, -KEEP_EVENTS, -1).ignore();
+                let ttl = match write.key.ends_with(":common") {
+                    true => session_ttl,
+                    false => request_ttl,
+                };
+                pipe.pexpire(&write.key, ttl).ignore();
+                maintained.insert(write.key.clone(), now);
             }
         }
-        for key in keys {
-            pipe.ltrim(key, -KEEP_EVENTS, -1).ignore();
-            pipe.pexpire(key, ttl_millis).ignore();
+        // Streams quiet for longer than the expiry are gone from Redis: forget them here too.
+        if maintained.len() > 10_000 {
+            maintained.retain(|_, last| now.duration_since(*last) < ttl);
         }
         let mut connection = store.connection();
         let _ = store

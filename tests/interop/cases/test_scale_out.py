@@ -446,8 +446,9 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
     (cut_at,) = sse_events(lines)
     assert "id" in cut_at and "Hi Resumed" not in cut_at.get("data", ""), cut_at
 
-    # The other replica replays what came after, from Redis (written in the background:
-    # a client waits the stream's `retry` before it resumes; the test tries a few times).
+    # The other replica replays what came after, from Redis (written in the background: a
+    # client waits the stream's `retry` before it resumes; the test tries again until it is
+    # there).
     deadline = time.monotonic() + 10
     while True:
         resumed = http.client.HTTPConnection(second.hostname, second.port, timeout=20)
@@ -456,11 +457,14 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
         answer = resumed.getresponse()
         body = answer.read().decode()
         resumed.close()
-        if answer.status == 200 or time.monotonic() > deadline:
+        replayed = [event for event in sse_events(body.splitlines(keepends=True))
+                    if "data" in event]
+        # A replay ends with what Redis has: nothing yet is an empty stream, and a client
+        # resumes again from the same id (as it would after the stream's `retry`).
+        if (answer.status == 200 and replayed) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
     assert answer.status == 200, (answer.status, body)
-    replayed = [event for event in sse_events(body.splitlines(keepends=True)) if "data" in event]
     assert len(replayed) == 1, replayed
     message = json.loads(replayed[0]["data"])
     assert message["id"] == 9
@@ -468,3 +472,7 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
     assert replayed[0]["id"] != cut_at["id"]
     served = stack.replicas[1].err_path.read_text()
     assert 'method=GET path="/" status=200' in served and 'subject="resuming-user"' in served
+    # A request's events are kept 30 s after its last one, not for the session's whole life.
+    stream = cut_at["id"].rsplit("|", 1)[0]
+    ttl = redis_command(stack.redis_port, "PTTL", f"scalekit-mcp:events:{stream}")
+    assert ttl.startswith(b":") and 0 < int(ttl[1:]) <= 30_000, ttl
