@@ -274,6 +274,15 @@ where
         records.forget_pending(&id);
         return session_not_found();
     }
+    if request.method() == Method::DELETE {
+        // Ending a session needs no copy of it here: its record goes, and the replicas that
+        // hold it notice within a second (`still_shared`).
+        records.forget_pending(&id);
+        return match records.remove(&id).await {
+            Ok(()) => StatusCode::ACCEPTED.into_response(),
+            Err(_) => store_unavailable(),
+        };
+    }
     let Some(reservation) = sessions.reserve() else {
         records.forget_pending(&id);
         return too_many_sessions(sessions.limits().max_sessions);

@@ -12,7 +12,8 @@ instances" describes (issue 20).
   a replica keeps answering there, its rate limit failing open; the failures are counted in
   scalekit_mcp_store_errors_total; Redis back on the same port: new sessions work, no restart.
 - Another caller's token with a valid session id gets 404 from every replica; the session's
-  record expires with the idle timeout; DELETE on one replica ends it on all three.
+  record expires with the idle timeout; DELETE on any replica (one that does not hold the session
+  too) ends it on all of them.
 
 Tokens are minted here with a fixture key, whose JWKS a small HTTP server in the test serves
 (a stand-in for the authorization server, which is not what this case is about).
@@ -392,8 +393,26 @@ def test_another_callers_token_gets_404_on_every_replica(procs, tmp_path, jwks_u
     ttl = redis_command(stack.redis_port, "PTTL", f"scalekit-mcp:session:{session}")
     assert ttl.startswith(b":") and 0 < int(ttl[1:]) <= 300_000, ttl
 
-    # DELETE on one replica ends the session on all: the others notice within a second.
-    request = urllib.request.Request(stack.replica_urls[0], method="DELETE", headers={
+    # DELETE ends the session on every replica (the others notice within a second), also when
+    # sent to a replica that does not hold the session.
+    fourth_port = free_port()
+    fourth_home = tmp_path / "replica-3-home"
+    fourth_home.mkdir()
+    fourth = procs("replica-3", [
+        BIN, "serve", "--port", str(fourth_port), "--public-url", stack.url.rstrip("/"),
+        "--issuer", ISSUER, "--jwks-url", jwks_url, "--audience", stack.audience,
+        "--allowed-host", f"127.0.0.1:{fourth_port}",
+        "--session-store", f"redis://:{REDIS_PASSWORD}@127.0.0.1:{stack.redis_port}"],
+        scrubbed_env(fourth_home), cwd=fourth_home)
+    fourth.wait_for(lambda: http_get(f"http://127.0.0.1:{fourth_port}/ready")[0] == 200, "ready")
+    request = urllib.request.Request(f"http://127.0.0.1:{fourth_port}/", method="DELETE", headers={
+        "Authorization": f"Bearer {intruder}", "Mcp-Session-Id": session})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("another caller's DELETE was accepted")
+    except urllib.error.HTTPError as refused:
+        assert refused.code == 404, refused.code
+    request = urllib.request.Request(f"http://127.0.0.1:{fourth_port}/", method="DELETE", headers={
         "Authorization": f"Bearer {owner}", "Mcp-Session-Id": session})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status in (200, 202, 204), response.status
