@@ -431,7 +431,7 @@ pub struct ServeArgs {
 
     /// Keep sessions in Redis, so that every replica serves every session: redis://…
     ///
-    /// redis://[user:password@]host:port[/db], or rediss:// for TLS. Any replica takes over a
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Any replica takes over a
     /// session it does not hold (from the client's initialize parameters), only for the caller
     /// who opened it; DELETE ends it everywhere. While Redis is down, new sessions and
     /// take-overs get 503, sessions held by a replica go on. Default: in this process only.

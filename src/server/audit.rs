@@ -154,15 +154,26 @@ struct Scan {
     tail_len: usize,
     tool_error: bool,
     rpc_error: bool,
+    /// An answer (a result or an error) has begun…
+    answer_started: bool,
+    /// …and the event carrying it has been sent whole: a client that closes its stream now has
+    /// its answer (clients often do, without waiting for the stream's end).
+    answered: bool,
 }
 
 const TOOL_ERROR: &[u8] = br#""isError":true"#;
 const RPC_ERROR: &[u8] = br#""error":{"#;
+const RESULT: &[u8] = br#""result":{"#;
+/// The end of a server-sent event.
+const EVENT_END: &[u8] = b"\n\n";
 /// The most of a mark that can sit at the end of one piece: the longest mark less a byte.
 const SEAM: usize = TOOL_ERROR.len() - 1;
 
 impl Scan {
     fn feed(&mut self, piece: &[u8]) {
+        if self.answer_started && piece.ends_with(EVENT_END) {
+            self.answered = true;
+        }
         if self.tool_error && self.rpc_error {
             return;
         }
@@ -174,6 +185,9 @@ impl Scan {
             self.look(&seam[..self.tail_len + head]);
         }
         self.look(piece);
+        if self.answer_started && piece.ends_with(EVENT_END) {
+            self.answered = true;
+        }
         // What the next piece's seam needs: the end of this piece, after the earlier tail when
         // this piece is shorter than a seam.
         let mut joined = [0u8; 2 * SEAM];
@@ -193,6 +207,7 @@ impl Scan {
             let rest = &bytes[at..];
             self.tool_error |= rest.starts_with(TOOL_ERROR);
             self.rpc_error |= rest.starts_with(RPC_ERROR);
+            self.answer_started |= rest.starts_with(RESULT) || rest.starts_with(RPC_ERROR);
         }
     }
 
@@ -217,7 +232,7 @@ struct Audited {
 impl Audited {
     fn write_line(&mut self) {
         if let Some(call) = self.call.take() {
-            let outcome = if self.finished {
+            let outcome = if self.finished || self.scan.answered {
                 self.scan.outcome(self.outcome)
             } else {
                 // The client went away before the answer was complete.
@@ -298,5 +313,49 @@ mod tests {
         scan.feed(br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602}}"#);
         assert_eq!(scan.outcome(Outcome::Ok), Outcome::Error);
         assert_eq!(scan.outcome(Outcome::Denied), Outcome::Denied);
+    }
+
+    #[test]
+    fn an_answer_event_sent_whole_counts_as_answered() {
+        let mut scan = Scan::default();
+        scan.feed(b"data: \nid: 0\nretry: 3000\n\n");
+        scan.feed(br#"data: {"jsonrpc":"2.0","method":"notifications/progress","params":{}}"#);
+        scan.feed(b"\n\n");
+        assert!(
+            !scan.answered,
+            "priming and progress events are not the answer"
+        );
+        scan.feed(br#"data: {"jsonrpc":"2.0","id":1,"result":{"content":[]"#);
+        assert!(!scan.answered, "the answer's event is not complete yet");
+        scan.feed(b"}}\nid: 2\n\n");
+        assert!(scan.answered);
+        assert_eq!(scan.outcome(Outcome::Ok), Outcome::Ok);
+    }
+
+    /// A client that closes its event stream once it has its answer (the Python SDK does) was
+    /// logged as `error`: the stream had not reached its end.
+    #[test]
+    fn a_stream_closed_after_its_answer_is_not_an_error() {
+        use futures::StreamExt;
+        let answer = "data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[]}}\n\n";
+        // The answer, then a stream that stays open.
+        let events = futures::stream::iter([Ok::<_, std::io::Error>(Bytes::from(answer))])
+            .chain(futures::stream::pending());
+        let mut audited = Audited {
+            inner: Body::from_stream(events),
+            call: None,
+            outcome: Outcome::Ok,
+            scan: Scan::default(),
+            finished: false,
+        };
+        let waker = futures::task::noop_waker();
+        let mut context = Context::from_waker(&waker);
+        let frame = Pin::new(&mut audited).poll_frame(&mut context);
+        assert!(matches!(frame, Poll::Ready(Some(Ok(_)))));
+        assert!(audited.scan.answered);
+        assert!(
+            !audited.finished,
+            "the stream is still open: the client closes it"
+        );
     }
 }

@@ -74,12 +74,12 @@ class Stack:
                 if f'subject="{subject}"' in line and "method=POST" in line and "status=200" in line]
 
     def calls_of(self, replica: Proc, subject: str) -> int:
-        """The tool calls the replica answered for `subject` (its audit lines). Their outcome
-        is not looked at: a client that closes an event stream as soon as it has its answer
-        can be logged `error` (the client's results are checked instead)."""
+        """The tool calls the replica answered for `subject` with outcome ok (its audit lines;
+        the SDK closes each event stream as soon as it has its answer, which is still ok)."""
         text = replica.err_path.read_text(errors="replace")
         return sum(1 for line in text.splitlines()
-                   if " tool call " in line and f'subject="{subject}"' in line)
+                   if " tool call " in line and f'subject="{subject}"' in line
+                   and 'outcome="ok"' in line)
 
 
 def mint(subject: str, audience: str, scopes: str = "mcp:tools") -> str:
