@@ -11,6 +11,8 @@ instances" describes (issue 20).
 - Redis stopped: a new session gets 503 with Retry-After and /ready says why; a session held by
   a replica keeps answering there, its rate limit failing open; the failures are counted in
   scalekit_mcp_store_errors_total; Redis back on the same port: new sessions work, no restart.
+- `rediss://`: Redis over TLS with a private CA, trusted through SSL_CERT_FILE (a replica that
+  does not trust it is not ready, and says why).
 - Another caller's token with a valid session id gets 404 from every replica; the session's
   record expires with the idle timeout; DELETE on any replica (one that does not hold the session
   too) ends it on all of them.
@@ -495,3 +497,92 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
     stream = cut_at["id"].rsplit("|", 1)[0]
     ttl = redis_command(stack.redis_port, "PTTL", f"scalekit-mcp:events:{stream}")
     assert ttl.startswith(b":") and 0 < int(ttl[1:]) <= 30_000, ttl
+
+
+def tls_files(directory: Path) -> tuple[Path, Path, Path]:
+    """A private CA and a server certificate for 127.0.0.1 it signed: (ca, cert, key) PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = lambda cn: x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])  # noqa: E731
+
+    def certificate(subject, key, issuer, signing_key, ca: bool):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(
+                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+        return builder.sign(signing_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = certificate(name("scale-out test CA"), ca_key, name("scale-out test CA"), ca_key, True)
+    server = certificate(name("127.0.0.1"), server_key, ca.subject, ca_key, False)
+    paths = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(server_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return paths
+
+
+def test_rediss_with_a_private_ca(procs, tmp_path, jwks_url):
+    ca, cert, key = tls_files(tmp_path)
+    tls_port = free_port()
+    data = tmp_path / "redis-tls"
+    data.mkdir()
+    redis = procs("redis-tls", [
+        which("redis-server"), "--port", "0", "--tls-port", str(tls_port), "--bind", "127.0.0.1",
+        "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
+        "--tls-auth-clients", "no", "--save", "", "--appendonly", "no", "--dir", str(data),
+        "--requirepass", REDIS_PASSWORD])
+    redis.wait_for(lambda: _port_open(tls_port), "redis listening for TLS", timeout=30)
+
+    def replica(name: str, trusts_ca: bool) -> str:
+        port = free_port()
+        home = tmp_path / f"{name}-home"
+        home.mkdir()
+        env = scrubbed_env(home, **({"SSL_CERT_FILE": str(ca)} if trusts_ca else {}))
+        env.pop("SSL_CERT_FILE", None) if not trusts_ca else None
+        url = f"http://127.0.0.1:{port}/"
+        procs(name, [BIN, "serve", "--port", str(port), "--public-url", url.rstrip("/"),
+                     "--issuer", ISSUER, "--jwks-url", jwks_url, "--audience", url,
+                     "--session-store", f"rediss://:{REDIS_PASSWORD}@127.0.0.1:{tls_port}"],
+              env, cwd=home)
+        return url
+
+    trusting = replica("replica-trusting", True)
+    deadline = time.monotonic() + 30
+    while http_get(f"{trusting}ready")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    status, ready = http_get(f"{trusting}ready")
+    assert status == 200 and ready["redis"] == [f"rediss://:***@127.0.0.1:{tls_port}"], ready
+    token = mint("tls-user", trusting)
+    session = open_session(trusting, token)
+    assert greet(trusting, token, session, "over TLS")[0] == 200
+    assert redis_command_tls_free_check(tls_port)
+
+    doubting = replica("replica-doubting", False)
+    time.sleep(3)  # two probes
+    status, ready = http_get(f"{doubting}ready")
+    assert status == 503 and "unreachable" in ready.get("reason", ""), (status, ready)
+    assert REDIS_PASSWORD not in ready.get("reason", "")
+
+
+def redis_command_tls_free_check(port: int) -> bool:
+    """The TLS port does not speak plain RESP: the replica really went through TLS."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:
+            sock.sendall(resp("PING"))
+            return not sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return True
