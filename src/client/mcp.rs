@@ -21,7 +21,7 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
+use rmcp::model::{ClientCapabilities, ClientConfig, Implementation, ProtocolVersion};
 use rmcp::service::{ClientInitializeError, RunningService};
 use rmcp::transport::streamable_http_client::{
     StreamableHttpClientTransportConfig, StreamableHttpError,
@@ -378,11 +378,18 @@ type Service = RunningService<RoleClient, ClientConfig>;
 /// The last bytes the stdio child wrote to stderr, for error messages.
 type ChildStderr = Option<std::sync::Arc<std::sync::Mutex<Vec<u8>>>>;
 
+/// What `initialize` says about us. It offers the newest protocol version that still has an
+/// `initialize` handshake (2025-11-25), not rmcp's default, its newest of all: that is
+/// 2026-07-28, the revision that replaced the handshake with per-request metadata, so offering it
+/// in a handshake contradicts itself. Servers answer such an offer with a handshake version
+/// anyway (rmcp's do), so nothing is lost; and a server that checks the offer (the conformance
+/// suite's `initialize` scenario) grades 2026-07-28 a version mismatch.
 fn client_info() -> ClientConfig {
     ClientConfig::new(
         ClientCapabilities::default(),
         Implementation::new("scalekit-mcp", env!("CARGO_PKG_VERSION")),
     )
+    .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE)
 }
 
 async fn connect(

@@ -1,6 +1,7 @@
 //! `call` and `tools` as a user runs them: against `serve` over HTTP (stateful and stateless)
-//! and stdio, and against a scripted server for typed arguments, tool errors, binary content,
-//! pagination, timeouts and the refresh-and-retry after a 401. Every run checks that no token
+//! and stdio, and against a scripted server for the version the handshake offers, typed
+//! arguments, tool errors, binary content, pagination, timeouts and the refresh-and-retry after a
+//! 401. Every run checks that no token
 //! reaches stdout or stderr.
 
 use std::io::Write;
@@ -471,6 +472,26 @@ fn tools_follow_pagination_and_binary_content_is_summarised() {
     assert_eq!(
         run.stdout,
         "[image image/png, 8 bytes]\n[resource file:///report.txt, text/plain, 5 bytes]\n"
+    );
+}
+
+#[test]
+fn the_handshake_offers_a_version_that_has_one() {
+    let fake = FakeMcp::start();
+    let client = Client::new();
+    let run = client.run(&["tools", "--server", &fake.url()], &[]);
+    assert_exit(&run, 0);
+    let initializations = fake.state().initializations.clone();
+    let [params] = initializations.as_slice() else {
+        panic!("one initialize expected: {initializations:?}");
+    };
+    // 2026-07-28 replaced `initialize`; offering it there fails the conformance suite's check.
+    assert_eq!(params["protocolVersion"], "2025-11-25", "{params}");
+    assert_eq!(params["clientInfo"]["name"], "scalekit-mcp", "{params}");
+    assert_eq!(
+        params["clientInfo"]["version"],
+        env!("CARGO_PKG_VERSION"),
+        "{params}"
     );
 }
 

@@ -684,6 +684,8 @@ pub struct FakeState {
     /// When set, a valid token still gets 403 insufficient_scope for this scope.
     pub forbidden_scope: Option<String>,
     pub delay: Duration,
+    /// The `params` of every initialize received.
+    pub initializations: Vec<Value>,
     /// The `params` of every tools/call received.
     pub calls: Vec<Value>,
     /// The Authorization header of every MCP request (None when absent).
@@ -847,11 +849,14 @@ async fn fake_mcp(
     };
     let params = message.get("params").cloned().unwrap_or(json!({}));
     let result = match message["method"].as_str().unwrap_or("") {
-        "initialize" => json!({
+        "initialize" => {
+            state.lock().unwrap().initializations.push(params.clone());
+            json!({
             "protocolVersion": params["protocolVersion"],
             "capabilities": {"tools": {}},
             "serverInfo": {"name": "fake", "version": "1"}
-        }),
+            })
+        }
         "tools/list" => {
             let (tools, next) = fake_tools(params["cursor"].as_str().unwrap_or(""));
             let mut result = json!({ "tools": tools });

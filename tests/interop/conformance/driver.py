@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """The client under test of the MCP conformance suite (`@modelcontextprotocol/conformance client
---command "python3 driver.py"`): runs `scalekit-mcp login` / `tools` / `call` against the
-scenario's server as a user would, and plays the browser for every authorization URL they print.
+--command "python3 driver.py"`): runs `scalekit-mcp` against the scenario's server as a user
+would: `tools` or `call <tool>` for a scenario without authorization; `login`, `tools --login`
+and `call test-tool --login` for `auth/*`, playing the browser for every authorization URL they
+print.
 
 The suite appends the server URL to the command and names the scenario in
 MCP_CONFORMANCE_SCENARIO; credentials a scenario hands out (client id, secret, private key) are
@@ -28,6 +30,17 @@ from pathlib import Path
 # The conformance suite's authorization servers redirect straight back (no login form): a
 # browser is one GET of the authorization URL, then one GET of the loopback redirect it answers.
 CIMD_URL = "https://conformance-test.local/client-metadata.json"
+
+
+# The scenarios without authorization, and the command a user would run for each. `initialize`
+# grades the handshake only, so listing the tools is enough; each of the others grades a call of
+# the one tool its server offers (`add_numbers` adds two numbers; the other two take no arguments).
+WITHOUT_AUTHORIZATION: dict[str, list[str]] = {
+    "initialize": ["tools"],
+    "tools_call": ["call", "add_numbers", "a=2", "b=3"],
+    "elicitation-sep1034-client-defaults": ["call", "test_client_elicitation_defaults"],
+    "sse-retry": ["call", "test_reconnection"],
+}
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -115,6 +128,9 @@ def drive(home: Path) -> int:
         SCALEKIT_MCP_STORAGE="file",
         NO_COLOR="1",
     )
+    if scenario in WITHOUT_AUTHORIZATION:
+        return run([*WITHOUT_AUTHORIZATION[scenario], "--server", server, "--no-login"], env)
+
     login = ["login", server, "--no-browser"]
     if scenario.startswith("auth/client-credentials-"):
         login += ["--client-credentials", "--client-id", context["client_id"]]
