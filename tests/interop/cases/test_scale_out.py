@@ -551,8 +551,10 @@ def test_rediss_with_a_private_ca(procs, tmp_path, jwks_url):
         port = free_port()
         home = tmp_path / f"{name}-home"
         home.mkdir()
-        env = scrubbed_env(home, **({"SSL_CERT_FILE": str(ca)} if trusts_ca else {}))
-        env.pop("SSL_CERT_FILE", None) if not trusts_ca else None
+        env = scrubbed_env(home)
+        env.pop("SSL_CERT_FILE", None)
+        if trusts_ca:
+            env["SSL_CERT_FILE"] = str(ca)
         url = f"http://127.0.0.1:{port}/"
         procs(name, [BIN, "serve", "--port", str(port), "--public-url", url.rstrip("/"),
                      "--issuer", ISSUER, "--jwks-url", jwks_url, "--audience", url,
@@ -572,9 +574,15 @@ def test_rediss_with_a_private_ca(procs, tmp_path, jwks_url):
     assert redis_command_tls_free_check(tls_port)
 
     doubting = replica("replica-doubting", False)
-    time.sleep(3)  # two probes
+    deadline = time.monotonic() + 30
+    while http_get(f"{doubting}health")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # the keys load and Redis is probed (every 2 s) meanwhile
     status, ready = http_get(f"{doubting}ready")
-    assert status == 503 and "unreachable" in ready.get("reason", ""), (status, ready)
+    reason = ready.get("reason", "")
+    assert status == 503 and f"Redis at rediss://:***@127.0.0.1:{tls_port} is unreachable" in reason, \
+        (status, ready)
+    assert "certificate" in reason.lower() or "issuer" in reason.lower(), reason
     assert REDIS_PASSWORD not in ready.get("reason", "")
 
 
