@@ -80,8 +80,8 @@ pub fn upstream_of(args: &ServeArgs) -> Result<Option<Upstream>, ExitError> {
                 "--session-store cannot move a gateway's sessions between replicas: each holds \
                  an upstream session (or a child process) on the replica that opened it. Use \
                  --stateless (one upstream session or child per replica, shared by every \
-                 caller), or route each Mcp-Session-Id to one replica at the load balancer \
-                 without --session-store",
+                 caller), or send each client to one replica at the load balancer (nginx: \
+                 ip_hash) without --session-store",
             ));
         }
         (None, Some((program, rest))) => {

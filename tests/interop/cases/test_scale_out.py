@@ -11,6 +11,8 @@ instances" describes (issue 20).
 - Redis stopped: a new session gets 503 with Retry-After and /ready says why; a session held by
   a replica keeps answering there, its rate limit failing open; the failures are counted in
   scalekit_mcp_store_errors_total; Redis back on the same port: new sessions work, no restart.
+- A gateway (`serve -- <command>`), whose sessions cannot move, behind nginx with `ip_hash;`
+  (each client to one replica), as the README says to run it.
 - `rediss://`: Redis over TLS with a private CA, trusted through SSL_CERT_FILE (a replica that
   does not trust it is not ready, and says why).
 - Another caller's token with a valid session id gets 404 from every replica; the session's
@@ -155,8 +157,9 @@ def nginx_binary() -> str:
     return found
 
 
-def start_nginx(procs, tmp_path: Path, port: int, upstreams: list[int]) -> Proc:
-    """nginx on `port`, round-robin over `upstreams`, its config and temp files in tmp_path."""
+def start_nginx(procs, tmp_path: Path, port: int, upstreams: list[int], balance: str = "") -> Proc:
+    """nginx on `port`, round-robin over `upstreams` (or `balance`, a directive such as
+    `ip_hash;`), its config and temp files in tmp_path."""
     root = tmp_path / "nginx"
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
@@ -175,6 +178,7 @@ http {{
   uwsgi_temp_path {root}/uwsgi;
   scgi_temp_path {root}/scgi;
   upstream replicas {{
+    {balance}
 {servers}
   }}
   server {{
@@ -594,3 +598,34 @@ def redis_command_tls_free_check(port: int) -> bool:
             return not sock.recv(64).startswith(b"+PONG")
     except OSError:
         return True
+
+
+def test_a_gateway_behind_nginx_with_ip_hash(procs, tmp_path, jwks_url):
+    """A gateway's sessions each hold a child on one replica, so `--session-store` refuses it;
+    the README's alternative is sticky routing per client at the balancer. As written there."""
+    from test_gateway import EVERYTHING
+
+    nginx_port = free_port()
+    audience = f"http://127.0.0.1:{nginx_port}/"
+    ports = [free_port() for _ in range(2)]
+    for index, port in enumerate(ports):
+        home = tmp_path / f"gateway-{index}-home"
+        home.mkdir()
+        gateway = procs(f"gateway-{index}", [
+            BIN, "serve", "--port", str(port), "--public-url", audience.rstrip("/"),
+            "--issuer", ISSUER, "--jwks-url", jwks_url, "--audience", audience, "--", *EVERYTHING],
+            scrubbed_env(home), cwd=home)
+        gateway.wait_for(lambda port=port: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+                         "ready")
+    start_nginx(procs, tmp_path, nginx_port, ports, balance="ip_hash;")
+    token = mint("sticky-user", audience)
+
+    async def scenario():
+        headers = {"Authorization": f"Bearer {token}"}
+        async with httpx2.AsyncClient(headers=headers, timeout=30) as http:
+            transport = streamable_http_client(audience, http_client=http)
+            async with Client(transport, mode="legacy") as client:
+                return [await client.call_tool("echo", {"message": f"sticky {n}"}) for n in range(10)]
+
+    results = asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert [r.content[0].text for r in results] == [f"Echo: sticky {n}" for n in range(10)], results
