@@ -543,7 +543,22 @@ impl StoreUrl {
         &self.0
     }
 
-    fn parse(flag: &str, text: &str) -> Result<Self, String> {
+    /// The URL with its password, if any, shown as `***`: for logs, errors and `/ready`.
+    pub fn redacted(&self) -> String {
+        match Url::parse(&self.0) {
+            Ok(mut shown) => {
+                if shown.password().is_some() {
+                    let _ = shown.set_password(Some("***"));
+                }
+                shown.to_string()
+            }
+            // Cannot happen: `parse` checked it. Say nothing of a URL that might hold a secret.
+            Err(_) => "(the store URL)".to_owned(),
+        }
+    }
+
+    /// `text`, checked to be a Redis URL; errors name `flag` and the fix.
+    pub(crate) fn parse(flag: &str, text: &str) -> Result<Self, String> {
         let url = Url::parse(text.trim()).map_err(|error| {
             format!("{flag}: not a URL ({error}); write redis://host:port, or rediss:// for TLS")
         })?;
@@ -565,11 +580,7 @@ impl StoreUrl {
 impl std::fmt::Debug for StoreUrl {
     /// Without the password: a configuration may be logged.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut shown = Url::parse(&self.0).map_err(|_| std::fmt::Error)?;
-        if shown.password().is_some() {
-            let _ = shown.set_password(Some("***"));
-        }
-        write!(f, "{shown}")
+        f.write_str(&self.redacted())
     }
 }
 

@@ -238,6 +238,15 @@ async fn finish_login(proxy: &Proxy) {
     assert!(page.text().await.unwrap().contains("Logged in"));
 }
 
+/// After its login: the proxy answers the `initialize` it was sent (id 0), then lists the tools.
+fn finishes_initialize_and_lists_tools(proxy: &mut Proxy) {
+    let answer = proxy.answer(&json!(0));
+    assert!(answer.get("result").is_some(), "{answer}");
+    proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    let tools = proxy.request(1, "tools/list", json!({}));
+    assert!(tool_names(&tools).contains(&"greet_user".to_owned()));
+}
+
 fn dev_server(extra: &[&str]) -> Server {
     let mut args = vec!["--dev", "--dev-auto-approve"];
     args.extend_from_slice(extra);
@@ -532,11 +541,7 @@ async fn three_proxies_at_once_share_one_login() {
     };
     finish_login(&proxies[url_of]).await;
     for proxy in &mut proxies {
-        let answer = proxy.answer(&json!(0));
-        assert!(answer.get("result").is_some(), "{answer}");
-        proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        let tools = proxy.request(1, "tools/list", json!({}));
-        assert!(tool_names(&tools).contains(&"greet_user".to_owned()));
+        finishes_initialize_and_lists_tools(proxy);
     }
     let mut logins = 0;
     for proxy in proxies {
@@ -587,11 +592,7 @@ async fn two_logins_through_one_fixed_callback_port_take_turns() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     for proxy in &mut proxies {
-        let answer = proxy.answer(&json!(0));
-        assert!(answer.get("result").is_some(), "{answer}");
-        proxy.send(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-        let tools = proxy.request(1, "tools/list", json!({}));
-        assert!(tool_names(&tools).contains(&"greet_user".to_owned()));
+        finishes_initialize_and_lists_tools(proxy);
     }
     for proxy in proxies {
         let (code, stderr) = proxy.close();

@@ -24,6 +24,8 @@ use prometheus_client::metrics::counter::Counter;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::sync::CancellationToken;
 
+use crate::config::StoreUrl;
+
 /// How long one Redis command may take before it counts as failed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often reachability is probed for `/ready`.
@@ -53,12 +55,12 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://` or `rediss://`), its keys under `prefix`, its failures
+    /// A store for `url` (checked by the configuration), its keys under `prefix`, its failures
     /// counted in `errors`. Does not connect: the connection is made by the first command (and
     /// [`RedisStore::watch`]'s probe).
-    pub fn open(url: &str, prefix: &str, errors: Counter) -> Result<Arc<Self>, StoreUrlError> {
-        let description = describe(url)?;
-        let client = redis::Client::open(url).map_err(|error| {
+    pub fn open(url: &StoreUrl, prefix: &str, errors: Counter) -> Result<Arc<Self>, StoreUrlError> {
+        let description = url.redacted();
+        let client = redis::Client::open(url.secret_url()).map_err(|error| {
             StoreUrlError(format!(
                 "{description} is not a usable Redis URL ({error}): write it as \
                  redis://[user:password@]host:port[/db], or rediss:// for TLS"
@@ -211,9 +213,7 @@ pub struct Stores {
 impl Stores {
     pub fn open(config: &crate::config::ServeConfig) -> Result<Self, StoreUrlError> {
         let errors = Counter::default();
-        let open = |url: &crate::config::StoreUrl| {
-            RedisStore::open(url.secret_url(), &config.redis_prefix, errors.clone())
-        };
+        let open = |url: &StoreUrl| RedisStore::open(url, &config.redis_prefix, errors.clone());
         let sessions = config.session_store.as_ref().map(open).transpose()?;
         let rate_limits = match (&config.rate_limit_store, &sessions) {
             (Some(url), Some(shared)) if Some(url) == config.session_store.as_ref() => {
@@ -281,59 +281,31 @@ fn redis_error_text(error: &redis::RedisError) -> String {
     error.to_string()
 }
 
-/// `url` without its password, checked to be a Redis URL.
-fn describe(url: &str) -> Result<String, StoreUrlError> {
-    let parsed = url::Url::parse(url).map_err(|error| {
-        StoreUrlError(format!(
-            "the store URL is not a URL ({error}): write redis://host:port, or rediss:// for TLS"
-        ))
-    })?;
-    if !matches!(parsed.scheme(), "redis" | "rediss") {
-        return Err(StoreUrlError(format!(
-            "the store URL's scheme is {}: only redis:// and rediss:// (TLS) are supported",
-            parsed.scheme()
-        )));
-    }
-    let mut shown = parsed;
-    if shown.password().is_some() {
-        let _ = shown.set_password(Some("***"));
-    }
-    Ok(shown.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_description_hides_the_password() {
-        assert_eq!(
-            describe("redis://app:s3cret@cache.internal:6380/2").unwrap(),
-            "redis://app:***@cache.internal:6380/2"
-        );
-        assert_eq!(
-            describe("rediss://cache.internal").unwrap(),
-            "rediss://cache.internal"
-        );
+    fn store_url(text: &str) -> StoreUrl {
+        StoreUrl::parse("--session-store", text).unwrap()
     }
 
     #[test]
-    fn other_schemes_are_refused_by_name() {
-        let error = describe("http://cache:6379").unwrap_err().to_string();
-        assert!(error.contains("scheme is http"), "{error}");
-        let error = describe("cache:6379 ").unwrap_err().to_string();
-        assert!(error.contains("redis://"), "{error}");
+    fn the_description_hides_the_password() {
+        assert_eq!(
+            store_url("redis://app:s3cret@cache.internal:6380/2").redacted(),
+            "redis://app:***@cache.internal:6380/2"
+        );
+        assert_eq!(
+            store_url("rediss://cache.internal").redacted(),
+            "rediss://cache.internal"
+        );
     }
 
     #[tokio::test]
     async fn an_unreachable_redis_is_reported_without_the_password() {
         // Port 9 (discard) is closed on loopback: the connection is refused at once.
-        let store = RedisStore::open(
-            "redis://app:s3cret@127.0.0.1:9",
-            "test:",
-            Counter::default(),
-        )
-        .unwrap();
+        let url = store_url("redis://app:s3cret@127.0.0.1:9");
+        let store = RedisStore::open(&url, "test:", Counter::default()).unwrap();
         let error = store.ping().await.unwrap_err().to_string();
         assert!(!error.contains("s3cret"), "{error}");
         let reason = store.readiness().unwrap_err();
