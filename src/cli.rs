@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use crate::commands;
 use crate::error::exit_code_for;
+use crate::gateway::launcher;
 
 use crate::commands::{
     call::CallArgs, check_token::CheckTokenArgs, completions::CompletionsArgs, login::LoginArgs,
@@ -75,6 +76,12 @@ impl Cli {
 /// Loads `.env`, parses the command line, runs the command and turns its error into a message on
 /// stderr and an exit code. Nothing else exits the process.
 pub fn main() -> ExitCode {
+    // Before anything else: a launcher becomes the upstream command it starts, with the
+    // environment the gateway gave it.
+    if let Some(failed) = launcher::run_if_asked(&std::env::args_os().collect::<Vec<_>>()) {
+        return failed;
+    }
+    launcher::launch_through_this_binary();
     crate::allocator::disable_huge_pages();
     // `.env` in the working directory, as the seed's python-dotenv does; real environment
     // variables win, and flags win over both (clap reads the environment).

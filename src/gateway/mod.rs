@@ -15,6 +15,7 @@
 //! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers.
 
 pub mod health;
+pub mod launcher;
 mod link;
 mod relay;
 pub mod stateless;

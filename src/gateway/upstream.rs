@@ -384,11 +384,12 @@ fn initialize_result(upstream: &ServerPeerInfo) -> InitializeResult {
     result
 }
 
-/// The upstream command, to be started: stopped when dropped, without the gateway's own
-/// variables, with the caller (if the child is the caller's alone) in its environment.
+/// The upstream command, to be started: stopped when dropped and when the gateway dies
+/// ([`super::launcher`]), without the gateway's own variables, with the caller (if the child
+/// is the caller's alone) in its environment.
 pub fn command(program: &str, args: &[String], caller: Option<&Caller>) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(program);
-    command.args(args).kill_on_drop(true);
+    let mut command = super::launcher::command(program, args);
+    command.kill_on_drop(true);
     // The gateway's own secrets and settings stay with the gateway.
     for (name, _) in std::env::vars_os() {
         let name = name.to_string_lossy();

@@ -601,53 +601,106 @@ async fn a_shared_child_that_writes_garbage_is_stopped_with_the_reason() {
     );
 }
 
-/// A child that ignores its closed stdin (not every MCP server exits then) still stops when the
-/// gateway shuts down: SIGTERM first, so that it can clean up; in both modes.
+/// A child that answers `initialize`, then ignores stdin (and its end: not every MCP server exits
+/// then) until SIGTERM, which it records. It writes its pid to `<$0>.pid`, a session's child
+/// (with a caller in its environment) to `<$0>.session.pid`, apart from the readiness check's and
+/// the stateless gateway's shared child.
+fn stubborn_child_script() -> String {
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stubborn","version":"1"}}}"#;
+    format!(
+        r#"r="$0${{MCP_FORWARDED_USER:+.session}}"; trap 'echo term > "$r.signal"; exit 0' TERM; echo $$ > "$r.pid"; read line; echo '{initialized}'; while :; do sleep 0.1; done"#
+    )
+}
+
+/// A gateway (stateless or not) in front of [`stubborn_child_script`], its child started; the
+/// child's pid, and where it records a SIGTERM.
+async fn gateway_with_a_stubborn_child(
+    stateless: bool,
+    dir: &std::path::Path,
+) -> (Server, JwksServer, String, String) {
+    let child = dir.join("child").to_str().unwrap().to_owned();
+    let record = match stateless {
+        true => child.clone(),
+        false => format!("{child}.session"),
+    };
+    let script = stubborn_child_script();
+    let mut args = if stateless {
+        vec!["--stateless"]
+    } else {
+        vec![]
+    };
+    args.extend(["--", "sh", "-c", &script, &child]);
+    let (server, jwks) = Server::start_with_keys(&args, &[]);
+    if !stateless {
+        let opened = http_post(&server.url("/"), Some(&mint(&good_claims())), &initialize()).await;
+        assert_eq!(opened.status, 200, "{}", opened.body);
+    }
+    let pid = child_pid(&server, &format!("{record}.pid"));
+    (server, jwks, pid, format!("{record}.signal"))
+}
+
+/// Sends `signal` (as `kill` names it) to process `pid`.
+fn signal(name: &str, pid: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A child that ignores its closed stdin still stops when the gateway shuts down: SIGTERM
+/// first, so that it can clean up; in both modes.
 #[tokio::test(flavor = "multi_thread")]
 async fn at_shutdown_children_get_sigterm_first() {
-    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"stubborn","version":"1"}}}"#;
-    // Answers initialize, then ignores stdin (and its end) until SIGTERM, which it records. A
-    // session's child (with a caller in its environment) records apart from the readiness check's
-    // and the stateless gateway's shared child.
-    let script = format!(
-        r#"r="$0${{MCP_FORWARDED_USER:+.session}}"; trap 'echo term > "$r.signal"; exit 0' TERM; echo $$ > "$r.pid"; read line; echo '{initialized}'; while :; do sleep 0.1; done"#
-    );
     for stateless in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let child = dir.path().join("child");
-        let child = child.to_str().unwrap().to_owned();
-        let record = match stateless {
-            true => child.clone(),
-            false => format!("{child}.session"),
-        };
-        let mut args = if stateless {
-            vec!["--stateless"]
-        } else {
-            vec![]
-        };
-        args.extend(["--", "sh", "-c", &script, &child]);
-        let (server, _jwks) = Server::start_with_keys(&args, &[]);
-        if !stateless {
-            let opened =
-                http_post(&server.url("/"), Some(&mint(&good_claims())), &initialize()).await;
-            assert_eq!(opened.status, 200, "{}", opened.body);
-        }
-        let pid = child_pid(&server, &format!("{record}.pid"));
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &server.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
+        let (server, _jwks, pid, signal_record) =
+            gateway_with_a_stubborn_child(stateless, dir.path()).await;
+        signal("TERM", &server.child.id().to_string());
         server.wait_until(|| !alive(&pid));
         assert_eq!(
-            std::fs::read_to_string(format!("{record}.signal"))
-                .ok()
-                .as_deref(),
+            std::fs::read_to_string(&signal_record).ok().as_deref(),
             Some("term\n"),
             "stateless={stateless}: the child was stopped without SIGTERM\n{}",
             server.stderr()
         );
     }
+}
+
+/// A child that ignores its closed stdin dies with a gateway killed outright, which can stop
+/// nothing itself: the binary starts each command through its launcher, which has the kernel
+/// send it SIGKILL when the gateway dies (`gateway::launcher`); in both modes.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread")]
+async fn children_die_with_a_gateway_killed_outright() {
+    for stateless in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _jwks, pid, _) = gateway_with_a_stubborn_child(stateless, dir.path()).await;
+        // The command itself, as it was named: the launcher became it.
+        let command_line = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        assert!(
+            command_line.starts_with(b"sh\0-c\0"),
+            "{:?}",
+            String::from_utf8_lossy(&command_line)
+        );
+        let left_running = kill_when_dropped(pid.clone());
+        signal("KILL", &server.child.id().to_string());
+        server.wait_until(|| !alive(&pid));
+        drop(left_running);
+    }
+}
+
+/// Kills process `pid` when dropped, so that a failing test leaves no child running.
+fn kill_when_dropped(pid: String) -> impl Drop {
+    struct Kill(String);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &self.0])
+                .status();
+        }
+    }
+    Kill(pid)
 }
 
 /// `serve --stateless --max-body-bytes 400` in front of `upstream`, with a token for it.
