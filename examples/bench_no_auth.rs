@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         .and_then(|config| {
             let server =
                 scalekit_mcp::McpServer::new(config, scalekit_mcp::tools::ScalekitTools::new())?;
-            tokio::runtime::Runtime::new()?.block_on(server.serve_without_auth_for_benchmarks())
+            logging::runtime()?.block_on(server.serve_without_auth_for_benchmarks())
         });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -119,7 +119,7 @@ fn run(cli: Cli, max_sessions_set: bool) -> anyhow::Result<ExitCode> {
         };
         crate::logging::init(crate::logging::LogFormat::Text, None, default);
     }
-    let runtime = tokio::runtime::Runtime::new()?;
+    let runtime = crate::logging::runtime()?;
     let success = |()| ExitCode::SUCCESS;
     match cli.command {
         Command::CheckToken(args) => commands::check_token::run(&args),

@@ -52,7 +52,7 @@ where
         Err(error) => error.exit(),
     };
     logging::init(args.log_format, args.log_level.as_deref(), "info");
-    let result = tokio::runtime::Runtime::new()
+    let result = logging::runtime()
         .map_err(anyhow::Error::from)
         .and_then(|runtime| runtime.block_on(super::run(&args, handler, tool_scopes)));
     match result {

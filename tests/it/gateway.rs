@@ -468,12 +468,8 @@ async fn a_stateless_gateway_forwards_every_caller_on_one_upstream_session() {
         "{}",
         again.body
     );
-    assert_eq!(
-        server.stderr().matches("opened the shared session").count(),
-        2,
-        "{}",
-        server.stderr()
-    );
+    let log = server.stderr_with("opened the shared session", 2);
+    assert_eq!(log.matches("opened the shared session").count(), 2, "{log}");
     assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
     // GET and DELETE have no session to serve.
     let get = reqwest::Client::new()
@@ -510,7 +506,7 @@ async fn a_stateless_gateway_shares_one_child_and_names_the_caller_in_meta() {
     assert_eq!(second.status, 200, "{}", second.body);
     assert_eq!(
         server
-            .stderr()
+            .stderr_with("started the shared upstream command", 1)
             .matches("started the shared upstream command")
             .count(),
         1,

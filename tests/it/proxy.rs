@@ -349,7 +349,7 @@ async fn a_server_restart_is_survived_by_initializing_again() {
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("forgot the MCP session"), "{stderr}");
     assert!(
-        restarted.stderr().contains("DELETE"),
+        restarted.stderr_with("DELETE", 1).contains("DELETE"),
         "{}",
         restarted.stderr()
     );
@@ -550,10 +550,8 @@ async fn three_proxies_at_once_share_one_login() {
         logins += stderr.matches("Open this URL").count();
     }
     assert_eq!(logins, 1, "one browser login for three proxies");
-    let approvals = server
-        .stderr()
-        .matches("dev-auth: approved an authorization request")
-        .count();
+    let approved = "dev-auth: approved an authorization request";
+    let approvals = server.stderr_with(approved, 1).matches(approved).count();
     assert_eq!(approvals, 1, "{}", server.stderr());
 }
 
@@ -695,10 +693,8 @@ async fn a_403_insufficient_scope_steps_up_and_the_call_goes_again() {
         1,
         "one step-up:\n{stderr}"
     );
-    let approvals = server
-        .stderr()
-        .matches("dev-auth: approved an authorization request")
-        .count();
+    let approved = "dev-auth: approved an authorization request";
+    let approvals = server.stderr_with(approved, 2).matches(approved).count();
     assert_eq!(approvals, 2, "the first login and the step-up");
     let wide = stored_token(home.path());
     assert_ne!(wide, narrow, "the step-up's token is stored");

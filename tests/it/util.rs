@@ -539,6 +539,14 @@ impl Server {
         get_on_port(self.port, path)
     }
 
+    /// The server's stderr once it holds `count` lines containing `needle`. A line logged while
+    /// a request was handled can reach stderr a moment after the answer: the server's workers
+    /// write their lines out in batches (see `logging`), so a test waits for the lines it reads.
+    pub fn stderr_with(&self, needle: &str, count: usize) -> String {
+        self.wait_until(|| self.stderr().matches(needle).count() >= count);
+        self.stderr()
+    }
+
     /// Polls `condition` every 50 ms for up to 30 s (generous: CI machines are slow and busy).
     pub fn wait_until(&self, mut condition: impl FnMut() -> bool) {
         let started = Instant::now();

@@ -155,6 +155,13 @@ class Proc:
                 pytest.fail(f"{self.name}: no {what} within {timeout}s\n{self.logs()}", pytrace=False)
             time.sleep(0.1)
 
+    def wait_for_log(self, text: str, count: int = 1, timeout: float = 30) -> str:
+        """Its stderr once `text` is in it `count` times. `serve` writes the lines of a busy
+        worker in batches, a moment after the answers they log: wait for a line, do not expect it."""
+        read = lambda: self.err_path.read_text(errors="replace")  # noqa: E731
+        self.wait_for(lambda: read().count(text) >= count, f"{count} × {text!r} on stderr", timeout)
+        return read()
+
     def wait_for_line(self, pattern: str, timeout: float = 60) -> re.Match:
         found = {}
 

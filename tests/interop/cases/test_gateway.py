@@ -168,7 +168,7 @@ def test_gateway_lists_and_calls_server_everything_tools(everything):
     assert text_of(total) == "The sum of 2 and 40 is 42."
     if everything.upstream == "stdio":
         # The session's child ran, and its stderr went to the gateway's log.
-        assert "Starting default (STDIO) server" in serve.logs(), serve.logs()
+        serve.wait_for_log("Starting default (STDIO) server")
     assert_no_secret(serve.logs(), token)
 
 
@@ -652,6 +652,8 @@ def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstre
     if upstream == "http":
         # An HTTP upstream's event stream passes as it comes: the progress, then the answer.
         assert seen == [(1, 3), (2, 3), (3, 3)], seen
+    started = "started the shared upstream command" if upstream == "stdio" else "opened the shared session"
+    gateway.serve.wait_for_log(started)
     logs = gateway.serve.logs()
     if upstream == "stdio":
         assert logs.count("started the shared upstream command") == 1, logs

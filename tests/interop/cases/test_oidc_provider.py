@@ -51,8 +51,7 @@ def oidc_stack(procs, tmp_path, ttl: int = ACCESS_TOKEN_TTL):
 
 def test_serve_discovers_the_jwks_from_the_issuer_metadata(procs, tmp_path):
     issuer, resource, serve = oidc_stack(procs, tmp_path)
-    log = serve.err_path.read_text()
-    assert f"jwks_uri={issuer}/jwks" in log, log
+    serve.wait_for_log(f"jwks_uri={issuer}/jwks")
     status, metadata = http_json(f"{resource}.well-known/oauth-protected-resource")
     assert status == 200
     assert metadata["resource"] == resource

@@ -120,8 +120,8 @@ def test_python_sdk_against_serve_dev(procs, tmp_path):
     assert storage.tokens.refresh_token, "offline_access was offered, so a refresh token came back"
     # The SDK checked RFC 9207 `iss` in the redirect, which serve --dev sends.
     assert handlers.redirect.get("iss") == f"{server}dev-auth", handlers.redirect
-    log = serve.err_path.read_text()
-    assert 'status=401' in log and 'subject="dev-user"' in log, log
+    serve.wait_for_log('status=401')
+    serve.wait_for_log('subject="dev-user"')
 
 
 def test_python_sdk_against_serve_with_oidc_provider(procs, tmp_path):

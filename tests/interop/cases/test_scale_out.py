@@ -77,6 +77,13 @@ class Stack:
         return [line for line in text.splitlines()
                 if f'subject="{subject}"' in line and "method=POST" in line and "status=200" in line]
 
+    def wait_for_lines(self, subject: str, count: int, timeout: float = 30) -> None:
+        """Until the replicas have logged `count` answered POSTs of `subject` between them."""
+        deadline = time.monotonic() + timeout
+        while sum(len(self.lines_of(r, subject)) for r in self.replicas) < count:
+            assert time.monotonic() < deadline, [r.logs() for r in self.replicas]
+            time.sleep(0.05)
+
     def calls_of(self, replica: Proc, subject: str) -> int:
         """The tool calls the replica answered for `subject` with outcome ok (its audit lines;
         the SDK closes each event stream as soon as it has its answer, which is still ok)."""
@@ -339,6 +346,7 @@ def test_a_rate_limit_holds_across_replicas(procs, tmp_path, jwks_url):
     token = stack.token("limited-user")
     statuses = [post(stack.url, token, INITIALIZE)[0] for _ in range(15)]
     assert statuses == [200] * 10 + [429] * 5, statuses
+    stack.wait_for_lines("limited-user", 10)
     answered = [len(stack.lines_of(r, "limited-user")) for r in stack.replicas]
     assert sorted(answered) != [0, 0, 10] and sum(answered) == 10, answered
     status, headers, _ = post(stack.url, token, INITIALIZE)
@@ -367,7 +375,7 @@ def test_redis_down_then_back(procs, tmp_path, jwks_url):
     reason = http_get(ready_url)[1].get("reason", "")
     assert f"Redis at redis://:***@127.0.0.1:{stack.redis_port}" in reason, reason
     assert "unreachable" in reason and REDIS_PASSWORD not in reason, reason
-    assert "Redis failed while" in stack.replicas[0].err_path.read_text(), stack.replicas[0].logs()
+    stack.replicas[0].wait_for_log("Redis failed while")
     with urllib.request.urlopen(stack.metrics_urls[0], timeout=10) as response:
         metrics = response.read().decode()
     failures = re.search(r"^scalekit_mcp_store_errors_total (\d+)", metrics, re.M)
@@ -495,7 +503,7 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
     assert message["id"] == 9
     assert message["result"]["content"][0]["text"] == "Hi Resumed, welcome to Scalekit!"
     assert replayed[0]["id"] != cut_at["id"]
-    served = stack.replicas[1].err_path.read_text()
+    served = stack.replicas[1].wait_for_log('method=GET path="/" status=200')
     assert 'method=GET path="/" status=200' in served and 'subject="resuming-user"' in served
     # A request's events are kept 30 s after its last one, not for the session's whole life.
     stream = cut_at["id"].rsplit("|", 1)[0]
