@@ -32,7 +32,8 @@ fn main() -> ExitCode {
         .map_err(anyhow::Error::from)
         .and_then(|config| {
             let server =
-                scalekit_mcp::McpServer::new(config, scalekit_mcp::tools::ScalekitTools::new())?;
+                scalekit_mcp::McpServer::new(config, scalekit_mcp::tools::ScalekitTools::new())?
+                    .with_direct_tool_calls();
             logging::runtime()?.block_on(server.serve_without_auth_for_benchmarks())
         });
     match result {

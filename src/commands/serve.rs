@@ -57,7 +57,20 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
             let gateway = crate::gateway::Gateway::new(upstream);
             crate::server::run_with_extras(&args, gateway, ToolScopes::default(), extras).await
         }
-        None => crate::server::run(&args, ScalekitTools::new(), ToolScopes::default()).await,
+        // The built-in tools never call back to the client: they may be answered directly.
+        None => {
+            let extras = crate::server::Extras {
+                direct_tool_calls: true,
+                ..Default::default()
+            };
+            crate::server::run_with_extras(
+                &args,
+                ScalekitTools::new(),
+                ToolScopes::default(),
+                extras,
+            )
+            .await
+        }
     }
 }
 
@@ -77,6 +90,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         tokio::spawn(forwarder.clone().connect_in_background(forever));
         let stopping = forwarder.clone();
         Extras {
+            direct_tool_calls: false,
             endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
             readiness: Some(readiness),
             before_sessions_end: None,
@@ -86,6 +100,8 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         tokio::spawn(forwarder.probe_until_reachable(forever));
         let children = upstream.children.clone();
         Extras {
+            // The gateway relays what its upstream sends during a call, through its peer.
+            direct_tool_calls: false,
             endpoint: None,
             readiness: Some(readiness),
             before_sessions_end: Some(Arc::new(move || {

@@ -1,5 +1,5 @@
-//! The `--stateless` hot path: plain `tools/call` and `tools/list` requests answered without
-//! rmcp's per-request service.
+//! The hot path: plain `tools/call` and `tools/list` requests answered without rmcp's
+//! per-request service (`--stateless`) or session worker (the default, stateful mode).
 //!
 //! rmcp serves every stateless request by starting a whole MCP service for it: a service task,
 //! a handler task, channels and cancellation tokens, then a JSON round trip through them. Under
@@ -23,6 +23,21 @@
 //! `context.protocol_version()` is `None`, which rmcp's dispatch treats like the pre-2026
 //! versions this path admits. `tests/it/direct_path.rs` sends the same requests through this
 //! path and through rmcp and asserts byte-identical answers.
+//!
+//! **On sessions** (the default mode), for handlers that allow it
+//! ([`McpServer::with_direct_tool_calls`](crate::McpServer::with_direct_tool_calls): the built-in
+//! tools do), the same requests are answered the same way, in the request's task instead of a
+//! trip through the session's worker, its service task and a task for the handler, and back.
+//! That was half of a stateful server's throughput. Taken on top of the rules above only:
+//! - on a session held here whose handshake is done ([`Sessions::answers_directly`]; the guard
+//!   in front has checked that it is the caller's);
+//! - without `_meta` in the params: a progress token asks for notifications on the request's
+//!   stream, which only rmcp's worker can route.
+//!
+//! The answer is one server-sent event, `data: <message>`, with rmcp's headers. rmcp would
+//! number it (and send a priming event first) so that a client can resume the stream; there is
+//! nothing to resume here, as the whole answer goes out at once, so it carries no event id and
+//! a client never tries. The handler's peer is the idle one: that is the handler's promise.
 //!
 //! With `--metrics-addr`, this path records the operations it answers (method, tool, outcome,
 //! duration) and says which operations it passed to rmcp ([`Reported`]): the body is read here
@@ -88,9 +103,13 @@ struct DirectPath<H: ServerHandler> {
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
     idle: OnceLock<RunningService<RoleServer, H>>,
     rmcp: RmcpService<H>,
+    /// The default mode's sessions: requests are answered here only on those (see the module
+    /// documentation), and as an event stream. `None` with `--stateless`.
+    sessions: Option<Arc<Sessions>>,
 }
 
 impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
+    /// The direct path with `--stateless`.
     pub fn new(
         tools: H,
         max_body_bytes: usize,
@@ -103,6 +122,25 @@ impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
             metrics,
             idle: OnceLock::new(),
             rmcp,
+            sessions: None,
+        }))
+    }
+
+    /// The direct path on `sessions` (the default mode). The guard in front reads bodies for
+    /// metrics itself in this mode, as for every answer of rmcp's.
+    pub fn on_sessions(
+        tools: H,
+        max_body_bytes: usize,
+        rmcp: RmcpService<H>,
+        sessions: Arc<Sessions>,
+    ) -> Self {
+        Self(Arc::new(DirectPath {
+            tools,
+            max_body_bytes,
+            metrics: None,
+            idle: OnceLock::new(),
+            rmcp,
+            sessions: Some(sessions),
         }))
     }
 }
@@ -143,7 +181,8 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         if request.method() != Method::POST {
             return self.pass(request).await;
         }
-        let plain = plain_headers(request.headers());
+        let plain =
+            plain_headers(request.headers()) && self.session_allows(request.headers()).await;
         let report = self.metrics.is_some();
         if !plain && !report {
             return self.pass(request).await;
@@ -153,7 +192,7 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             Ok(bytes) => bytes,
             Err(refusal) => return refusal,
         };
-        match direct_request(&bytes).filter(|_| plain) {
+        match direct_request(&bytes).filter(|request| plain && self.takes(request)) {
             Some(request) => self.answer(request, parts).await,
             None => {
                 // rmcp answers; the outcome is read from its answer (see `audit::Record`).
@@ -170,6 +209,24 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
                 response
             }
         }
+    }
+
+    /// Whether the request's session lets this path answer: always with `--stateless` (there is
+    /// none); on sessions, one held here with its handshake done.
+    async fn session_allows(&self, headers: &HeaderMap) -> bool {
+        let Some(sessions) = &self.sessions else {
+            return true;
+        };
+        match single_value(headers, "mcp-session-id") {
+            Some(id) => sessions.answers_directly(id).await,
+            None => false,
+        }
+    }
+
+    /// Whether this path takes `request`, read from a plain body: on sessions, only without
+    /// `_meta` (see the module documentation).
+    fn takes(&self, request: &JsonRpcRequest<ClientRequest>) -> bool {
+        self.sessions.is_none() || request.request.get_meta().is_empty()
     }
 
     /// rmcp's answer. Its future is boxed: it is several times the size of the direct path's,
@@ -214,7 +271,10 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             }
             Err(error) => (ServerJsonRpcMessage::error(error, Some(id)), Outcome::Error),
         };
-        let response = json_response(&message);
+        let response = match self.sessions {
+            None => json_response(&message),
+            Some(_) => event_stream_response(&message),
+        };
         if let (Some(metrics), Some((method, tool))) = (&self.metrics, operation) {
             let elapsed = started.elapsed();
             metrics.record_labelled(method, tool, outcome.as_str(), elapsed);
@@ -373,6 +433,33 @@ struct Envelope<'a> {
     method: Cow<'a, str>,
     #[serde(borrow, default)]
     params: Option<&'a RawValue>,
+}
+
+/// `message` as one server-sent event, with the headers rmcp gives an event stream.
+fn event_stream_response(message: &ServerJsonRpcMessage) -> Response {
+    let mut event = Vec::with_capacity(256);
+    event.extend_from_slice(b"data: ");
+    if let Err(error) = serde_json::to_writer(&mut event, message) {
+        tracing::error!(%error, "serializing a tool's answer");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    event.extend_from_slice(b"\n\n");
+    (
+        StatusCode::OK,
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            ),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
+            (
+                http::HeaderName::from_static("x-accel-buffering"),
+                HeaderValue::from_static("no"),
+            ),
+        ],
+        Bytes::from(event),
+    )
+        .into_response()
 }
 
 fn json_response(message: &ServerJsonRpcMessage) -> Response {

@@ -73,10 +73,15 @@ pub(crate) type OwnEndpoint = tower::util::BoxCloneSyncService<Request, Response
 /// server is not ready (the gateway's upstream).
 pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
 
-/// What a server built into this crate adds to one of any handler (the gateway's endpoint and
-/// readiness); nothing for a library user's server.
+/// What a server adds to its configuration and handler: the gateway's endpoint, readiness and
+/// shutdown hooks (nothing for a library user's server), and whether plain tool calls on
+/// sessions may be answered directly.
 #[derive(Clone, Default)]
 pub(crate) struct Extras {
+    /// The handler never uses its peer while it answers `tools/call` or `tools/list`, so the
+    /// direct path may answer those on sessions too (see `direct`). The built-in tools say so;
+    /// a library user says so with [`McpServer::with_direct_tool_calls`].
+    pub direct_tool_calls: bool,
     pub endpoint: Option<OwnEndpoint>,
     pub readiness: Option<ReadinessCheck>,
     /// Run when shutdown starts, before the MCP sessions are ended (rmcp kills what a session
@@ -284,11 +289,15 @@ pub fn app(
         known_tool,
         &Extras::default(),
     )?;
+    let extras = Extras {
+        direct_tool_calls: true,
+        ..Extras::default()
+    };
     Ok(standalone_app(
         config,
         state,
         tools,
-        None,
+        &extras,
         dev_auth,
         shutdown,
         Authentication::Required,
@@ -304,19 +313,20 @@ pub(crate) enum Authentication {
     Off,
 }
 
-/// The MCP endpoint for `handler`: rmcp's Streamable HTTP service, and with --stateless the
-/// direct path in front of it (`direct`) for plain tool calls; or `own`, when given.
+/// The MCP endpoint for `handler`: rmcp's Streamable HTTP service, and the direct path in front
+/// of it (`direct`) for plain tool calls, with --stateless or when the handler allows it on
+/// sessions; or the extras' own endpoint, when given.
 fn mcp_endpoint<H>(
     config: &ServeConfig,
     state: &AppState,
     handler: H,
-    own: Option<OwnEndpoint>,
+    extras: &Extras,
     shutdown: CancellationToken,
 ) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + 'static
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    if let Some(own) = own {
+    if let Some(own) = extras.endpoint.clone() {
         return Either::Left(own);
     }
     #[allow(unused_mut)]
@@ -360,6 +370,13 @@ where
             state.metrics_for_endpoint(),
             rmcp,
         )))
+    } else if let Some(sessions) = state.sessions.clone().filter(|_| extras.direct_tool_calls) {
+        Either::Right(Either::Left(direct::DirectOrRmcp::on_sessions(
+            handler,
+            config.max_body_bytes,
+            rmcp,
+            sessions,
+        )))
     } else {
         Either::Right(Either::Right(ServiceExt::<Request>::map_response(
             rmcp,
@@ -394,7 +411,7 @@ fn standalone_app<H>(
     config: &ServeConfig,
     state: Arc<AppState>,
     handler: H,
-    own_endpoint: Option<OwnEndpoint>,
+    extras: &Extras,
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
     authentication: Authentication,
@@ -402,7 +419,7 @@ fn standalone_app<H>(
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    let mcp = mcp_endpoint(config, &state, handler, own_endpoint, shutdown);
+    let mcp = mcp_endpoint(config, &state, handler, extras, shutdown);
     let state_metrics = state.metrics.clone();
     // Host/Origin first, then the bearer token (`auth::Guarded`, around every path that is not
     // public), then the MCP endpoint or 404.
@@ -452,13 +469,14 @@ fn mountable_routes<H>(
     config: &ServeConfig,
     state: Arc<AppState>,
     handler: H,
+    extras: &Extras,
     dev_auth: Option<Router>,
     shutdown: CancellationToken,
 ) -> Router
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
-    let mcp = mcp_endpoint(config, &state, handler, None, shutdown);
+    let mcp = mcp_endpoint(config, &state, handler, extras, shutdown);
     let measured = tower::util::option_layer(state.metrics.clone().map(metrics::MeasuredLayer));
     let guarded = auth::Guarded::new(state.clone(), Authentication::Required, mcp);
     let routes = metadata_routes(config)

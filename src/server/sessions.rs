@@ -31,13 +31,19 @@
 //!
 //! Each request answered on a stream also gets its [`ResponseStream`], with which its handler may
 //! end that stream early for the client to resume (see there).
+//!
+//! A plain tool request on a session whose handshake is done may be answered without rmcp's
+//! session worker (`server::direct`, for handlers that allow it: [`Sessions::answers_directly`]).
+//! The worker then sees nothing of it, and would end a session used only that way when its
+//! keep-alive runs out; so such a session's worker is nudged with a message that changes
+//! nothing, at most once per [`NUDGE_EVERY`] (an eighth of the idle timeout when that is less).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use rmcp::model::{ClientJsonRpcMessage, GetExtensions, ServerJsonRpcMessage};
+use rmcp::model::{ClientJsonRpcMessage, ClientNotification, GetExtensions, ServerJsonRpcMessage};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
@@ -51,6 +57,13 @@ use crate::auth::validate::Caller;
 
 /// How often a session held here is checked against its Redis record (at most).
 pub const TOUCH_EVERY: Duration = Duration::from_secs(1);
+
+/// How often, at most, the worker of a session answered directly is nudged (see the module doc).
+pub const NUDGE_EVERY: Duration = Duration::from_secs(10);
+
+/// A request stream number rmcp's worker never gives out (it counts from 0): closing it does
+/// nothing but restart the worker's keep-alive.
+const NO_SUCH_STREAM: u64 = u64::MAX;
 
 /// The caps and the idle timeout of `serve`'s sessions.
 #[derive(Debug, Clone, Copy)]
@@ -100,6 +113,11 @@ struct Entry {
     last_used: Instant,
     /// When the Redis record was last checked (with `--session-store`).
     last_touched: Instant,
+    /// Whether the client has sent `notifications/initialized` (or the session was restored,
+    /// which replays the handshake): until then, every request goes to rmcp.
+    initialized: bool,
+    /// When the session's rmcp worker last saw a message of ours (see [`NUDGE_EVERY`]).
+    worker_nudged: Instant,
     /// The session's share of `--max-sessions`, given back when the entry goes.
     _slot: Option<OwnedSemaphorePermit>,
 }
@@ -276,6 +294,43 @@ impl Sessions {
         TOUCH_EVERY.min(self.limits.idle_timeout / 4)
     }
 
+    /// Whether a plain tool request on session `id` may skip rmcp's session worker: the session
+    /// is held here and its handshake is done. (Its owner is the guard's to check, before.) The
+    /// worker is nudged when that is due, so that its keep-alive counts such requests too; a
+    /// session whose worker is gone is not answered here.
+    pub async fn answers_directly(&self, id: &str) -> bool {
+        let nudge_due = {
+            let mut table = self.lock();
+            let Some(entry) = table.entries.get_mut(id).filter(|entry| entry.initialized) else {
+                return false;
+            };
+            let now = Instant::now();
+            let due = now.duration_since(entry.worker_nudged) >= self.nudge_every();
+            if due {
+                entry.worker_nudged = now;
+            }
+            due
+        };
+        !nudge_due || self.nudge_worker(id).await
+    }
+
+    /// Restarts the keep-alive of session `id`'s worker: false when the worker is gone.
+    async fn nudge_worker(&self, id: &str) -> bool {
+        let Some(handle) = self.inner.sessions.read().await.get(id).cloned() else {
+            return false;
+        };
+        handle
+            .close_request_wise_channel(NO_SUCH_STREAM)
+            .await
+            .is_ok()
+    }
+
+    /// [`NUDGE_EVERY`], or an eighth of the idle timeout when that is less: a session used only
+    /// directly then lives at least seven eighths of the idle timeout after its last request.
+    fn nudge_every(&self) -> Duration {
+        NUDGE_EVERY.min(self.limits.idle_timeout / 8)
+    }
+
     /// Ends session `id` here: its record is gone from the shared store (a `DELETE` on another
     /// replica, or it expired).
     pub async fn forget(&self, id: &str) {
@@ -365,6 +420,9 @@ impl Sessions {
                 owner: Some(owner.clone()),
                 last_used: now,
                 last_touched: now,
+                // rmcp's restore replays the whole handshake before it reports the session.
+                initialized: true,
+                worker_nudged: now,
                 _slot: Some(reservation.0),
             },
         );
@@ -410,6 +468,8 @@ impl SessionManager for Sessions {
                 owner: None,
                 last_used: now,
                 last_touched: now,
+                initialized: false,
+                worker_nudged: now,
                 _slot: None,
             },
         );
@@ -475,7 +535,16 @@ impl SessionManager for Sessions {
         id: &SessionId,
         message: ClientJsonRpcMessage,
     ) -> Result<(), Self::Error> {
-        self.inner.accept_message(id, message).await
+        let completes_handshake = matches!(
+            &message,
+            ClientJsonRpcMessage::Notification(notification)
+                if matches!(notification.notification, ClientNotification::InitializedNotification(_))
+        );
+        self.inner.accept_message(id, message).await?;
+        if completes_handshake && let Some(entry) = self.lock().entries.get_mut(id) {
+            entry.initialized = true;
+        }
+        Ok(())
     }
 
     async fn create_standalone_stream(

@@ -225,3 +225,130 @@ async fn requests_the_direct_path_leaves_alone_still_get_rmcps_answers() {
         garbage.body
     );
 }
+
+/// The default (stateful) mode's flags: sessions, and the built-in tools, which allow the direct
+/// path on them.
+const STATEFUL_ARGS: &[&str] = &["--sk-env-url", ISSUER, "--audience", AUDIENCE];
+
+/// A request on session `id` (see [`request`]).
+fn session_request(
+    token: &str,
+    id: &str,
+    accept: &str,
+    version: Option<&str>,
+    body: &str,
+) -> http::Request<Body> {
+    let mut request = request(token, accept, version, body);
+    request
+        .headers_mut()
+        .insert("mcp-session-id", http::HeaderValue::from_str(id).unwrap());
+    request
+}
+
+/// The JSON-RPC messages of an event stream's `data` lines, as sent (byte for byte).
+fn event_data(body: &str) -> Vec<&str> {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter(|data| !data.is_empty())
+        .collect()
+}
+
+/// Whether rmcp's session worker answered: it numbers every event (`id: …`) for a resume; the
+/// direct path sends the one event it has without a number.
+fn numbered(reply: &Reply) -> bool {
+    reply.body.lines().any(|line| line.starts_with("id:"))
+}
+
+#[tokio::test]
+async fn on_a_session_the_direct_path_answers_as_rmcp_does() {
+    let app = app(STATEFUL_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    let session = open_session(&app, &token).await.expect("a session");
+    let mut compared = 0;
+    for version in [
+        None,
+        Some("2024-11-05"),
+        Some("2025-03-26"),
+        Some("2025-06-18"),
+        Some("2025-11-25"),
+    ] {
+        for body in requests() {
+            let with_meta = body["params"].get("_meta").is_some();
+            let text = body.to_string();
+            let direct = send(
+                &app,
+                session_request(&token, &session, BOTH, version, &text),
+            )
+            .await;
+            let rmcp = send(
+                &app,
+                session_request(&token, &session, BOTH_WITH_WEIGHT, version, &text),
+            )
+            .await;
+            let context = format!("version {version:?}, request {body}");
+            assert_eq!(direct.status, 200, "{context}: {}", direct.body);
+            assert_eq!(direct.status, rmcp.status, "{context}");
+            for name in ["content-type", "cache-control", "x-accel-buffering"] {
+                assert_eq!(direct.header(name), rmcp.header(name), "{context}: {name}");
+            }
+            assert_eq!(
+                event_data(&direct.body),
+                event_data(&rmcp.body),
+                "{context}"
+            );
+            assert!(numbered(&rmcp), "{context}: rmcp answered {}", rmcp.body);
+            if with_meta {
+                // A progress token asks for the request's stream: rmcp's.
+                assert!(numbered(&direct), "{context}: {}", direct.body);
+            } else {
+                let [message] = event_data(&direct.body)[..] else {
+                    panic!("{context}: {}", direct.body);
+                };
+                assert_eq!(direct.body, format!("data: {message}\n\n"), "{context}");
+            }
+            compared += 1;
+        }
+    }
+    assert_eq!(compared, 5 * requests().len());
+}
+
+#[tokio::test]
+async fn the_direct_path_waits_for_the_handshake_and_leaves_other_sessions_to_the_guard() {
+    let app = app(STATEFUL_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    let call = call_greet("Ada").to_string();
+    // Before `notifications/initialized`, rmcp's worker answers (or refuses) as it always did.
+    let opened = send(&app, request(&token, BOTH, None, &initialize().to_string())).await;
+    let id = opened.header("mcp-session-id").unwrap().to_owned();
+    let early = send(&app, session_request(&token, &id, BOTH, None, &call)).await;
+    assert!(
+        early.status != 200 || numbered(&early),
+        "answered directly before the handshake: {}",
+        early.body
+    );
+    // Another caller's session, and one that does not exist: 404 from the guard, as before.
+    let session = open_session(&app, &token).await.expect("a session");
+    let mut other = good_claims();
+    other["sub"] = json!("someone-else");
+    let stranger = send(
+        &app,
+        session_request(&mint(&other), &session, BOTH, None, &call),
+    )
+    .await;
+    assert_eq!(stranger.status, 404, "{}", stranger.body);
+    let unknown = send(
+        &app,
+        session_request(&token, "no-such-session", BOTH, None, &call),
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    // The owner's plain call is answered directly; after DELETE, the session is gone.
+    let answered = send(&app, session_request(&token, &session, BOTH, None, &call)).await;
+    assert_eq!(tool_text(&answered.rpc()), "Hi Ada, welcome to Scalekit!");
+    assert!(!numbered(&answered), "{}", answered.body);
+    let mut delete = session_request(&token, &session, BOTH, None, "");
+    *delete.method_mut() = http::Method::DELETE;
+    assert_eq!(send(&app, delete).await.status, 202);
+    let gone = send(&app, session_request(&token, &session, BOTH, None, &call)).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+}

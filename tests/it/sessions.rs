@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::util::*;
 
@@ -20,26 +20,6 @@ fn token_of(subject: &str) -> String {
     let mut claims = good_claims();
     claims["sub"] = json!(subject);
     mint(&claims)
-}
-
-/// `initialize` then `notifications/initialized`, as a client opens a session: its id.
-async fn open_session(app: &Router, token: &str) -> Result<String, Reply> {
-    let init = post(app, Some(token), &initialize()).await;
-    let Some(id) = init.header("mcp-session-id").map(str::to_owned) else {
-        return Err(init);
-    };
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let reply = in_session(app, token, &id, &initialized).await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    Ok(id)
-}
-
-async fn in_session(app: &Router, token: &str, id: &str, message: &Value) -> Reply {
-    let request = mcp_post(Some(token))
-        .header("mcp-session-id", id)
-        .body(Body::from(message.to_string()))
-        .unwrap();
-    send(app, request).await
 }
 
 /// Whether session `id` still answers a tool call (200 with the greeting) or is gone (404).
@@ -187,4 +167,42 @@ async fn stateless_mode_has_no_sessions_to_cap() {
         let reply = post(&app, Some(&token), &call_greet("Ada")).await;
         assert_eq!(reply.status, 200, "{}", reply.body);
     }
+}
+
+/// A session used only through the direct path (which rmcp's session worker does not see) is
+/// kept alive by it, and still ends once it is idle.
+#[tokio::test]
+async fn a_session_answered_directly_lives_while_used_and_ends_when_idle() {
+    let app = stateful_app(&["--max-sessions", "1", "--session-idle-timeout", "2s"]);
+    let token = token_of("busy-client");
+    let id = open_session(&app, &token).await.unwrap();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(5) {
+        let reply = in_session(&app, &token, &id, &call_greet("Ada")).await;
+        assert_eq!(reply.status, 200, "ended while in use: {}", reply.body);
+        assert!(
+            !reply.body.contains("\nid:"),
+            "not answered directly: {}",
+            reply.body
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Poll with initialize (503 while the busy session holds the only place), which does not
+    // touch the session, until it has ended.
+    let idle_since = Instant::now();
+    let deadline = idle_since + Duration::from_secs(30);
+    loop {
+        match open_session(&app, &token).await {
+            Ok(_) => break,
+            Err(refused) => assert_eq!(refused.status, 503, "{}", refused.body),
+        }
+        assert!(Instant::now() < deadline, "the idle session never ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // At least seven eighths of the idle timeout (see `sessions::NUDGE_EVERY`).
+    assert!(idle_since.elapsed() >= Duration::from_millis(1750));
+    assert!(
+        !answers(&app, &token, &id).await,
+        "the idle session is gone"
+    );
 }

@@ -906,3 +906,23 @@ async fn fake_mcp(
     };
     axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
 }
+
+/// `initialize` then `notifications/initialized`, as a client opens a session: its id.
+pub async fn open_session(app: &Router, token: &str) -> Result<String, Reply> {
+    let init = post(app, Some(token), &initialize()).await;
+    let Some(id) = init.header("mcp-session-id").map(str::to_owned) else {
+        return Err(init);
+    };
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let reply = in_session(app, token, &id, &initialized).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    Ok(id)
+}
+
+pub async fn in_session(app: &Router, token: &str, id: &str, message: &Value) -> Reply {
+    let request = mcp_post(Some(token))
+        .header("mcp-session-id", id)
+        .body(Body::from(message.to_string()))
+        .unwrap();
+    send(app, request).await
+}
