@@ -13,7 +13,9 @@ use crate::auth::tool_scopes::ToolScopes;
 use crate::config::{ServeArgs, Transport};
 use crate::gateway::Upstream;
 use crate::gateway::stateless::Forwarder;
+use crate::gateway::upstream::Target;
 use crate::logging;
+use crate::server::bad_gateway::{DownCheck, Unreachable};
 use crate::server::{Extras, ReadinessCheck};
 use crate::tools::ScalekitTools;
 
@@ -32,10 +34,7 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
     logging::init(args.log_format, args.log_level.as_deref(), "info");
     match upstream {
         Some(upstream) => {
-            let command = matches!(
-                upstream.target,
-                crate::gateway::upstream::Target::Command { .. }
-            );
+            let command = matches!(upstream.target, Target::Command { .. });
             if command && !max_sessions_set {
                 args.max_sessions = COMMAND_MAX_SESSIONS;
             }
@@ -76,7 +75,8 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
 
 /// What a gateway adds to the server: `/ready` reports the upstream (checked in the background
 /// until it answers), and with `--stateless` the endpoint is the forwarder on one shared
-/// upstream session.
+/// upstream session; without, the guard answers 502 for an upstream that cannot be reached
+/// (`server::bad_gateway`).
 fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
     if args.transport == Transport::Stdio {
         return Extras::default();
@@ -95,10 +95,24 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             readiness: Some(readiness),
             before_sessions_end: None,
             after_requests: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
+            // The forwarder answers 502 itself.
+            relays: false,
+            relay_down: None,
         }
     } else {
         tokio::spawn(forwarder.probe_until_reachable(forever));
         let children = upstream.children.clone();
+        // Every session of an HTTP upstream talks to the one server, so its being down is every
+        // session's answer. A command runs a child per session: a new one failing to start
+        // says nothing of the children already running.
+        let relay_down = match upstream.target {
+            Target::Http { .. } => {
+                let health = upstream.health.clone();
+                let down: DownCheck = Arc::new(move || health.down().map(Unreachable::bad_gateway));
+                Some(down)
+            }
+            Target::Command { .. } => None,
+        };
         Extras {
             // The gateway relays what its upstream sends during a call, through its peer.
             direct_tool_calls: false,
@@ -109,6 +123,8 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
                 Box::pin(async move { children.stop(CHILD_STOP_GRACE).await })
             })),
             after_requests: None,
+            relays: true,
+            relay_down,
         }
     }
 }

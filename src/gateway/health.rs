@@ -69,10 +69,16 @@ impl Health {
         match &*self.lock() {
             State::Reachable => Ok(json!({"upstream": self.upstream, "status": "reachable"})),
             State::Connecting => Err(format!("connecting to {}", self.upstream)),
-            State::Unreachable { reason, since } => Err(format!(
-                "{reason} (for {} s; retried every few seconds)",
-                since.elapsed().as_secs()
-            )),
+            State::Unreachable { reason, since } => Err(down_for(reason, *since)),
+        }
+    }
+
+    /// Why the upstream is down, while it is known to be (not while the first attempt is still
+    /// under way): what a request on a stateful gateway's session is answered, with 502.
+    pub fn down(&self) -> Option<String> {
+        match &*self.lock() {
+            State::Unreachable { reason, since } => Some(down_for(reason, *since)),
+            State::Connecting | State::Reachable => None,
         }
     }
 
@@ -83,6 +89,14 @@ impl Health {
     }
 }
 
+/// `reason`, with how long it has held.
+fn down_for(reason: &str, since: Instant) -> String {
+    format!(
+        "{reason} (for {} s; retried every few seconds)",
+        since.elapsed().as_secs()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +104,11 @@ mod tests {
     #[test]
     fn ready_only_once_the_upstream_answered_and_until_it_fails() {
         let health = Health::new("upstream http://127.0.0.1:9/mcp".into());
+        assert_eq!(
+            health.down(),
+            None,
+            "not known down while the first attempt runs"
+        );
         assert_eq!(
             health.readiness().unwrap_err(),
             "connecting to upstream http://127.0.0.1:9/mcp"
@@ -103,5 +122,8 @@ mod tests {
             "{reason}"
         );
         assert!(!health.is_reachable());
+        assert_eq!(health.down(), Some(reason));
+        health.reachable();
+        assert_eq!(health.down(), None);
     }
 }

@@ -23,9 +23,10 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::Upstream;
-use super::stateless::{REQUESTED_VERSION, rpc_error_response};
+use super::stateless::REQUESTED_VERSION;
 use super::upstream::{Target, forwarded_headers};
 use crate::auth::validate::Caller;
+use crate::server::bad_gateway::rpc_error_response;
 
 /// The upstream session: its id (HTTP, if the upstream gave one), the protocol version it
 /// speaks, and its `initialize` result, which every client's `initialize` is answered with.

@@ -13,6 +13,11 @@
 //! A stdio upstream runs one child per session, stopped when the session ends (DELETE, the idle
 //! timeout, shutdown); the caller is in the child's environment too (`MCP_FORWARDED_*`). An HTTP
 //! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers.
+//!
+//! An `initialize` that cannot reach or start the upstream is an HTTP 502 (504 past
+//! `--upstream-timeout`), and while an HTTP upstream is known down a session's requests get 502
+//! before rmcp sees them (`server::bad_gateway`). A failure found once a request's 200 has started
+//! can only be a JSON-RPC error inside its stream.
 
 pub mod health;
 pub mod launcher;
@@ -42,6 +47,7 @@ use relay::ProgressRoute;
 use crate::auth::validate::Caller;
 use crate::config::ServeArgs;
 use crate::error::ExitError;
+use crate::server::bad_gateway::InitializeFailure;
 pub use upstream::Upstream;
 
 /// The upstream `serve`'s gateway flags name, checked; `None` when they name none (the built-in
@@ -237,6 +243,9 @@ impl Gateway {
                 request: context.id.clone(),
             });
         }
+        // rmcp has started the client's 200 event stream before calling the handler: from here a
+        // failure can only be a JSON-RPC error inside it. `failure` marks an HTTP upstream that
+        // cannot be connected to as down, so that the next requests get a 502 instead.
         let in_flight = connected.relay.begin(context.id.clone());
         let handle = match connected
             .peer()
@@ -351,8 +360,17 @@ impl ServerHandler for Gateway {
                 self.upstream
                     .connect(params, caller.as_deref(), context.peer.clone())
             })
-            .await?;
-        Ok(connected.info.clone())
+            .await;
+        match connected {
+            Ok(connected) => Ok(connected.info.clone()),
+            Err(failure) => {
+                // Over HTTP the guard answers this 502 itself, before any header is sent; over
+                // stdio the client gets the error below.
+                let error = McpError::internal_error(failure.message.clone(), None);
+                InitializeFailure::report(&context.extensions, &context.id, failure);
+                Err(error)
+            }
+        }
     }
 
     async fn ping(&self, context: RequestContext<RoleServer>) -> Result<(), McpError> {

@@ -31,6 +31,7 @@ use serde_json::{Value, json};
 use super::link::{Exchange, Link, Routing, SseEvents};
 use super::{CALLER_META_KEY, Upstream, caller_meta};
 use crate::auth::validate::Caller;
+use crate::server::bad_gateway::rpc_error_response;
 
 /// The newest protocol version the gateway asks the upstream for.
 pub const REQUESTED_VERSION: &str = "2025-11-25";
@@ -330,17 +331,6 @@ fn no_streams() -> Response {
         [(header::ALLOW, HeaderValue::from_static("POST"))],
         "this server is stateless (--stateless): send each message as a POST; there is no session to \
          stream from or to delete",
-    )
-        .into_response()
-}
-
-/// A JSON-RPC error as the whole answer, with HTTP `status`.
-pub fn rpc_error_response(status: StatusCode, id: Value, code: i64, message: String) -> Response {
-    (
-        status,
-        axum::Json(
-            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
-        ),
     )
         .into_response()
 }

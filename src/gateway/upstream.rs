@@ -10,7 +10,9 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use rmcp::model::{InitializeRequestParams, InitializeResult, ServerPeerInfo, Tool};
 use rmcp::service::{Peer, RunningService, ServiceError};
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+use rmcp::transport::streamable_http_client::{
+    StreamableHttpClientTransportConfig, StreamableHttpError,
+};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use rmcp::{ErrorData as McpError, RoleClient, RoleServer, ServiceExt};
 use tokio::io::AsyncBufReadExt;
@@ -18,6 +20,7 @@ use tokio::io::AsyncBufReadExt;
 use super::health::Health;
 use super::relay::Relay;
 use crate::auth::validate::Caller;
+use crate::server::bad_gateway::Unreachable;
 
 /// Where the upstream MCP server is.
 #[derive(Debug, Clone)]
@@ -194,7 +197,7 @@ impl Upstream {
         &self,
         relay: &Relay,
         transport: T,
-    ) -> Result<RunningService<RoleClient, Relay>, McpError>
+    ) -> Result<RunningService<RoleClient, Relay>, Unreachable>
     where
         T: rmcp::transport::Transport<RoleClient> + Send + 'static,
     {
@@ -203,7 +206,7 @@ impl Upstream {
             .serve(relay.in_order(transport))
             .await
             .map_err(|error| {
-                self.unavailable(format!("{} did not initialize: {error}", self.describe()))
+                self.cannot_connect(format!("{} did not initialize: {error}", self.describe()))
             })
     }
 
@@ -230,13 +233,13 @@ impl Upstream {
 
     /// Connects one session: starts the command (or opens an HTTP session) and initializes it
     /// with the client's own `initialize` parameters. `downstream` is the client, for what the
-    /// upstream sends on its own.
+    /// upstream sends on its own. A failure is the client's 502 (504 past `--upstream-timeout`).
     pub async fn connect(
         &self,
         client_info: InitializeRequestParams,
         caller: Option<&Caller>,
         downstream: Peer<RoleServer>,
-    ) -> Result<Connected, McpError> {
+    ) -> Result<Connected, Unreachable> {
         let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         let relay = Relay::new(downstream, client_info);
         let mut child = None;
@@ -269,11 +272,13 @@ impl Upstream {
         let client = tokio::time::timeout(self.timeout, connecting)
             .await
             .map_err(|_| {
-                self.unavailable(format!(
+                let message = format!(
                     "{} did not answer initialize within {} s (--upstream-timeout)",
                     self.describe(),
                     self.timeout.as_secs()
-                ))
+                );
+                tracing::error!("{message}");
+                Unreachable::gateway_timeout(message)
             });
         let client = match client.and_then(|connected| connected) {
             Ok(client) => {
@@ -290,7 +295,7 @@ impl Upstream {
             .peer_info()
             .map(|info| initialize_result(&info))
             .ok_or_else(|| {
-                self.unavailable(format!("{} sent no initialize result", self.describe()))
+                self.cannot_connect(format!("{} sent no initialize result", self.describe()))
             })?;
         Ok(Connected {
             client,
@@ -310,12 +315,12 @@ impl Upstream {
         caller: Option<&Caller>,
         number: u64,
         last_stderr: &LastStderr,
-    ) -> Result<TokioChildProcess, McpError> {
+    ) -> Result<TokioChildProcess, Unreachable> {
         let (transport, stderr) = TokioChildProcess::builder(command(program, args, caller))
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|error| {
-                self.unavailable(format!("cannot start {}: {error}", self.describe()))
+                self.cannot_connect(format!("cannot start {}: {error}", self.describe()))
             })?;
         if let Some(stderr) = stderr {
             tokio::spawn(log_stderr(stderr, number, last_stderr.clone()));
@@ -327,6 +332,12 @@ impl Upstream {
     fn unavailable(&self, message: String) -> McpError {
         tracing::error!("{message}");
         McpError::internal_error(message, None)
+    }
+
+    /// A session's failure to reach or start the upstream: the client's 502.
+    fn cannot_connect(&self, message: String) -> Unreachable {
+        tracing::error!("{message}");
+        Unreachable::bad_gateway(message)
     }
 
     /// The error a client gets when a forwarded request fails: the upstream's own JSON-RPC
@@ -343,6 +354,12 @@ impl Upstream {
                 None,
             ),
             ServiceError::TransportClosed | ServiceError::TransportSend(_) => {
+                if let Some(reason) = self.not_reached(error) {
+                    // No connection at all: the upstream is down for every session, which then
+                    // get 502 at once until it answers again (logged there, once).
+                    self.health.unreachable(&reason);
+                    return McpError::internal_error(reason, None);
+                }
                 self.unavailable(format!(
                     "{} is gone (its connection closed): {error}",
                     self.describe()
@@ -350,6 +367,29 @@ impl Upstream {
             }
             other => McpError::internal_error(format!("{}: {other}", self.describe()), None),
         }
+    }
+
+    /// Why an HTTP upstream is unreachable, when `error` is a failure to connect to it at all
+    /// (refused, no route, DNS): unlike an error it answered with, or a session it lost, that
+    /// holds for every session. The reason never holds the URL's password.
+    fn not_reached(&self, error: &ServiceError) -> Option<String> {
+        let ServiceError::TransportSend(error) = error else {
+            return None;
+        };
+        let error = error
+            .error
+            .downcast_ref::<StreamableHttpError<reqwest::Error>>()?;
+        let StreamableHttpError::Client(error) = error else {
+            return None;
+        };
+        if !error.is_connect() {
+            return None;
+        }
+        // reqwest's own message names the URL; its sources say what happened.
+        let cause = std::error::Error::source(error)
+            .map(crate::error::error_chain)
+            .unwrap_or_else(|| "cannot connect".to_owned());
+        Some(format!("{} is unreachable: {cause}", self.describe()))
     }
 }
 

@@ -19,6 +19,7 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
 use super::audit;
+use super::bad_gateway::InitializeFailure;
 use super::rate_limits::OverLimit;
 use super::sessions::{Access, Sessions};
 use super::tool_calls::{ToolRequests, filter_listed_tools, operations_quickly, tool_requests};
@@ -140,7 +141,7 @@ where
                 false => record(state, caller.clone(), tool_requests.operations),
             };
             let mut response = match &state.sessions {
-                Some(sessions) => in_session(sessions, request, caller, inner).await,
+                Some(sessions) => in_session(state, sessions, request, caller, inner).await,
                 None => {
                     request.extensions_mut().insert(caller);
                     pass(inner, request).await
@@ -171,8 +172,10 @@ where
 
 /// A request in stateful mode: one naming a session must be its caller's (else 404, as for a
 /// session that does not exist); one naming none may open a session, if `--max-sessions` leaves
-/// room (else 503), and a session it opens is bound to its caller.
+/// room (else 503), and a session it opens is bound to its caller. In front of a server the
+/// handler cannot reach, 502 instead ([`super::bad_gateway`]).
 async fn in_session<S>(
+    state: &AppState,
     sessions: &Arc<Sessions>,
     mut request: Request,
     caller: Arc<Caller>,
@@ -200,6 +203,11 @@ where
             }
             Access::Unknown => return session_not_found(),
         }
+        if request.method() == Method::POST
+            && let Some(down) = state.relay_down.as_ref().and_then(|down| down())
+        {
+            return down.refuse(request, state.max_body_bytes).await;
+        }
         request.extensions_mut().insert(caller);
         return pass(inner, request).await;
     }
@@ -211,13 +219,25 @@ where
     let Some(reservation) = sessions.reserve() else {
         return too_many_sessions(sessions.limits().max_sessions);
     };
+    let failure = state.relays.then(InitializeFailure::default);
+    if let Some(failure) = &failure {
+        request.extensions_mut().insert(failure.clone());
+    }
     request.extensions_mut().insert(caller.clone());
     let response = pass(inner, request).await;
-    if let Some(opened) = response
+    let opened = response
         .headers()
         .get(SESSION_ID)
-        .and_then(|value| value.to_str().ok())
-    {
+        .and_then(|value| value.to_str().ok());
+    if let Some((id, unreachable)) = failure.and_then(|failure| failure.take()) {
+        // rmcp's stream carries only the error, and the session it names ended with its failed
+        // handshake: neither goes to the client, and the reservation goes back.
+        if let Some(opened) = opened {
+            sessions.forget(opened).await;
+        }
+        return unreachable.response(id);
+    }
+    if let Some(opened) = opened {
         #[cfg(feature = "redis")]
         if let Some(records) = sessions.shared() {
             // Fail closed: a session whose owner Redis does not know could be taken over by

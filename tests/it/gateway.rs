@@ -779,3 +779,211 @@ async fn a_child_that_exits_is_reported_with_its_last_stderr_line() {
         reply.body
     );
 }
+
+/// A token for an upstream that is another `serve`: the gateway's own, in `UPSTREAM_TOKEN`.
+fn gateway_credentials() -> String {
+    let mut service = good_claims();
+    service["sub"] = json!("svc-gateway");
+    mint(&service)
+}
+
+/// A POST of `message` on `session` with `token`.
+async fn session_post(url: &str, token: &str, session: &str, message: &Value) -> Reply {
+    let response = reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("mcp-session-id", session)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(message.to_string())
+        .send()
+        .await
+        .unwrap();
+    Reply {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
+}
+
+/// Asserts that `reply` is a 502 (or `status`) with a JSON-RPC error for request `id` whose
+/// message starts with `start`, and gives no session.
+fn assert_bad_gateway(reply: &Reply, status: u16, id: Value, start: &str) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert!(
+        reply.header("mcp-session-id").is_none(),
+        "{:?}",
+        reply.headers
+    );
+    let answer = reply.json();
+    assert_eq!(answer["id"], id, "{}", reply.body);
+    assert_eq!(answer["error"]["code"], -32603, "{}", reply.body);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(start), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initialize_is_502_while_the_http_upstream_is_down_and_leaves_no_session() {
+    let port = free_port().to_string();
+    let upstream_url = format!("http://127.0.0.1:{port}/");
+    let upstream_token = gateway_credentials();
+    let metrics = format!("127.0.0.1:{}", free_port());
+    // One session at most: a failed initialize must give its place back.
+    let (server, _keys) = Server::start_with_keys_unready(
+        &[
+            "--metrics-addr",
+            &metrics,
+            "--max-sessions",
+            "1",
+            "--upstream",
+            &upstream_url,
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &upstream_token)],
+    );
+    let token = mint(&good_claims());
+    let url = server.url("/");
+    for _ in 0..2 {
+        let refused = http_post(&url, Some(&token), &initialize()).await;
+        assert_bad_gateway(
+            &refused,
+            502,
+            initialize()["id"].clone(),
+            &format!("upstream {upstream_url} did not initialize"),
+        );
+    }
+    let scraped = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        scraped
+            .lines()
+            .any(|line| line == "scalekit_mcp_sessions_active 0"),
+        "{scraped}"
+    );
+
+    let (_upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
+    let opened = http_post(&url, Some(&token), &initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert!(opened.header("mcp-session-id").is_some());
+    assert_eq!(opened.rpc()["result"]["serverInfo"]["name"], "scalekit-mcp");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initialize_is_502_when_the_upstream_command_cannot_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let program = dir.path().join("upstream");
+    std::fs::write(&program, "#!/bin/sh\nexit 1\n").unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&program, mode).unwrap();
+    let program = program.to_str().unwrap();
+    // The command is there when the gateway starts, and gone by the time a session needs it.
+    let (server, _jwks) = Server::start_with_keys_unready(&["--", program], &[]);
+    std::fs::remove_file(program).unwrap();
+    let token = mint(&good_claims());
+    let refused = http_post(&server.url("/"), Some(&token), &initialize()).await;
+    assert_bad_gateway(
+        &refused,
+        502,
+        initialize()["id"].clone(),
+        &format!("cannot start upstream command {program}: No such file or directory"),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn initialize_is_504_when_the_upstream_does_not_answer_in_time() {
+    let (server, _jwks) =
+        Server::start_with_keys_unready(&["--upstream-timeout", "1s", "--", "sleep", "60"], &[]);
+    let token = mint(&good_claims());
+    let refused = http_post(&server.url("/"), Some(&token), &initialize()).await;
+    assert_bad_gateway(
+        &refused,
+        504,
+        initialize()["id"].clone(),
+        "upstream command sleep did not answer initialize within 1 s (--upstream-timeout)",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_gets_502_while_its_http_upstream_is_known_down() {
+    let port = free_port().to_string();
+    let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
+    let upstream_url = upstream.url("/");
+    let upstream_token = gateway_credentials();
+    let (server, _keys) = Server::start_with_keys(
+        &[
+            "--upstream",
+            &upstream_url,
+            "--upstream-bearer-env",
+            "UPSTREAM_TOKEN",
+        ],
+        &[("UPSTREAM_TOKEN", &upstream_token)],
+    );
+    let token = mint(&good_claims());
+    let url = server.url("/");
+    let opened = http_post(&url, Some(&token), &initialize()).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    let session = opened.header("mcp-session-id").unwrap().to_owned();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        session_post(&url, &token, &session, &initialized)
+            .await
+            .status,
+        202
+    );
+    let greeted = session_post(&url, &token, &session, &call_greet("Ada")).await;
+    assert_eq!(tool_text(&greeted.rpc()), "Hi Ada, welcome to Scalekit!");
+
+    drop(upstream);
+    // A request that finds the upstream gone has its 200 started already: the error comes in the
+    // stream. Once one could not connect at all, the gateway knows, and says so before any
+    // stream starts.
+    let started = std::time::Instant::now();
+    loop {
+        let found = session_post(&url, &token, &session, &call_greet("Ada")).await;
+        if found.status == 502 {
+            break;
+        }
+        assert_eq!(found.status, 200, "{}", found.body);
+        let message = found.rpc()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(
+            message.starts_with(&format!("upstream {upstream_url}")),
+            "{message}"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{}",
+            server.stderr()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let (status, ready) = server.get_blocking("/ready").unwrap();
+    assert_eq!(status, 503, "{ready}");
+    assert!(ready.contains("is unreachable"), "{ready}");
+
+    let refused = session_post(&url, &mint(&good_claims()), &session, &call_greet("Ada")).await;
+    assert_bad_gateway(
+        &refused,
+        502,
+        json!(1),
+        &format!("upstream {upstream_url} is unreachable"),
+    );
+    // A bad token is still refused first.
+    let unauthenticated = session_post(&url, "not-a-token", &session, &call_greet("Ada")).await;
+    assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.body);
+
+    // Once the background check reaches the upstream again, the session goes on (the gateway's
+    // upstream session is opened again).
+    let (_upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
+    server.wait_until(|| {
+        server
+            .get_blocking("/ready")
+            .is_some_and(|(status, _)| status == 200)
+    });
+    let again = session_post(&url, &token, &session, &call_greet("Ada")).await;
+    assert_eq!(tool_text(&again.rpc()), "Hi Ada, welcome to Scalekit!");
+}
