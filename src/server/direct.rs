@@ -34,10 +34,14 @@
 //! - without `_meta` in the params: a progress token asks for notifications on the request's
 //!   stream, which only rmcp's worker can route.
 //!
-//! The answer is one server-sent event, `data: <message>`, with rmcp's headers. rmcp would
-//! number it (and send a priming event first) so that a client can resume the stream; there is
-//! nothing to resume here, as the whole answer goes out at once, so it carries no event id and
-//! a client never tries. The handler's peer is the idle one: that is the handler's promise.
+//! The answer is written whole, with rmcp's headers, as rmcp frames a request's stream: a priming
+//! event (an event id and the `retry` delay, SEP-1699) and then the answer's event. rmcp keeps a
+//! stream's events so that a client cut off mid-stream can resume it (`Last-Event-ID`); these are
+//! not kept (at full load that would be hundreds of megabytes), so the priming event's id
+//! (`direct-<n>`, which neither rmcp nor the Redis event store issues) is refused with 400 and a
+//! reason if a client ever resumes from it: it could only do so if the connection broke inside
+//! the one write that carries both events. The handler's peer is the idle one: that is the
+//! handler's promise.
 //!
 //! With `--metrics-addr`, this path records the operations it answers (method, tool, outcome,
 //! duration) and says which operations it passed to rmcp ([`Reported`]): the body is read here
@@ -45,9 +49,10 @@
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -106,6 +111,8 @@ struct DirectPath<H: ServerHandler> {
     /// The default mode's sessions: requests are answered here only on those (see the module
     /// documentation), and as an event stream. `None` with `--stateless`.
     sessions: Option<Arc<Sessions>>,
+    /// The `retry` of the priming event on sessions: rmcp's, for its request streams.
+    priming_retry: Option<Duration>,
 }
 
 impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
@@ -123,6 +130,7 @@ impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
             idle: OnceLock::new(),
             rmcp,
             sessions: None,
+            priming_retry: None,
         }))
     }
 
@@ -140,6 +148,7 @@ impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
             metrics: None,
             idle: OnceLock::new(),
             rmcp,
+            priming_retry: sessions.priming_retry(),
             sessions: Some(sessions),
         }))
     }
@@ -179,6 +188,9 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
 
     async fn answer_or_pass(&self, request: Request) -> Response {
         if request.method() != Method::POST {
+            if self.sessions.is_some() && resumes_a_direct_stream(request.headers()) {
+                return not_resumable();
+            }
             return self.pass(request).await;
         }
         let plain =
@@ -273,7 +285,7 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         };
         let response = match self.sessions {
             None => json_response(&message),
-            Some(_) => event_stream_response(&message),
+            Some(_) => event_stream_response(&message, self.priming_retry),
         };
         if let (Some(metrics), Some((method, tool))) = (&self.metrics, operation) {
             let elapsed = started.elapsed();
@@ -435,9 +447,49 @@ struct Envelope<'a> {
     params: Option<&'a RawValue>,
 }
 
-/// `message` as one server-sent event, with the headers rmcp gives an event stream.
-fn event_stream_response(message: &ServerJsonRpcMessage) -> Response {
+/// The prefix of the priming events' ids on this path (see the module documentation).
+const DIRECT_EVENT_ID: &str = "direct-";
+
+/// Numbers the priming events, so that each id is unique in its session, as event ids must be.
+static DIRECT_STREAMS: AtomicU64 = AtomicU64::new(0);
+
+/// Whether a request resumes a stream this path answered (its `Last-Event-ID`).
+fn resumes_a_direct_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get("last-event-id")
+        .and_then(|id| id.to_str().ok())
+        .is_some_and(|id| id.starts_with(DIRECT_EVENT_ID))
+}
+
+/// The answer to resuming a stream this path answered: its events were not kept.
+fn not_resumable() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(serde_json::json!({
+            "error": "stream_not_resumable",
+            "error_description": "this stream's answer was sent whole as soon as it was ready, and its \
+                events are not kept; send the request again",
+        })),
+    )
+        .into_response()
+}
+
+/// `message` as a request's event stream, with the headers rmcp gives one: a priming event
+/// (when rmcp's sessions send one) and the answer's event.
+fn event_stream_response(
+    message: &ServerJsonRpcMessage,
+    priming_retry: Option<Duration>,
+) -> Response {
+    use std::io::Write;
     let mut event = Vec::with_capacity(256);
+    if let Some(retry) = priming_retry {
+        let stream = DIRECT_STREAMS.fetch_add(1, Ordering::Relaxed);
+        let _ = write!(
+            event,
+            "data: \nid: {DIRECT_EVENT_ID}{stream}\nretry: {}\n\n",
+            retry.as_millis()
+        );
+    }
     event.extend_from_slice(b"data: ");
     if let Err(error) = serde_json::to_writer(&mut event, message) {
         tracing::error!(%error, "serializing a tool's answer");

@@ -140,14 +140,16 @@ where
     /// in the request's own task, as `--stateless` answers them, instead of through rmcp's
     /// session worker: about twice the throughput of the default (stateful) mode.
     ///
-    /// Only for a handler that **never uses its peer** (`context.peer`) while it answers those two
-    /// requests: no logging or other notifications, no sampling, elicitation or roots requests to
-    /// the client, no [`ResponseStream`](crate::ResponseStream). On this path the peer is an
-    /// idle one that delivers nothing, and there is no stream to end. Progress stays
+    /// Only for a handler that **never uses its peer** (`context.peer`, not even `peer_info()`)
+    /// while it answers those two requests: no logging or other notifications, no sampling,
+    /// elicitation or roots requests to the client, no [`ResponseStream`](crate::ResponseStream).
+    /// On this path the peer is an idle one that delivers nothing and knows no client, and
+    /// there is no stream to end. Progress stays
     /// available: a request with `_meta` (a progress token) always goes through rmcp, as does
     /// every other method, so resources, prompts, subscriptions and notifications outside tool
-    /// calls work as before. The answers are the same as rmcp's, as one server-sent event
-    /// without an event id (nothing to resume).
+    /// calls work as before. The answers are rmcp's, framed as rmcp frames them and written at
+    /// once; their streams are not kept for a resume (a client cut off inside that one write
+    /// sends the request again).
     pub fn with_direct_tool_calls(mut self) -> Self {
         self.extras.direct_tool_calls = true;
         self

@@ -235,6 +235,11 @@ impl Sessions {
         self.limits
     }
 
+    /// The `retry` delay of the priming event rmcp starts a request's stream with, if any.
+    pub fn priming_retry(&self) -> Option<Duration> {
+        self.inner.session_config.sse_retry
+    }
+
     fn lock(&self) -> MutexGuard<'_, Table> {
         self.table
             .lock()

@@ -253,10 +253,28 @@ fn event_data(body: &str) -> Vec<&str> {
         .collect()
 }
 
-/// Whether rmcp's session worker answered: it numbers every event (`id: …`) for a resume; the
-/// direct path sends the one event it has without a number.
+/// Whether rmcp's session worker answered: it numbers its events for a resume (`id: 0/3`); the
+/// direct path's one id, its priming event's, is `direct-<n>`.
 fn numbered(reply: &Reply) -> bool {
-    reply.body.lines().any(|line| line.starts_with("id:"))
+    reply
+        .body
+        .lines()
+        .any(|line| line.starts_with("id:") && !line.starts_with("id: direct-"))
+}
+
+/// The direct path's answer: a priming event as rmcp's (an id and rmcp's `retry`), then
+/// `message`'s event.
+fn assert_direct_stream(reply: &Reply, message: &str, context: &str) {
+    let (priming, answer) = reply
+        .body
+        .split_once("\n\n")
+        .unwrap_or_else(|| panic!("{context}: {}", reply.body));
+    let id = priming
+        .strip_prefix("data: \nid: direct-")
+        .and_then(|rest| rest.strip_suffix("\nretry: 3000"))
+        .unwrap_or_else(|| panic!("{context}: priming event {priming:?}"));
+    assert!(id.parse::<u64>().is_ok(), "{context}: {priming:?}");
+    assert_eq!(answer, format!("data: {message}\n\n"), "{context}");
 }
 
 #[tokio::test]
@@ -304,7 +322,7 @@ async fn on_a_session_the_direct_path_answers_as_rmcp_does() {
                 let [message] = event_data(&direct.body)[..] else {
                     panic!("{context}: {}", direct.body);
                 };
-                assert_eq!(direct.body, format!("data: {message}\n\n"), "{context}");
+                assert_direct_stream(&direct, message, &context);
             }
             compared += 1;
         }
@@ -351,4 +369,47 @@ async fn the_direct_path_waits_for_the_handshake_and_leaves_other_sessions_to_th
     assert_eq!(send(&app, delete).await.status, 202);
     let gone = send(&app, session_request(&token, &session, BOTH, None, &call)).await;
     assert_eq!(gone.status, 404, "{}", gone.body);
+}
+
+/// A stream answered directly is not kept: resuming it from its priming event's id (possible only
+/// if the connection broke inside the one write with both events) is refused with the reason,
+/// not handed to rmcp, which knows nothing of it.
+#[tokio::test]
+async fn a_direct_answers_stream_cannot_be_resumed_and_says_so() {
+    let app = app(STATEFUL_ARGS, keys("jwks-all.json"));
+    let token = mint(&good_claims());
+    let session = open_session(&app, &token).await.expect("a session");
+    let call = call_greet("Ada").to_string();
+    let answered = send(&app, session_request(&token, &session, BOTH, None, &call)).await;
+    let priming_id = answered
+        .body
+        .lines()
+        .find_map(|line| line.strip_prefix("id: "))
+        .unwrap()
+        .to_owned();
+    let mut resume = session_request(&token, &session, "text/event-stream", None, "");
+    *resume.method_mut() = http::Method::GET;
+    resume.headers_mut().insert(
+        "last-event-id",
+        http::HeaderValue::from_str(&priming_id).unwrap(),
+    );
+    let refused = send(&app, resume).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(
+        refused.json()["error"],
+        "stream_not_resumable",
+        "{}",
+        refused.body
+    );
+    assert!(
+        refused.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("send the request again"),
+        "{}",
+        refused.body
+    );
+    // The session itself goes on.
+    let again = send(&app, session_request(&token, &session, BOTH, None, &call)).await;
+    assert_eq!(tool_text(&again.rpc()), "Hi Ada, welcome to Scalekit!");
 }

@@ -181,7 +181,7 @@ async fn a_session_answered_directly_lives_while_used_and_ends_when_idle() {
         let reply = in_session(&app, &token, &id, &call_greet("Ada")).await;
         assert_eq!(reply.status, 200, "ended while in use: {}", reply.body);
         assert!(
-            !reply.body.contains("\nid:"),
+            reply.body.starts_with("data: \nid: direct-"),
             "not answered directly: {}",
             reply.body
         );

@@ -463,10 +463,13 @@ def test_a_cut_event_stream_resumes_on_another_replica(procs, tmp_path, jwks_url
     headers = {"Authorization": f"Bearer {token}", "Mcp-Session-Id": session,
                "MCP-Protocol-Version": "2025-06-18"}
 
-    # The call's stream, read up to its first event, then cut.
+    # The call's stream, read up to its first event, then cut. With a progress token the call
+    # goes through rmcp's session worker, whose streams are kept for a resume (a plain call is
+    # answered whole, at once, by the direct path, and its stream is not kept).
     connection = http.client.HTTPConnection(first.hostname, first.port, timeout=20)
     call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": "greet_user", "arguments": {"name": "Resumed"}}}
+            "params": {"name": "greet_user", "arguments": {"name": "Resumed"},
+                       "_meta": {"progressToken": "resume-9"}}}
     connection.request("POST", "/", body=json.dumps(call), headers={
         **headers, "Content-Type": "application/json",
         "Accept": "application/json, text/event-stream"})
