@@ -10,6 +10,16 @@ use serde_json::{Value, json};
 use crate::util::*;
 
 const BOTH: &str = "application/json, text/event-stream";
+
+/// The `MCP-Protocol-Version` headers both paths are compared under: none, and every version
+/// the direct path serves.
+const VERSIONS: [Option<&str>; 5] = [
+    None,
+    Some("2024-11-05"),
+    Some("2025-03-26"),
+    Some("2025-06-18"),
+    Some("2025-11-25"),
+];
 const BOTH_WITH_WEIGHT: &str = "application/json, text/event-stream;q=1";
 
 fn request(token: &str, accept: &str, version: Option<&str>, body: &str) -> http::Request<Body> {
@@ -67,13 +77,7 @@ async fn the_direct_path_answers_exactly_as_rmcp_does() {
     let app = app(BASE_ARGS, keys("jwks-all.json"));
     let token = mint(&good_claims());
     let mut compared = 0;
-    for version in [
-        None,
-        Some("2024-11-05"),
-        Some("2025-03-26"),
-        Some("2025-06-18"),
-        Some("2025-11-25"),
-    ] {
+    for version in VERSIONS {
         for body in requests() {
             let direct_request = request(&token, BOTH, version, &body.to_string());
             let rmcp_request = request(&token, BOTH_WITH_WEIGHT, version, &body.to_string());
@@ -89,7 +93,7 @@ async fn the_direct_path_answers_exactly_as_rmcp_does() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 5 * requests().len());
+    assert_eq!(compared, VERSIONS.len() * requests().len());
 }
 
 /// Bodies at the edge of what the direct path takes: whichever path answers, the answer must be
@@ -283,13 +287,7 @@ async fn on_a_session_the_direct_path_answers_as_rmcp_does() {
     let token = mint(&good_claims());
     let session = open_session(&app, &token).await.expect("a session");
     let mut compared = 0;
-    for version in [
-        None,
-        Some("2024-11-05"),
-        Some("2025-03-26"),
-        Some("2025-06-18"),
-        Some("2025-11-25"),
-    ] {
+    for version in VERSIONS {
         for body in requests() {
             let with_meta = body["params"].get("_meta").is_some();
             let text = body.to_string();
@@ -327,7 +325,7 @@ async fn on_a_session_the_direct_path_answers_as_rmcp_does() {
             compared += 1;
         }
     }
-    assert_eq!(compared, 5 * requests().len());
+    assert_eq!(compared, VERSIONS.len() * requests().len());
 }
 
 #[tokio::test]

@@ -22,6 +22,14 @@ fn alive(pid: &str) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
 }
 
+/// A gateway with `flags` in front of the HTTP upstream at `url`, which accepts `bearer` (sent as
+/// `--upstream-bearer-env`).
+fn gateway_to(url: &str, bearer: &str, flags: &[&str]) -> (Server, JwksServer) {
+    let mut args = flags.to_vec();
+    args.extend(["--upstream", url, "--upstream-bearer-env", "UPSTREAM_TOKEN"]);
+    Server::start_with_keys(&args, &[("UPSTREAM_TOKEN", bearer)])
+}
+
 fn tool_call(name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
 }
@@ -204,15 +212,7 @@ async fn an_http_upstream_gets_the_gateways_token_never_the_clients() {
     service["sub"] = json!("svc-gateway");
     let gateway_token = mint(&service);
     let upstream_url = upstream.url("/");
-    let (server, _keys) = Server::start_with_keys(
-        &[
-            "--upstream",
-            &upstream_url,
-            "--upstream-bearer-env",
-            "UPSTREAM_TOKEN",
-        ],
-        &[("UPSTREAM_TOKEN", &gateway_token)],
-    );
+    let (server, _keys) = gateway_to(&upstream_url, &gateway_token, &[]);
     let client_token = mint(&good_claims());
 
     let reply = http_session_call(
@@ -402,16 +402,7 @@ async fn a_stateless_gateway_forwards_every_caller_on_one_upstream_session() {
     let mut service = good_claims();
     service["sub"] = json!("svc-gateway");
     let gateway_token = mint(&service);
-    let (server, _keys) = Server::start_with_keys(
-        &[
-            "--stateless",
-            "--upstream",
-            &upstream.url("/"),
-            "--upstream-bearer-env",
-            "UPSTREAM_TOKEN",
-        ],
-        &[("UPSTREAM_TOKEN", &gateway_token)],
-    );
+    let (server, _keys) = gateway_to(&upstream.url("/"), &gateway_token, &["--stateless"]);
     let token = mint(&good_claims());
 
     // initialize is answered with the upstream's own answer, in the client's version.
@@ -702,17 +693,10 @@ fn kill_when_dropped(pid: String) -> impl Drop {
 /// `serve --stateless --max-body-bytes 400` in front of `upstream`, with a token for it.
 fn stateless_gateway_with_400_byte_messages(upstream: &Server) -> (Server, JwksServer) {
     let bearer = mint(&good_claims());
-    Server::start_with_keys(
-        &[
-            "--stateless",
-            "--max-body-bytes",
-            "400",
-            "--upstream",
-            &upstream.url("/"),
-            "--upstream-bearer-env",
-            "UPSTREAM_TOKEN",
-        ],
-        &[("UPSTREAM_TOKEN", &bearer)],
+    gateway_to(
+        &upstream.url("/"),
+        &bearer,
+        &["--stateless", "--max-body-bytes", "400"],
     )
 }
 
@@ -914,15 +898,7 @@ async fn a_session_gets_502_while_its_http_upstream_is_known_down() {
     let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
     let upstream_url = upstream.url("/");
     let upstream_token = gateway_credentials();
-    let (server, _keys) = Server::start_with_keys(
-        &[
-            "--upstream",
-            &upstream_url,
-            "--upstream-bearer-env",
-            "UPSTREAM_TOKEN",
-        ],
-        &[("UPSTREAM_TOKEN", &upstream_token)],
-    );
+    let (server, _keys) = gateway_to(&upstream_url, &upstream_token, &[]);
     let token = mint(&good_claims());
     let url = server.url("/");
     let opened = http_post(&url, Some(&token), &initialize()).await;
