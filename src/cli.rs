@@ -82,6 +82,12 @@ pub fn main() -> ExitCode {
         return failed;
     }
     launcher::launch_through_this_binary();
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|command| command == "serve")
+    {
+        crate::allocator::purge_freed_memory_promptly();
+    }
     crate::allocator::disable_huge_pages();
     // `.env` in the working directory, as the seed's python-dotenv does; real environment
     // variables win, and flags win over both (clap reads the environment).

@@ -437,6 +437,11 @@ pub fn command(program: &str, args: &[String], caller: Option<&Caller>) -> tokio
             command.env_remove(name.as_ref());
         }
     }
+    // The allocator setting the `serve` binary gave itself (see its `allocator` module, which
+    // marks it so) is not the user's, so not the command's.
+    if std::env::var_os("SCALEKIT_MCP_PURGE_DELAY_SET").is_some() {
+        command.env_remove("MIMALLOC_PURGE_DELAY");
+    }
     for (name, value) in forwarded_environment(caller) {
         command.env(name, value);
     }

@@ -192,6 +192,11 @@ async fn a_sessions_child_gets_no_gateway_secrets_and_stops_when_the_session_end
     );
     assert!(!environment.contains("gateway-secret-5e1"), "{environment}");
     assert!(!environment.contains("gateway-token-5e1"), "{environment}");
+    // The allocator setting `serve` gives itself stays with it.
+    assert!(
+        !environment.contains("MIMALLOC_PURGE_DELAY"),
+        "{environment}"
+    );
 
     let closed = reqwest::Client::new()
         .delete(&url)

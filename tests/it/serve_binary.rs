@@ -544,3 +544,43 @@ fn stdio_serves_the_same_tools_with_only_protocol_on_stdout() {
         "logs go to stderr"
     );
 }
+
+/// `serve` gives itself mimalloc's purge delay of 0, so that the memory of ended sessions goes
+/// back to the system (`allocator`), unless the environment sets one: then that one is kept.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_returns_freed_memory_promptly_unless_told_otherwise() {
+    let environment_of = |server: &Server| {
+        let raw = std::fs::read(format!("/proc/{}/environ", server.child.id())).unwrap();
+        raw.split(|byte| *byte == 0)
+            .map(|pair| String::from_utf8_lossy(pair).into_owned())
+            .collect::<Vec<_>>()
+    };
+    let (server, _jwks) = Server::start_with_keys(&[], &[]);
+    let environment = environment_of(&server);
+    assert!(
+        environment
+            .iter()
+            .any(|pair| pair == "MIMALLOC_PURGE_DELAY=0"),
+        "{environment:?}"
+    );
+    // Still the server the test started: same pid, and it answers.
+    assert_eq!(
+        server.get_blocking("/health").map(|(status, _)| status),
+        Some(200)
+    );
+    let (server, _jwks) = Server::start_with_keys(&[], &[("MIMALLOC_PURGE_DELAY", "25")]);
+    let environment = environment_of(&server);
+    assert!(
+        environment
+            .iter()
+            .any(|pair| pair == "MIMALLOC_PURGE_DELAY=25"),
+        "{environment:?}"
+    );
+    assert!(
+        !environment
+            .iter()
+            .any(|pair| pair.starts_with("SCALEKIT_MCP_PURGE_DELAY_SET")),
+        "{environment:?}"
+    );
+}
