@@ -47,6 +47,13 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def standin_command(port):
+    """The command of the local stand-in for Scalekit on `port`: the fixture JWKS, and the SDK's
+    token and keys endpoints (`bench/peers/standin.py`)."""
+    return [sys.executable, os.path.join(ROOT, "bench", "peers", "standin.py"), str(port),
+            os.path.join(FIXTURES, "jwks-a.json")]
+
+
 def mint(issuer, key, kid="key-a", lifetime=3600, subject="usr_bench"):
     """An RS256 JWT signed with a fixture key by openssl."""
     now = int(time.time())
@@ -443,8 +450,7 @@ def main():
 
     sk_port = free_port()
     sk_url = f"http://127.0.0.1:{sk_port}"
-    standin = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "peers", "standin.py"),
-                                str(sk_port), os.path.join(FIXTURES, "jwks-a.json")])
+    standin = subprocess.Popen(standin_command(sk_port))
     started = []
     auth_pairs = metrics_pairs = None
     try:

@@ -35,8 +35,7 @@ def main():
 
     sk_port = harness.free_port()
     sk_url = f"http://127.0.0.1:{sk_port}"
-    processes = [subprocess.Popen([sys.executable, os.path.join(harness.ROOT, "bench", "peers", "standin.py"),
-                                   str(sk_port), os.path.join(harness.FIXTURES, "jwks-a.json")])]
+    processes = [subprocess.Popen(harness.standin_command(sk_port))]
     logs = tempfile.mkdtemp(prefix="bench-log-cost-")
     servers = {}
     try:

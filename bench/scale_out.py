@@ -119,8 +119,7 @@ def main():
     stack = Stack()
     sk_port, redis_port = harness.free_port(), harness.free_port()
     sk_url = f"http://127.0.0.1:{sk_port}"
-    stack.start([sys.executable, os.path.join(harness.ROOT, "bench", "peers", "standin.py"),
-                 str(sk_port), os.path.join(harness.FIXTURES, "jwks-a.json")])
+    stack.start(harness.standin_command(sk_port))
     stack.start(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no"])
     redis_url = f"redis://127.0.0.1:{redis_port}"

@@ -59,8 +59,7 @@ def main():
 
     sk_port, port = harness.free_port(), harness.free_port()
     sk_url = f"http://127.0.0.1:{sk_port}"
-    standin = subprocess.Popen([sys.executable, os.path.join(harness.ROOT, "bench", "peers", "standin.py"),
-                                str(sk_port), os.path.join(harness.FIXTURES, "jwks-a.json")])
+    standin = subprocess.Popen(harness.standin_command(sk_port))
     server = subprocess.Popen(
         [args.bin, "serve", "--port", str(port), "--sk-env-url", sk_url, "--audience", harness.AUDIENCE,
          "--max-sessions", str(args.sessions + 100), *args.serve_arg],
