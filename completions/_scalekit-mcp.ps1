@@ -72,6 +72,7 @@ Register-ArgumentCompleter -Native -CommandName 'scalekit-mcp' -ScriptBlock {
             [CompletionResult]::new('--max-sessions', '--max-sessions', [CompletionResultType]::ParameterName, 'Sessions open at once, all callers together (an initialize beyond gets 503)')
             [CompletionResult]::new('--max-sessions-per-caller', '--max-sessions-per-caller', [CompletionResultType]::ParameterName, 'Sessions open at once per caller; one more closes its least recently used')
             [CompletionResult]::new('--session-idle-timeout', '--session-idle-timeout', [CompletionResultType]::ParameterName, 'A session without a request for this long is closed')
+            [CompletionResult]::new('--session-sleep-after', '--session-sleep-after', [CompletionResultType]::ParameterName, 'A session without a request or an open stream for this long sleeps')
             [CompletionResult]::new('--session-store', '--session-store', [CompletionResultType]::ParameterName, 'Keep sessions in Redis, so that every replica serves every session: redis://…')
             [CompletionResult]::new('--rate-limit-store', '--rate-limit-store', [CompletionResultType]::ParameterName, 'Count rate limits in Redis, so that they hold across replicas (default: the session store)')
             [CompletionResult]::new('--redis-prefix', '--redis-prefix', [CompletionResultType]::ParameterName, 'Prefix of every Redis key, so that several deployments can share one Redis')

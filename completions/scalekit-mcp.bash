@@ -529,7 +529,7 @@ _scalekit__mcp() {
             return 0
             ;;
         scalekit__subcmd__mcp__subcmd__serve)
-            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --tool-scope --allowed-org --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --max-sessions --max-sessions-per-caller --session-idle-timeout --session-store --rate-limit-store --redis-prefix --rate-limit --rate-limit-burst --tool-rate-limit --anonymous-rate-limit --trusted-proxy --log-level --log-format --metrics-addr --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --upstream --upstream-header --upstream-bearer-env --upstream-timeout --help --version"
+            opts="-h -V --transport --host --port --public-url --mcp-path --stateless --allowed-host --cors-origin --sk-env-url --issuer --audience --required-scope --algorithms --leeway --tool-scope --allowed-org --protected-resource-metadata --resource --authorization-server --jwks-url --jwks-ttl --jwks-cooldown --resource-metadata-url --scopes-supported --max-body-bytes --max-header-bytes --request-timeout --idle-timeout --max-connections --shutdown-timeout --max-sessions --max-sessions-per-caller --session-idle-timeout --session-sleep-after --session-store --rate-limit-store --redis-prefix --rate-limit --rate-limit-burst --tool-rate-limit --anonymous-rate-limit --trusted-proxy --log-level --log-format --metrics-addr --dev --dev-key --dev-auto-approve --dev-user --dev-token-ttl --upstream --upstream-header --upstream-bearer-env --upstream-timeout --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -660,6 +660,10 @@ _scalekit__mcp() {
                     return 0
                     ;;
                 --session-idle-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --session-sleep-after)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

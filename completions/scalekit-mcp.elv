@@ -68,6 +68,7 @@ set edit:completion:arg-completer[scalekit-mcp] = {|@words|
             cand --max-sessions 'Sessions open at once, all callers together (an initialize beyond gets 503)'
             cand --max-sessions-per-caller 'Sessions open at once per caller; one more closes its least recently used'
             cand --session-idle-timeout 'A session without a request for this long is closed'
+            cand --session-sleep-after 'A session without a request or an open stream for this long sleeps'
             cand --session-store 'Keep sessions in Redis, so that every replica serves every session: redis://…'
             cand --rate-limit-store 'Count rate limits in Redis, so that they hold across replicas (default: the session store)'
             cand --redis-prefix 'Prefix of every Redis key, so that several deployments can share one Redis'

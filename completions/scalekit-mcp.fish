@@ -71,6 +71,7 @@ complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l shut
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions -d 'Sessions open at once, all callers together (an initialize beyond gets 503)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l max-sessions-per-caller -d 'Sessions open at once per caller; one more closes its least recently used' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-idle-timeout -d 'A session without a request for this long is closed' -r
+complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-sleep-after -d 'A session without a request or an open stream for this long sleeps' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l session-store -d 'Keep sessions in Redis, so that every replica serves every session: redis://…' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l rate-limit-store -d 'Count rate limits in Redis, so that they hold across replicas (default: the session store)' -r
 complete -c scalekit-mcp -n "__fish_scalekit_mcp_using_subcommand serve" -l redis-prefix -d 'Prefix of every Redis key, so that several deployments can share one Redis' -r

@@ -60,6 +60,7 @@ pub async fn run(mut args: ServeArgs, max_sessions_set: bool) -> anyhow::Result<
         None => {
             let extras = crate::server::Extras {
                 direct_tool_calls: true,
+                sessions_may_sleep: true,
                 ..Default::default()
             };
             crate::server::run_with_extras(
@@ -91,6 +92,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         let stopping = forwarder.clone();
         Extras {
             direct_tool_calls: false,
+            sessions_may_sleep: false,
             endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
             readiness: Some(readiness),
             before_sessions_end: None,
@@ -116,6 +118,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         Extras {
             // The gateway relays what its upstream sends during a call, through its peer.
             direct_tool_calls: false,
+            sessions_may_sleep: false,
             endpoint: None,
             readiness: Some(readiness),
             before_sessions_end: Some(Arc::new(move || {

@@ -429,6 +429,22 @@ pub struct ServeArgs {
     )]
     pub session_idle_timeout: Duration,
 
+    /// A session without a request or an open stream for this long sleeps.
+    ///
+    /// A sleeping session keeps its owner and the client's initialize parameters (about 1 KiB)
+    /// instead of a whole session worker (about 67 KiB). Plain tool calls are answered without
+    /// waking it; any other request wakes it by replaying the handshake. It still ends after
+    /// --session-idle-timeout. Set it to the idle timeout or more to keep sessions awake.
+    /// Servers in front of another MCP server never sleep.
+    #[arg(
+        long,
+        env = "SCALEKIT_MCP_SESSION_SLEEP_AFTER",
+        default_value = "30s",
+        value_name = "DURATION",
+        help_heading = heading::SESSIONS
+    )]
+    pub session_sleep_after: Duration,
+
     /// Keep sessions in Redis, so that every replica serves every session: redis://…
     ///
     /// `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. Any replica takes over a

@@ -134,6 +134,8 @@ pub struct ServeConfig {
     pub(crate) max_sessions_per_caller: usize,
     /// A session without a request for this long is closed.
     pub(crate) session_idle_timeout: std::time::Duration,
+    /// A session without a request or an open stream for this long sleeps (`server::sessions`).
+    pub(crate) session_sleep_after: std::time::Duration,
     /// Where sessions are kept besides this process (`--session-store`, a Redis URL).
     #[cfg_attr(not(feature = "redis"), allow(dead_code))]
     pub(crate) session_store: Option<StoreUrl>,
@@ -517,6 +519,7 @@ impl ServeConfig {
             max_sessions: args.max_sessions,
             max_sessions_per_caller: args.max_sessions_per_caller,
             session_idle_timeout: args.session_idle_timeout.0,
+            session_sleep_after: args.session_sleep_after.0,
             session_store,
             rate_limit_store,
             redis_prefix: args.redis_prefix.clone(),

@@ -189,11 +189,13 @@ where
         .get(SESSION_ID)
         .and_then(|value| value.to_str().ok());
     if let Some(id) = named {
-        match sessions.check(id, &caller) {
-            Access::Permitted { touch_due } => {
+        let answers_a_post = request.method() == Method::POST;
+        let in_use = match sessions.check(id, &caller, answers_a_post) {
+            Access::Permitted { touch_due, in_use } => {
                 if touch_due && !still_shared(sessions, id).await {
                     return session_not_found();
                 }
+                in_use
             }
             Access::Refused => return session_not_found(),
             #[cfg(feature = "redis")]
@@ -202,14 +204,18 @@ where
                 return take_over(sessions, id, request, caller, inner).await;
             }
             Access::Unknown => return session_not_found(),
-        }
+        };
         if request.method() == Method::POST
             && let Some(down) = state.relay_down.as_ref().and_then(|down| down())
         {
             return down.refuse(request, state.max_body_bytes).await;
         }
         request.extensions_mut().insert(caller);
-        return pass(inner, request).await;
+        let response = pass(inner, request).await;
+        return match in_use {
+            Some(in_use) => in_use.until_answered(response),
+            None => response,
+        };
     }
     // Only a POST without a session id can open one (an `initialize`; rmcp refuses the rest).
     if request.method() != Method::POST {
@@ -308,10 +314,19 @@ where
         return too_many_sessions(sessions.limits().max_sessions);
     };
     sessions.expect_restore(&id, &caller, reservation);
-    request.extensions_mut().insert(caller);
+    let answers_a_post = request.method() == Method::POST;
+    request.extensions_mut().insert(caller.clone());
     let response = pass(inner, request).await;
     sessions.restore_settled(&id);
-    response
+    // Restored by now (or not at all): in use while its answer (or stream) lasts.
+    sessions.start_sweeping();
+    match sessions.check(&id, &caller, answers_a_post) {
+        Access::Permitted {
+            in_use: Some(in_use),
+            ..
+        } => in_use.until_answered(response),
+        _ => response,
+    }
 }
 
 /// The owner a session record names for `caller`: as `server::sessions` binds sessions.

@@ -581,7 +581,7 @@ impl Collector for KeysCollector {
     }
 }
 
-/// Open MCP sessions (stateful mode).
+/// Open MCP sessions (stateful mode), and how many of them sleep.
 struct SessionsCollector(Arc<Sessions>);
 
 impl std::fmt::Debug for SessionsCollector {
@@ -598,6 +598,13 @@ impl Collector for SessionsCollector {
             "Open MCP sessions.",
             None,
             &[(None, ConstGauge::new(self.0.len() as i64))],
+        )?;
+        encode_family(
+            &mut encoder,
+            "scalekit_mcp_sessions_asleep",
+            "Open MCP sessions that sleep: held without a session worker (--session-sleep-after).",
+            None,
+            &[(None, ConstGauge::new(self.0.asleep() as i64))],
         )
     }
 }

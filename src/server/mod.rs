@@ -83,6 +83,10 @@ pub(crate) struct Extras {
     /// direct path may answer those on sessions too (see `direct`). The built-in tools say so;
     /// a library user says so with [`McpServer::with_direct_tool_calls`].
     pub direct_tool_calls: bool,
+    /// A session's handler may be replaced by a fresh one that sees the handshake again, so idle
+    /// sessions may sleep (`sessions::sleep`). The built-in tools say so; a library user says so
+    /// with [`McpServer::with_sleeping_sessions`].
+    pub sessions_may_sleep: bool,
     pub endpoint: Option<OwnEndpoint>,
     pub readiness: Option<ReadinessCheck>,
     /// Run when shutdown starts, before the MCP sessions are ended (rmcp kills what a session
@@ -173,6 +177,7 @@ impl AppState {
                 max_sessions: config.max_sessions,
                 max_per_caller: config.max_sessions_per_caller,
                 idle_timeout: config.session_idle_timeout,
+                sleep_after: config.session_sleep_after,
             });
             #[cfg(feature = "redis")]
             let sessions = match &stores.sessions {
@@ -304,6 +309,7 @@ pub fn app(
     )?;
     let extras = Extras {
         direct_tool_calls: true,
+        sessions_may_sleep: true,
         ..Extras::default()
     };
     Ok(standalone_app(
@@ -358,12 +364,25 @@ where
     {
         mcp_config.session_store = state.sessions.as_ref().and_then(|s| s.rmcp_store());
     }
+    // Idle sessions sleep when the handler allows it; in memory, rmcp wakes them from the
+    // parameters the sessions keep (`sessions::sleep`).
+    if let Some(sessions) = state
+        .sessions
+        .as_ref()
+        .filter(|_| extras.sessions_may_sleep)
+    {
+        sessions.let_sleep();
+        if mcp_config.session_store.is_none() {
+            mcp_config.session_store = Some(Arc::new(sessions::WakeStore(sessions.clone())));
+        }
+    }
     // With --stateless rmcp never opens a session; its manager is then just unused.
     let sessions = state.sessions.clone().unwrap_or_else(|| {
         Arc::new(Sessions::new(SessionLimits {
             max_sessions: 1,
             max_per_caller: 1,
             idle_timeout: config.session_idle_timeout,
+            sleep_after: config.session_sleep_after,
         }))
     });
     // The handler is built once and cloned per session (with --stateless, per request), so its

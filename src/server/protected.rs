@@ -155,6 +155,22 @@ where
         self
     }
 
+    /// Lets idle sessions sleep (`--session-sleep-after`, 30 s): a session without a request or
+    /// an open stream for that long gives up rmcp's session worker (about 67 KiB) and keeps only
+    /// its owner and the client's `initialize` parameters. The next request that needs a worker
+    /// wakes it: rmcp starts a **new handler** (a clone of the one you gave) and replays the
+    /// client's `initialize` and `notifications/initialized` to it.
+    ///
+    /// Only for a handler that keeps **no per-session state** of its own (state shared through
+    /// an `Arc`, a database or the like is fine) and sends the client nothing outside a request
+    /// while none is in flight (a notification to a sleeping session has no peer to go to).
+    /// Most clients never end their sessions, so this is what bounds the memory of sessions
+    /// whose clients have gone.
+    pub fn with_sleeping_sessions(mut self) -> Self {
+        self.extras.sessions_may_sleep = true;
+        self
+    }
+
     /// The checked configuration.
     pub fn config(&self) -> &ServeConfig {
         &self.config

@@ -21,6 +21,7 @@ mod response_stream;
 mod serve_binary;
 mod serve_router;
 mod sessions;
+mod sleeping_sessions;
 mod soak;
 mod util;
 mod verdicts;

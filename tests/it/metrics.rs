@@ -295,6 +295,40 @@ async fn metrics_are_not_on_the_mcp_port_and_count_stateless_calls() {
     }
 }
 
+/// `serve` (the built-in tools) lets idle sessions sleep: still open, and counted as asleep.
+#[tokio::test(flavor = "multi_thread")]
+async fn sleeping_sessions_are_counted_among_the_open_ones() {
+    let measured = start(&["--session-sleep-after", "200ms"]);
+    let url = measured.server.url("/");
+    let token = mint(&good_claims());
+    let reply = http_session_call(&url, &token, &call_greet("Ada")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let text = measured.scrape().await;
+    assert_eq!(
+        value(&text, "scalekit_mcp_sessions_asleep", &[]),
+        Some(0.0),
+        "{text}"
+    );
+
+    let started = std::time::Instant::now();
+    let text = loop {
+        let text = measured.scrape().await;
+        if value(&text, "scalekit_mcp_sessions_asleep", &[]) == Some(1.0) {
+            break text;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the idle session never slept:\n{text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        value(&text, "scalekit_mcp_sessions_active", &[]),
+        Some(1.0),
+        "{text}"
+    );
+}
+
 #[test]
 fn a_metrics_address_on_the_mcp_port_or_without_a_port_is_refused() {
     let port = free_port().to_string();

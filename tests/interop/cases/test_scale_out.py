@@ -437,6 +437,36 @@ def test_another_callers_token_gets_404_on_every_replica(procs, tmp_path, jwks_u
         assert status == 404, (url, status, body)
 
 
+def sessions_held(metrics_url: str) -> tuple[int, int]:
+    """The replica's open sessions and those asleep, from its metrics."""
+    with urllib.request.urlopen(metrics_url, timeout=10) as response:
+        metrics = response.read().decode()
+    active = re.search(r"^scalekit_mcp_sessions_active (\d+)", metrics, re.M)
+    asleep = re.search(r"^scalekit_mcp_sessions_asleep (\d+)", metrics, re.M)
+    assert active and asleep, metrics
+    return int(active.group(1)), int(asleep.group(1))
+
+
+def test_a_session_that_slept_on_its_replica_wakes_from_its_record(procs, tmp_path, jwks_url):
+    # With Redis, a session that sleeps is let go by its replica: its record wakes it, for its
+    # owner only, on any replica.
+    stack = start_stack(procs, tmp_path, jwks_url, ["--session-sleep-after", "300ms"])
+    owner = stack.token("sleepy-owner")
+    first, metrics = stack.replica_urls[0], stack.metrics_urls[0]
+    session = open_session(first, owner)
+    assert greet(first, owner, session, "before")[0] == 200
+    assert sessions_held(metrics)[0] == 1
+    stack.replicas[0].wait_for(lambda: sessions_held(metrics)[0] == 0, "the session let go",
+                               timeout=20)
+    assert redis_command(stack.redis_port, "EXISTS", f"scalekit-mcp:session:{session}") == b":1\r\n"
+
+    status, body = greet(first, stack.token("someone-else"), session, "intruder")
+    assert status == 404, (status, body)
+    status, body = greet(first, owner, session, "after")
+    assert status == 200 and "Hi after, welcome to Scalekit!" in body, (status, body)
+    assert sessions_held(metrics)[0] == 1, "held again after its wake"
+
+
 def sse_events(lines) -> list[dict]:
     """Server-sent events from an iterator of text lines: each a dict of its fields."""
     events, current = [], {}

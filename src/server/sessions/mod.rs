@@ -29,6 +29,12 @@
 //! most once per [`TOUCH_EVERY`] ([`Access::Permitted::touch_due`]), which keeps the record alive
 //! and notices a `DELETE` made on another replica.
 //!
+//! An idle session sleeps when the handler allows it (`--session-sleep-after`, see [`sleep`]):
+//! its rmcp worker is closed, its entry here keeps what wakes it, and rmcp wakes it through
+//! [`SessionManager::restore_session`] when a request needs a worker; its
+//! [`SessionManager::close_session`] tells the end of a worker put to sleep from the end of the
+//! session.
+//!
 //! Each request answered on a stream also gets its [`ResponseStream`], with which its handler may
 //! end that stream early for the client to resume (see there).
 //!
@@ -38,12 +44,18 @@
 //! keep-alive runs out; so such a session's worker is nudged with a message that changes
 //! nothing, at most once per [`NUDGE_EVERY`] (an eighth of the idle timeout when that is less).
 
+mod sleep;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
 use futures::Stream;
-use rmcp::model::{ClientJsonRpcMessage, ClientNotification, GetExtensions, ServerJsonRpcMessage};
+use rmcp::model::{
+    ClientJsonRpcMessage, ClientNotification, GetExtensions, InitializeRequestParams,
+    ServerJsonRpcMessage,
+};
 use rmcp::transport::streamable_http_server::session::local::{
     LocalSessionManager, LocalSessionManagerError,
 };
@@ -54,6 +66,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::response_stream::ResponseStream;
 use crate::auth::validate::Caller;
+pub use sleep::{InUse, WakeStore};
 
 /// How often a session held here is checked against its Redis record (at most).
 pub const TOUCH_EVERY: Duration = Duration::from_secs(1);
@@ -74,6 +87,9 @@ pub struct SessionLimits {
     pub max_per_caller: usize,
     /// A session with no request for this long is closed.
     pub idle_timeout: Duration,
+    /// A session with no request and no open stream for this long sleeps, when the handler
+    /// allows it ([`Sessions::let_sleep`], `sleep`).
+    pub sleep_after: Duration,
 }
 
 /// Who opened a session: the token's issuer, and its subject (else its client id).
@@ -120,6 +136,31 @@ struct Entry {
     worker_nudged: Instant,
     /// The session's share of `--max-sessions`, given back when the entry goes.
     _slot: Option<OwnedSemaphorePermit>,
+    /// Whether the session sleeps: no rmcp worker until a request needs one (`sleep`).
+    asleep: bool,
+    /// The client's `initialize` parameters, which wake the session (when sessions may sleep).
+    wake_with: Option<InitializeRequestParams>,
+    /// Its requests in flight, as they tell the sweep without this table's lock (`sleep`).
+    usage: Arc<sleep::Usage>,
+    /// Workers of this session put to sleep whose end rmcp has yet to report (ignored then).
+    sleep_echoes: u32,
+}
+
+impl Entry {
+    fn new(now: Instant) -> Self {
+        Self {
+            owner: None,
+            last_used: now,
+            last_touched: now,
+            initialized: false,
+            worker_nudged: now,
+            _slot: None,
+            asleep: false,
+            wake_with: None,
+            usage: Arc::default(),
+            sleep_echoes: 0,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -161,11 +202,14 @@ impl Table {
 pub struct Reservation(OwnedSemaphorePermit);
 
 /// Whether a request may use the session it names ([`Sessions::check`]).
-#[derive(Debug, PartialEq, Eq)]
 pub enum Access {
     /// The caller's own session, held here. `touch_due`: its Redis record should be checked
-    /// before the request goes on.
-    Permitted { touch_due: bool },
+    /// before the request goes on. `in_use`: the session is in use while this is held, when
+    /// sessions may sleep.
+    Permitted {
+        touch_due: bool,
+        in_use: Option<InUse>,
+    },
     /// Held here, but not the caller's (or not bound yet): 404.
     Refused,
     /// Not held here: 404, unless a shared store has it.
@@ -184,6 +228,15 @@ pub struct Sessions {
     /// Sessions the guard let through to be restored, with their owner and slot.
     #[cfg(feature = "redis")]
     restoring: Mutex<HashMap<String, (Owner, Reservation)>>,
+    /// Whether idle sessions may sleep ([`Self::let_sleep`]).
+    may_sleep: AtomicBool,
+    /// Held while sessions are put to sleep and while one is woken, so that a wake never meets
+    /// a worker being closed.
+    transitions: tokio::sync::Mutex<()>,
+    /// The task that puts idle sessions to sleep, started with the first session.
+    sweeping: Once,
+    /// What the times in [`sleep::Usage`] count from.
+    epoch: Instant,
 }
 
 impl Sessions {
@@ -199,6 +252,10 @@ impl Sessions {
             shared: None,
             #[cfg(feature = "redis")]
             restoring: Mutex::default(),
+            may_sleep: AtomicBool::new(false),
+            transitions: tokio::sync::Mutex::const_new(()),
+            sweeping: Once::new(),
+            epoch: Instant::now(),
         }
     }
 
@@ -263,12 +320,13 @@ impl Sessions {
 
     /// Whether `caller` may use session `id`: only the caller who opened it. Marks it used.
     pub fn permits(&self, id: &str, caller: &Caller) -> bool {
-        matches!(self.check(id, caller), Access::Permitted { .. })
+        matches!(self.check(id, caller, false), Access::Permitted { .. })
     }
 
     /// Whether `caller` may use session `id`, and whether its Redis record is due a check.
-    /// Marks it used.
-    pub fn check(&self, id: &str, caller: &Caller) -> Access {
+    /// Marks it used, and in use until the answer is done (see [`InUse`]; `answers_a_post`: the
+    /// answer carries a request's result).
+    pub fn check(&self, id: &str, caller: &Caller, answers_a_post: bool) -> Access {
         let mut table = self.lock();
         let Some(entry) = table.entries.get_mut(id) else {
             return Access::Unknown;
@@ -283,7 +341,10 @@ impl Sessions {
         if touch_due {
             entry.last_touched = now;
         }
-        Access::Permitted { touch_due }
+        let in_use = self
+            .may_sleep()
+            .then(|| InUse::new(&entry.usage, self.epoch, answers_a_post));
+        Access::Permitted { touch_due, in_use }
     }
 
     fn has_shared_store(&self) -> bool {
@@ -309,6 +370,10 @@ impl Sessions {
             let Some(entry) = table.entries.get_mut(id).filter(|entry| entry.initialized) else {
                 return false;
             };
+            if entry.asleep {
+                // No worker to keep alive: the sweep ends the session when it is idle.
+                return true;
+            }
             let now = Instant::now();
             let due = now.duration_since(entry.worker_nudged) >= self.nudge_every();
             if due {
@@ -317,6 +382,16 @@ impl Sessions {
             due
         };
         !nudge_due || self.nudge_worker(id).await
+    }
+
+    /// Session `id`'s handshake is done: the client's, or its replay when the session was woken
+    /// (it is awake from now on) or restored.
+    fn handshake_done(&self, id: &str) {
+        if let Some(entry) = self.lock().entries.get_mut(id) {
+            entry.initialized = true;
+            entry.asleep = false;
+            entry.worker_nudged = Instant::now();
+        }
     }
 
     /// Restarts the keep-alive of session `id`'s worker: false when the worker is gone.
@@ -389,6 +464,7 @@ impl Sessions {
             self.count_for_owner(&mut table, id, &owner)
         };
         self.close_evicted(evicted, &owner);
+        self.start_sweeping();
     }
 
     /// Adds `id` to `owner`'s sessions; the least recently used one of them if that makes one
@@ -423,12 +499,10 @@ impl Sessions {
             id.clone(),
             Entry {
                 owner: Some(owner.clone()),
-                last_used: now,
-                last_touched: now,
                 // rmcp's restore replays the whole handshake before it reports the session.
                 initialized: true,
-                worker_nudged: now,
                 _slot: Some(reservation.0),
+                ..Entry::new(now)
             },
         );
         // An eviction here is rare (a caller with more sessions than the cap on this replica);
@@ -466,18 +540,9 @@ impl SessionManager for Sessions {
 
     async fn create_session(&self) -> Result<(SessionId, Self::Transport), Self::Error> {
         let (id, transport) = self.inner.create_session().await?;
-        let now = Instant::now();
-        self.lock().entries.insert(
-            id.clone(),
-            Entry {
-                owner: None,
-                last_used: now,
-                last_touched: now,
-                initialized: false,
-                worker_nudged: now,
-                _slot: None,
-            },
-        );
+        self.lock()
+            .entries
+            .insert(id.clone(), Entry::new(Instant::now()));
         Ok((id, transport))
     }
 
@@ -489,11 +554,19 @@ impl SessionManager for Sessions {
         self.inner.initialize_session(id, message).await
     }
 
+    /// A sleeping session has none here until rmcp wakes it ([`Self::restore_session`]).
     async fn has_session(&self, id: &SessionId) -> Result<bool, Self::Error> {
+        if self.is_asleep(id) {
+            return Ok(false);
+        }
         self.inner.has_session(id).await
     }
 
     async fn close_session(&self, id: &SessionId) -> Result<(), Self::Error> {
+        if self.is_sleep_echo(id) {
+            // Only the worker of a session put to sleep ended; a new one may serve it already.
+            return Ok(());
+        }
         self.lock().remove(id);
         // The record stays: another replica may be serving the session (a DELETE removes the
         // record through rmcp's store, and a record without use expires by itself).
@@ -546,8 +619,8 @@ impl SessionManager for Sessions {
                 if matches!(notification.notification, ClientNotification::InitializedNotification(_))
         );
         self.inner.accept_message(id, message).await?;
-        if completes_handshake && let Some(entry) = self.lock().entries.get_mut(id) {
-            entry.initialized = true;
+        if completes_handshake {
+            self.handshake_done(id);
         }
         Ok(())
     }
@@ -567,10 +640,19 @@ impl SessionManager for Sessions {
         self.inner.resume(id, last_event_id).await
     }
 
+    /// Wakes a sleeping session; with `--session-store`, restores one this replica does not
+    /// hold (the guard has checked its owner). Nothing else: in memory, a session that is not
+    /// asleep here does not exist.
     async fn restore_session(
         &self,
         id: SessionId,
     ) -> Result<RestoreOutcome<Self::Transport>, Self::Error> {
+        if let Some(woken) = self.wake(id.clone()).await {
+            return woken.map(RestoreOutcome::Restored);
+        }
+        if !self.has_shared_store() {
+            return Ok(RestoreOutcome::NotSupported);
+        }
         let outcome = self.inner.restore_session(id.clone()).await?;
         #[cfg(feature = "redis")]
         if matches!(outcome, RestoreOutcome::Restored(_)) {
@@ -605,6 +687,7 @@ mod tests {
             max_sessions,
             max_per_caller,
             idle_timeout: Duration::from_secs(300),
+            sleep_after: Duration::from_secs(30),
         }
     }
 
