@@ -156,6 +156,12 @@ fn tool_scopes() -> ToolScopes {
         .require("list_todos", ["todo:read"])
 }
 
+/// The tools never use their peer and keep no per-session state (the store is shared), so plain
+/// tool calls on sessions take the direct path and idle sessions sleep.
 fn main() -> std::process::ExitCode {
-    scalekit_mcp::main_with_tool_scopes(TodoServer::new(), tool_scopes())
+    scalekit_mcp::Main::new(TodoServer::new())
+        .with_tool_scopes(tool_scopes())
+        .with_direct_tool_calls()
+        .with_sleeping_sessions()
+        .run()
 }

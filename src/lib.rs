@@ -168,7 +168,7 @@ pub use config::{
 #[cfg(feature = "server")]
 pub use server::caller::Authenticated;
 #[cfg(feature = "server")]
-pub use server::entry::{main, main_with_tool_scopes};
+pub use server::entry::{Main, main, main_with_tool_scopes};
 #[cfg(feature = "server")]
 pub use server::protected::{BearerAuthLayer, McpServer};
 #[cfg(feature = "server")]
