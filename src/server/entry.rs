@@ -70,6 +70,7 @@ impl<H> Main<H>
 where
     H: ServerHandler + Clone + Send + Sync + 'static,
 {
+    /// `handler` with no tool scopes, and neither direct tool calls nor sleeping sessions.
     pub fn new(handler: H) -> Self {
         Self {
             handler,
