@@ -54,13 +54,13 @@ def standin_command(port):
             os.path.join(FIXTURES, "jwks-a.json")]
 
 
-def mint(issuer, key, kid="key-a", lifetime=3600, subject="usr_bench"):
+def mint(issuer, key, kid="key-a", lifetime=3600, subject="usr_bench", scope="mcp:tools"):
     """An RS256 JWT signed with a fixture key by openssl."""
     now = int(time.time())
     header = b64url(json.dumps({"alg": "RS256", "typ": "JWT", "kid": kid}).encode())
     payload = b64url(json.dumps({
         "iss": issuer, "aud": [AUDIENCE], "sub": subject, "client_id": "bench",
-        "scope": "mcp:tools", "iat": now, "exp": now + lifetime,
+        "scope": scope, "iat": now, "exp": now + lifetime,
     }).encode())
     signing_input = f"{header}.{payload}".encode()
     signature = subprocess.run(
@@ -181,8 +181,11 @@ LOW_WAKEUP_PRIORITY = (["chrt", "--batch", "0"]
                        if shutil.which("chrt") and os.environ.get("BENCH_WRK_BATCH", "1") != "0" else [])
 
 
-def wrk(port, token, session, concurrency, duration):
+def wrk(port, token, session, concurrency, duration, tool=None):
+    """`tool`: (name, JSON arguments, text every answer holds) instead of greet_user."""
     env = dict(os.environ, BENCH_TOKEN=token, BENCH_SESSION=session or "")
+    if tool:
+        env.update(BENCH_TOOL=tool[0], BENCH_ARGUMENTS=tool[1], BENCH_EXPECT=tool[2])
     threads = 1 if concurrency == 1 else 2
     out = subprocess.run(
         [*LOW_WAKEUP_PRIORITY, "wrk", f"-t{threads}", f"-c{concurrency}", f"-d{duration}s", "--timeout", "10s",

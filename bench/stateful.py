@@ -9,7 +9,11 @@ c=64; per row and concurrency the median req/s and p99 are kept, and the ratios 
 this one run. Prints JSON.
 
     python3 bench/stateful.py --bin target/release/scalekit-mcp \
-        --ceiling target/release/examples/bench_ceiling [--rounds 4] [--duration 3] [--no-seed]
+        --ceiling target/release/examples/bench_ceiling [--rounds 4] [--duration 3] [--no-seed] \
+        [--todo target/release/examples/todo_server]
+
+`--todo` adds a library user's server, the todo example, stateful and `--stateless`, calling its
+`list_todos` tool (the issue asks for the library's handlers to be measured too).
 """
 
 import argparse
@@ -25,6 +29,8 @@ import harness  # noqa: E402
 
 CONCURRENCY = (16, 64)
 VENV = os.path.expanduser("~/.cache/scalekit-mcp/bench/venv")
+# The todo rows' tool call: name, arguments, and text every answer holds (the caller's tenant).
+TODO_CALL = ("list_todos", "{}", "user:usr_bench")
 
 
 def main():
@@ -34,6 +40,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--duration", type=int, default=3)
     parser.add_argument("--no-seed", action="store_true")
+    parser.add_argument("--todo", help="the todo example's binary: adds its rows")
     args = parser.parse_args()
 
     sk_port = harness.free_port()
@@ -51,6 +58,10 @@ def main():
                     "EXPECTED_AUDIENCE": harness.AUDIENCE}
         seed = [os.path.join(VENV, "bin", "python"), os.path.join(harness.ROOT, "bench", "peers", "seed_server.py")]
         rows["seed"] = (seed, seed_env, "/health", True)
+    if args.todo:
+        todo = [args.todo, "--sk-env-url", sk_url, "--audience", harness.AUDIENCE]
+        rows["todo"] = (todo, {}, "/ready", True)
+        rows["todo stateless"] = (todo + ["--stateless"], {}, "/ready", False)
     servers = {}
     try:
         for name, (command, extra_env, ready, stateful) in rows.items():
@@ -64,16 +75,27 @@ def main():
                                               cwd=tempfile.mkdtemp(prefix="bench-stateful-")))
             harness.wait_ready(port, ready)
             servers[name] = (port, stateful)
-        token = harness.mint(sk_url, "rsa-a.pem")
-        sessions = {name: (harness.initialize(port, token) if stateful else None)
+        greeting = harness.mint(sk_url, "rsa-a.pem")
+        todo_reader = harness.mint(sk_url, "rsa-a.pem", scope="mcp:tools todo:read")
+        calls = {name: ((todo_reader, TODO_CALL) if name.startswith("todo") else (greeting, None))
+                 for name in servers}
+        sessions = {name: (harness.initialize(port, calls[name][0]) if stateful else None)
                     for name, (port, stateful) in servers.items()}
-        for name, (port, _) in servers.items():
-            harness.wrk(port, token, sessions[name], 64, 2)  # warm-up
+
+        def run(name, c, duration):
+            token, tool = calls[name]
+            result = harness.wrk(servers[name][0], token, sessions[name], c, duration, tool)
+            if result["bad"] or result["socket_errors"]:
+                raise RuntimeError(f"{name} at c={c}: answers without the expected text: {result}")
+            return result
+
+        for name in servers:
+            run(name, 64, 2)  # warm-up
         runs = {name: {c: [] for c in CONCURRENCY} for name in servers}
         for _ in range(args.rounds):
             for c in CONCURRENCY:
-                for name, (port, _) in servers.items():
-                    runs[name][c].append(harness.wrk(port, token, sessions[name], c, args.duration))
+                for name in servers:
+                    runs[name][c].append(run(name, c, args.duration))
         print(json.dumps(report(runs), indent=2))
     finally:
         for process in processes:
@@ -89,6 +111,9 @@ def report(runs):
     ratios = {}
     for c in CONCURRENCY:
         ratios[f"stateful / stateless, c={c}"] = round(median["stateful"][c]["rps"] / median["stateless"][c]["rps"], 3)
+        if "todo" in median:
+            ratios[f"todo stateful / todo stateless, c={c}"] = round(
+                median["todo"][c]["rps"] / median["todo stateless"][c]["rps"], 3)
         if "seed" in median:
             ratios[f"stateful / seed, c={c}"] = round(median["stateful"][c]["rps"] / median["seed"][c]["rps"], 1)
     ratios["stateful p99 / ceiling p99, c=64"] = round(median["stateful"][64]["p99_ms"] / median["ceiling"][64]["p99_ms"], 2)

@@ -2,12 +2,16 @@
 -- (unique across wrk threads: a stateful MCP session routes replies by id).
 --
 -- Environment: BENCH_TOKEN (required), BENCH_SESSION (Mcp-Session-Id, stateful rows only),
--- BENCH_PATH (default "/"). Responses whose body lacks the greeting are counted as bad; done()
--- prints one JSON line starting with BENCH_RESULT for the harness.
+-- BENCH_PATH (default "/"); BENCH_TOOL, BENCH_ARGUMENTS (JSON) and BENCH_EXPECT (text every answer
+-- holds) for another tool than greet_user. Responses whose body lacks the expected text are
+-- counted as bad; done() prints one JSON line starting with BENCH_RESULT for the harness.
 
 local token = os.getenv("BENCH_TOKEN")
 local session = os.getenv("BENCH_SESSION")
 local path = os.getenv("BENCH_PATH") or "/"
+local tool = os.getenv("BENCH_TOOL") or "greet_user"
+local arguments = os.getenv("BENCH_ARGUMENTS") or '{"name":"bench"}'
+local expect = os.getenv("BENCH_EXPECT") or "welcome to Scalekit!"
 
 local threads = {}
 local next_thread = 0
@@ -34,12 +38,12 @@ function request()
   counter = counter + 1
   local id = thread_id * 1000000000 + counter
   local body = '{"jsonrpc":"2.0","id":' .. id
-    .. ',"method":"tools/call","params":{"name":"greet_user","arguments":{"name":"bench"}}}'
+    .. ',"method":"tools/call","params":{"name":"' .. tool .. '","arguments":' .. arguments .. '}}'
   return wrk.format("POST", path, headers, body)
 end
 
 function response(status, _, body)
-  if status ~= 200 or not string.find(body, "welcome to Scalekit!", 1, true) then
+  if status ~= 200 or not string.find(body, expect, 1, true) then
     bad = bad + 1
   end
 end
