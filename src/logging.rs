@@ -15,8 +15,11 @@
 
 use std::cell::RefCell;
 use std::io::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::FormatTime;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -37,6 +40,7 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
         });
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
+        .with_timer(Timestamp)
         .with_env_filter(filter)
         .with_writer(|| Stderr)
         .with_ansi(color_on_stderr());
@@ -45,6 +49,83 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// tracing-subscriber's own timestamp (RFC 3339 in UTC, to the microsecond), byte for byte, with
+/// the part up to the second formatted once a second per thread: formatting the whole date for
+/// every line was about 2 % of a busy server's CPU (perf, `bench/log_cost.py`).
+struct Timestamp;
+
+/// This thread's last second formatted: the Unix second, and its text up to the `.`.
+struct SecondCache {
+    second: u64,
+    text: String,
+}
+
+thread_local! {
+    static SECOND: RefCell<SecondCache> = const {
+        RefCell::new(SecondCache { second: u64::MAX, text: String::new() })
+    };
+}
+
+impl FormatTime for Timestamp {
+    fn format_time(&self, writer: &mut Writer<'_>) -> std::fmt::Result {
+        let since_epoch = unix_time();
+        let second = since_epoch.as_secs();
+        SECOND.with(|cache| {
+            let Ok(mut cache) = cache.try_borrow_mut() else {
+                return tracing_subscriber::fmt::time::SystemTime.format_time(writer);
+            };
+            if cache.second != second && !cache.refill(second) {
+                return tracing_subscriber::fmt::time::SystemTime.format_time(writer);
+            }
+            writer.write_str(&cache.text)?;
+            write!(writer, "{:06}Z", since_epoch.subsec_micros())
+        })
+    }
+}
+
+impl SecondCache {
+    /// Formats `second` the way tracing-subscriber does (its clock read inside the same second),
+    /// keeping the text up to the fraction. False if the second changed meanwhile.
+    fn refill(&mut self, second: u64) -> bool {
+        let mut text = String::with_capacity(32);
+        if tracing_subscriber::fmt::time::SystemTime
+            .format_time(&mut Writer::new(&mut text))
+            .is_err()
+            || unix_time().as_secs() != second
+        {
+            return false;
+        }
+        let Some(dot) = text.rfind('.') else {
+            return false;
+        };
+        text.truncate(dot + 1);
+        self.second = second;
+        self.text = text;
+        true
+    }
+}
+
+fn unix_time() -> Duration {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// `elapsed` in milliseconds with one decimal (`12.3`), as the request and audit lines give
+/// durations, without a float's exact formatting (which was 1 % of a busy server's CPU).
+pub fn milliseconds(elapsed: Duration) -> Milliseconds {
+    Milliseconds((elapsed.as_micros() + 50) / 100)
+}
+
+/// See [`milliseconds`]: tenths of a millisecond.
+pub struct Milliseconds(u128);
+
+impl std::fmt::Display for Milliseconds {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}.{}", self.0 / 10, self.0 % 10)
+    }
 }
 
 /// A worker thread's buffered lines are written out once they pass this many bytes.
@@ -226,5 +307,43 @@ mod tests {
         assert_eq!(super::quiet_dependencies("info"), "info,rmcp=warn");
         assert_eq!(super::quiet_dependencies("debug"), "debug");
         assert_eq!(super::quiet_dependencies("warn"), "warn");
+    }
+
+    /// The cached timestamp reads as tracing-subscriber's own, to the second and in shape.
+    #[test]
+    fn timestamps_are_tracing_subscribers_own() {
+        use tracing_subscriber::fmt::format::Writer;
+        use tracing_subscriber::fmt::time::FormatTime;
+        let format = |timer: &dyn FormatTime| {
+            let mut text = String::new();
+            timer.format_time(&mut Writer::new(&mut text)).unwrap();
+            text
+        };
+        for _ in 0..3 {
+            let (ours, theirs) = loop {
+                let second = super::unix_time().as_secs();
+                let ours = format(&super::Timestamp);
+                let theirs = format(&tracing_subscriber::fmt::time::SystemTime);
+                if super::unix_time().as_secs() == second {
+                    break (ours, theirs);
+                }
+            };
+            assert_eq!(ours.len(), theirs.len(), "{ours} / {theirs}");
+            assert_eq!(ours[..20], theirs[..20], "{ours} / {theirs}");
+            assert!(ours.ends_with('Z') && ours[20..26].bytes().all(|b| b.is_ascii_digit()));
+            std::thread::sleep(std::time::Duration::from_millis(400));
+        }
+    }
+
+    #[test]
+    fn durations_are_milliseconds_with_one_decimal() {
+        let shown =
+            |micros| super::milliseconds(std::time::Duration::from_micros(micros)).to_string();
+        assert_eq!(shown(0), "0.0");
+        assert_eq!(shown(49), "0.0");
+        assert_eq!(shown(50), "0.1");
+        assert_eq!(shown(1_234), "1.2");
+        assert_eq!(shown(1_250), "1.3");
+        assert_eq!(shown(12_345_678), "12345.7");
     }
 }

@@ -118,7 +118,7 @@ impl Record {
                 client_id = self.caller.client_id.as_deref().unwrap_or("-"),
                 tool,
                 outcome = outcome.as_str(),
-                duration_ms = format_args!("{:.1}", elapsed.as_secs_f64() * 1000.0),
+                duration_ms = %crate::logging::milliseconds(elapsed),
                 "tool call"
             );
         }
