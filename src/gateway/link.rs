@@ -149,12 +149,16 @@ impl Link {
 
     /// Until `shutdown`: while the upstream does not answer, tries again every few seconds (so
     /// that `/ready` turns 200 without traffic, which a load balancer would not send to a
-    /// replica that is not ready). `keep_open`: whether the session (or child) stays open for
-    /// use once it answers, rather than closed (a stateful gateway's probe).
+    /// replica that is not ready). An HTTP upstream that answers is checked again every
+    /// [`RECHECK_EVERY`], so that `/ready` also turns 503 when it goes away while no request
+    /// comes (a command's child is watched for its exit instead, and starting one more to look
+    /// would cost a process). `keep_open`: whether the session (or child) stays open for use
+    /// once it answers, rather than closed (a stateful gateway's probe).
     pub async fn keep_trying(&self, shutdown: CancellationToken, keep_open: bool) {
         let mut pause = Duration::from_secs(1);
         loop {
-            if !self.upstream.health.is_reachable() {
+            let reachable = self.upstream.health.is_reachable();
+            if !reachable || matches!(self.transport, Transport::Http(_)) {
                 pause = match self.probe().await {
                     Ok(_) => Duration::from_secs(1),
                     Err(_) => (pause * 2).min(Duration::from_secs(10)),
@@ -164,7 +168,7 @@ impl Link {
                 }
             }
             let wait = match self.upstream.health.is_reachable() {
-                true => Duration::from_secs(5),
+                true => RECHECK_EVERY,
                 false => pause,
             };
             tokio::select! {
@@ -209,14 +213,10 @@ impl Link {
         }
     }
 
-    /// Closes the session: the child is stopped, an HTTP session forgotten.
+    /// Closes the session: the child is stopped, an HTTP session deleted upstream.
     async fn close(&self) {
         match &self.transport {
-            Transport::Http(http) => {
-                if let Some(session) = http.current() {
-                    http.forget(&session);
-                }
-            }
+            Transport::Http(http) => http.delete(&self.upstream).await,
             Transport::Command(child) => {
                 child.running.lock().await.take();
             }
@@ -232,6 +232,10 @@ impl Link {
         outcome
     }
 }
+
+/// How often an HTTP upstream that answers is checked again (see [`Link::keep_trying`]): a
+/// `ping` on the shared session (`--stateless`), or a session opened and deleted.
+const RECHECK_EVERY: Duration = Duration::from_secs(10);
 
 /// The id of the gateway's own requests (`initialize`, the readiness `ping`): their answers are
 /// read here, never passed on. Forwarded requests get ids from 1 up.

@@ -897,6 +897,33 @@ async fn initialize_is_504_when_the_upstream_does_not_answer_in_time() {
     );
 }
 
+/// An HTTP upstream that goes away while no request comes: `/ready` says so within the gateway's
+/// recheck interval (10 s), in both modes, and turns 200 again once it is back.
+#[test]
+fn an_http_upstream_gone_while_idle_makes_the_gateway_unready() {
+    for flags in [&[][..], &["--stateless"][..]] {
+        let port = free_port().to_string();
+        let (upstream, upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
+        let (server, _keys) = gateway_to(&upstream.url("/"), &gateway_credentials(), flags);
+        assert_eq!(server.get_blocking("/ready").unwrap().0, 200, "{flags:?}");
+
+        drop(upstream);
+        drop(upstream_keys);
+        server.wait_until(|| {
+            server
+                .get_blocking("/ready")
+                .is_some_and(|(status, body)| status == 503 && body.contains("is unreachable"))
+        });
+
+        let (_upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
+        server.wait_until(|| {
+            server
+                .get_blocking("/ready")
+                .is_some_and(|(status, _)| status == 200)
+        });
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_session_gets_502_while_its_http_upstream_is_known_down() {
     let port = free_port().to_string();
