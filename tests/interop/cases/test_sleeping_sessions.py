@@ -12,28 +12,16 @@ and, through Redis, in test_scale_out.py.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import urllib.request
 
 import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from support import BIN, free_port, scrubbed_env
-from test_scale_out import ISSUER, jwks_url, mint  # noqa: F401 (jwks_url is a fixture)
+from test_scale_out import ISSUER, jwks_url, mint, sessions_held  # noqa: F401 (jwks_url is a fixture)
 
 SLEEP_AFTER = 0.5
-
-
-def sessions(metrics_url: str) -> tuple[int, int]:
-    """Open sessions and those asleep, from the server's metrics."""
-    with urllib.request.urlopen(metrics_url, timeout=10) as response:
-        text = response.read().decode()
-    active = re.search(r"^scalekit_mcp_sessions_active (\d+)", text, re.M)
-    asleep = re.search(r"^scalekit_mcp_sessions_asleep (\d+)", text, re.M)
-    assert active and asleep, text
-    return int(active.group(1)), int(asleep.group(1))
 
 
 def test_the_python_sdk_does_not_notice_its_session_sleeping(procs, tmp_path, jwks_url):
@@ -52,7 +40,7 @@ def test_the_python_sdk_does_not_notice_its_session_sleeping(procs, tmp_path, jw
 
     async def idle():
         await asyncio.sleep(SLEEP_AFTER * 4)
-        seen_asleep.append(sessions(metrics)[1])
+        seen_asleep.append(sessions_held(metrics)[1])
 
     async def scenario():
         headers = {"Authorization": f"Bearer {token}"}
@@ -77,6 +65,6 @@ def test_the_python_sdk_does_not_notice_its_session_sleeping(procs, tmp_path, jw
     assert seen_asleep == [0, 0, 0], "a connected client's session (its GET stream open) slept"
     # The SDK ends its session when it closes.
     deadline = time.monotonic() + 10
-    while sessions(metrics)[0] != 0:
-        assert time.monotonic() < deadline, sessions(metrics)
+    while sessions_held(metrics)[0] != 0:
+        assert time.monotonic() < deadline, sessions_held(metrics)
         time.sleep(0.1)
