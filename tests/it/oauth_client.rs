@@ -71,40 +71,31 @@ impl Fake {
             script.lifetime
         };
         let script = Arc::new(Mutex::new(Script { lifetime, ..script }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let fake = Fake { addr, script };
-        let state = fake.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let app = Router::new()
-                    .route("/mcp", axum::routing::post(mcp))
-                    .route(
-                        "/.well-known/oauth-protected-resource/mcp",
-                        axum::routing::get(prm),
-                    )
-                    .route(
-                        "/.well-known/oauth-authorization-server",
-                        axum::routing::get(as_metadata),
-                    )
-                    .route("/authorize", axum::routing::get(authorize))
-                    .route("/oauth/authorize", axum::routing::get(authorize))
-                    .route("/token", axum::routing::post(token))
-                    .route("/oauth/token", axum::routing::post(token))
-                    .route("/register", axum::routing::post(register))
-                    .route("/revoke", axum::routing::post(revoke))
-                    .route("/oauth/register", axum::routing::post(register))
-                    .with_state(state);
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
+        let served = script.clone();
+        let addr = serve_on_a_thread(move |addr| {
+            Router::new()
+                .route("/mcp", axum::routing::post(mcp))
+                .route(
+                    "/.well-known/oauth-protected-resource/mcp",
+                    axum::routing::get(prm),
+                )
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    axum::routing::get(as_metadata),
+                )
+                .route("/authorize", axum::routing::get(authorize))
+                .route("/oauth/authorize", axum::routing::get(authorize))
+                .route("/token", axum::routing::post(token))
+                .route("/oauth/token", axum::routing::post(token))
+                .route("/register", axum::routing::post(register))
+                .route("/revoke", axum::routing::post(revoke))
+                .route("/oauth/register", axum::routing::post(register))
+                .with_state(Fake {
+                    addr,
+                    script: served,
+                })
         });
-        fake
+        Fake { addr, script }
     }
 
     fn base(&self) -> String {

@@ -773,31 +773,20 @@ struct HeaderRecorder {
 impl HeaderRecorder {
     fn start() -> Self {
         let seen: Seen = Arc::default();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
         let recorded = seen.clone();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let app = axum::Router::new().route(
-                    "/mcp",
-                    axum::routing::any(
-                        move |method: http::Method, headers: http::HeaderMap, body: String| {
-                            let seen = recorded.clone();
-                            async move {
-                                seen.lock().unwrap().push((method.clone(), headers));
-                                recorded_answer(&method, &body)
-                            }
-                        },
-                    ),
-                );
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
+        let addr = serve_on_a_thread(move |_| {
+            axum::Router::new().route(
+                "/mcp",
+                axum::routing::any(
+                    move |method: http::Method, headers: http::HeaderMap, body: String| {
+                        let seen = recorded.clone();
+                        async move {
+                            seen.lock().unwrap().push((method.clone(), headers));
+                            recorded_answer(&method, &body)
+                        }
+                    },
+                ),
+            )
         });
         HeaderRecorder { addr, seen }
     }

@@ -253,52 +253,36 @@ impl JwksServer {
             delay: Duration::ZERO,
         }));
         let hits = Arc::new(AtomicUsize::new(0));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = JwksServer {
-            addr,
-            state: state.clone(),
-            hits: hits.clone(),
-        };
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let keys_state = state.clone();
-                let app = Router::new()
-                    .route(
-                        "/keys",
-                        axum::routing::get(move || {
-                            let state = keys_state.clone();
-                            let hits = hits.clone();
-                            async move {
-                                hits.fetch_add(1, Ordering::SeqCst);
-                                let (status, body, delay) = {
-                                    let state = state.lock().unwrap();
-                                    (state.status, state.body.clone(), state.delay)
-                                };
-                                tokio::time::sleep(delay).await;
-                                (http::StatusCode::from_u16(status).unwrap(), body)
-                            }
-                        }),
-                    )
-                    .route(
-                        "/.well-known/oauth-authorization-server",
-                        axum::routing::get(move || async move {
-                            axum::Json(json!({
-                                "issuer": format!("http://{addr}"),
-                                "jwks_uri": format!("http://{addr}/keys"),
-                            }))
-                        }),
-                    );
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
+        let (keys_state, counted) = (state.clone(), hits.clone());
+        let addr = serve_on_a_thread(move |addr| {
+            Router::new()
+                .route(
+                    "/keys",
+                    axum::routing::get(move || {
+                        let state = keys_state.clone();
+                        let hits = counted.clone();
+                        async move {
+                            hits.fetch_add(1, Ordering::SeqCst);
+                            let (status, body, delay) = {
+                                let state = state.lock().unwrap();
+                                (state.status, state.body.clone(), state.delay)
+                            };
+                            tokio::time::sleep(delay).await;
+                            (http::StatusCode::from_u16(status).unwrap(), body)
+                        }
+                    }),
+                )
+                .route(
+                    "/.well-known/oauth-authorization-server",
+                    axum::routing::get(move || async move {
+                        axum::Json(json!({
+                            "issuer": format!("http://{addr}"),
+                            "jwks_uri": format!("http://{addr}/keys"),
+                        }))
+                    }),
+                )
         });
-        server
+        JwksServer { addr, state, hits }
     }
 
     pub fn url(&self) -> String {
@@ -416,6 +400,26 @@ pub fn program(path: &std::path::Path, dir: &std::path::Path) -> std::process::C
         .env_remove("SCALEKIT_MCP_TOKEN")
         .env_remove("SCALEKIT_MCP_CLIENT_ID");
     command
+}
+
+/// Serves the router `build` makes (given the address it will have) on a loopback port, from a
+/// thread and runtime of its own, so that a test blocking its own thread (waiting on a `serve`
+/// process that calls this one) cannot stall it. Returns the address.
+pub fn serve_on_a_thread(build: impl FnOnce(SocketAddr) -> Router + Send + 'static) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, build(addr)).await.unwrap();
+        });
+    });
+    addr
 }
 
 /// A free port on 127.0.0.1 (bound then released: good enough for tests).
@@ -710,51 +714,35 @@ impl FakeMcp {
             issued_token: "fresh-access-token".into(),
             ..FakeState::default()
         }));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let fake = FakeMcp {
-            addr,
-            state: state.clone(),
-        };
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let mcp_state = state.clone();
-                let token_state = state.clone();
-                let app = Router::new()
-                    .route(
-                        "/mcp",
-                        axum::routing::post(move |headers: http::HeaderMap, body: String| {
-                            fake_mcp(mcp_state.clone(), headers, body)
-                        })
-                        .get(|| async { http::StatusCode::METHOD_NOT_ALLOWED })
-                        .delete(|| async { http::StatusCode::METHOD_NOT_ALLOWED }),
-                    )
-                    .route(
-                        "/token",
-                        axum::routing::post(move |body: String| {
-                            let state = token_state.clone();
-                            async move {
-                                let mut state = state.lock().unwrap();
-                                state.token_requests.push(body);
-                                axum::Json(json!({
-                                    "access_token": state.issued_token,
-                                    "token_type": "Bearer",
-                                    "expires_in": 3600,
-                                    "refresh_token": "rotated-refresh-token",
-                                }))
-                            }
-                        }),
-                    );
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            });
+        let (mcp_state, token_state) = (state.clone(), state.clone());
+        let addr = serve_on_a_thread(move |_| {
+            Router::new()
+                .route(
+                    "/mcp",
+                    axum::routing::post(move |headers: http::HeaderMap, body: String| {
+                        fake_mcp(mcp_state.clone(), headers, body)
+                    })
+                    .get(|| async { http::StatusCode::METHOD_NOT_ALLOWED })
+                    .delete(|| async { http::StatusCode::METHOD_NOT_ALLOWED }),
+                )
+                .route(
+                    "/token",
+                    axum::routing::post(move |body: String| {
+                        let state = token_state.clone();
+                        async move {
+                            let mut state = state.lock().unwrap();
+                            state.token_requests.push(body);
+                            axum::Json(json!({
+                                "access_token": state.issued_token,
+                                "token_type": "Bearer",
+                                "expires_in": 3600,
+                                "refresh_token": "rotated-refresh-token",
+                            }))
+                        }
+                    }),
+                )
         });
-        fake
+        FakeMcp { addr, state }
     }
 
     /// The MCP endpoint.
