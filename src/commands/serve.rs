@@ -5,18 +5,19 @@
 //! LOG_LEVEL…) are read under their own names, from the environment or a `.env` in the working
 //! directory, so a team running the Python pattern can point this binary at the same `.env`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::tool_scopes::ToolScopes;
 use crate::config::{ServeArgs, Transport};
 use crate::gateway::Upstream;
+use crate::gateway::pass_through::PassThrough;
 use crate::gateway::stateless::Forwarder;
 use crate::gateway::upstream::Target;
 use crate::logging;
 use crate::server::bad_gateway::{DownCheck, Unreachable};
-use crate::server::{Extras, ReadinessCheck};
+use crate::server::{Extras, ReadinessCheck, SessionEndpoint};
 use crate::tools::ScalekitTools;
 
 /// `--max-sessions` when a command is served and the flag is not given: each session is a
@@ -94,6 +95,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             direct_tool_calls: false,
             sessions_may_sleep: false,
             endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
+            session_endpoint: None,
             readiness: Some(readiness),
             before_sessions_end: None,
             after_requests: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
@@ -101,6 +103,9 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             relays: false,
             relay_down: None,
         }
+    } else if matches!(upstream.target, Target::Http { .. }) {
+        tokio::spawn(forwarder.probe_until_reachable(forever));
+        pass_through_extras(args, upstream, readiness)
     } else {
         tokio::spawn(forwarder.probe_until_reachable(forever));
         let children = upstream.children.clone();
@@ -120,6 +125,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             direct_tool_calls: false,
             sessions_may_sleep: false,
             endpoint: None,
+            session_endpoint: None,
             readiness: Some(readiness),
             before_sessions_end: Some(Arc::new(move || {
                 let children = children.clone();
@@ -129,5 +135,47 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             relays: true,
             relay_down,
         }
+    }
+}
+
+/// A stateful gateway in front of an HTTP upstream: each session passed through to an upstream
+/// session of its own (`gateway::pass_through`), whose upstream sessions are deleted at
+/// shutdown once the requests in flight are answered. While the upstream is known down, a
+/// session's requests get 502 from the guard at once.
+fn pass_through_extras(
+    args: &ServeArgs,
+    upstream: &Arc<Upstream>,
+    readiness: ReadinessCheck,
+) -> Extras {
+    let built: Arc<OnceLock<PassThrough>> = Arc::default();
+    let max_body_bytes = args.max_body_bytes;
+    let endpoint = {
+        let (built, upstream) = (built.clone(), upstream.clone());
+        let build: SessionEndpoint = Arc::new(move |sessions| {
+            let pass_through =
+                built.get_or_init(|| PassThrough::new(upstream.clone(), sessions, max_body_bytes));
+            tower::util::BoxCloneSyncService::new(pass_through.clone())
+        });
+        build
+    };
+    let health = upstream.health.clone();
+    let down: DownCheck = Arc::new(move || health.down().map(Unreachable::bad_gateway));
+    Extras {
+        direct_tool_calls: false,
+        sessions_may_sleep: false,
+        endpoint: None,
+        session_endpoint: Some(endpoint),
+        readiness: Some(readiness),
+        before_sessions_end: None,
+        after_requests: Some(Arc::new(move || {
+            let built = built.clone();
+            Box::pin(async move {
+                if let Some(pass_through) = built.get() {
+                    pass_through.shut_down().await;
+                }
+            })
+        })),
+        relays: false,
+        relay_down: Some(down),
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use axum::response::Response;
 use bytes::Bytes;
 use futures::StreamExt;
-use http::{HeaderName, HeaderValue, StatusCode, header};
+use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::sync::oneshot;
@@ -55,6 +55,11 @@ pub struct LinkError {
 }
 
 impl LinkError {
+    /// What went wrong, naming the upstream.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
     fn bad_gateway(message: String) -> Self {
         Self {
             status: StatusCode::BAD_GATEWAY,
@@ -111,12 +116,38 @@ impl Link {
 
     /// Remembers the tools a `tools/list` answer names ([`super::upstream::KnownTools`]).
     pub fn learn_tools(&self, answer: &[u8]) {
-        #[derive(serde::Deserialize)]
-        struct Listed {
-            result: rmcp::model::ListToolsResult,
-        }
-        if let Ok(listed) = serde_json::from_slice::<Listed>(answer) {
-            self.upstream.tools.learn(listed.result.tools);
+        learn_tools(&self.upstream, answer);
+    }
+
+    /// The upstream this links to.
+    pub fn upstream(&self) -> &Arc<Upstream> {
+        &self.upstream
+    }
+
+    /// A response's whole body, up to the link's largest message (`--max-body-bytes`), within
+    /// `--upstream-timeout`.
+    pub async fn read_whole(&self, response: reqwest::Response) -> Result<Bytes, LinkError> {
+        let max_bytes = match &self.transport {
+            Transport::Http(http) => http.max_message_bytes,
+            Transport::Command(child) => child.max_message_bytes,
+        };
+        let upstream = &self.upstream;
+        let read = tokio::time::timeout(upstream.timeout, body_within(response, max_bytes)).await;
+        match read {
+            Ok(Ok(Some(body))) => Ok(body),
+            Ok(Ok(None)) => Err(LinkError::bad_gateway(format!(
+                "{} sent an answer larger than {max_bytes} bytes (--max-body-bytes)",
+                upstream.describe()
+            ))),
+            Ok(Err(error)) => Err(LinkError::bad_gateway(format!(
+                "{} sent an answer that could not be read: {}",
+                upstream.describe(),
+                error.without_url()
+            ))),
+            Err(_) => Err(LinkError::bad_gateway(format!(
+                "{} did not finish its answer in time",
+                upstream.describe()
+            ))),
         }
     }
 
@@ -143,6 +174,18 @@ impl Link {
         let sent = match &self.transport {
             Transport::Http(http) => http.send(&self.upstream, &message, answer_id, caller).await,
             Transport::Command(child) => child.send(&self.upstream, &message, answer_id).await,
+        };
+        self.note(sent)
+    }
+
+    /// Passes a client's request on to an HTTP upstream ([`Passed`]).
+    pub async fn pass(&self, passed: Passed<'_>) -> Result<reqwest::Response, LinkError> {
+        let sent = match &self.transport {
+            Transport::Http(http) => http.pass(&self.upstream, passed).await,
+            Transport::Command(_) => Err(LinkError::bad_gateway(format!(
+                "{} is a command, not an HTTP server",
+                self.upstream.describe()
+            ))),
         };
         self.note(sent)
     }
@@ -274,10 +317,27 @@ pub struct Routing {
 }
 
 impl Routing {
+    /// Whether `message` is an answer (to any request).
+    pub fn is_answer(message: &[u8]) -> bool {
+        serde_json::from_slice::<Routing>(message)
+            .is_ok_and(|routing| routing.method.is_none() && routing.id.is_some())
+    }
+
     /// Whether `message` is the answer to the gateway's request `id`.
     pub fn answers(message: &[u8], id: u64) -> bool {
         serde_json::from_slice::<Routing>(message)
             .is_ok_and(|routing| routing.method.is_none() && routing.id == Some(Value::from(id)))
+    }
+}
+
+/// Remembers the tools a `tools/list` answer names ([`super::upstream::KnownTools`]).
+pub fn learn_tools(upstream: &Upstream, answer: &[u8]) {
+    #[derive(serde::Deserialize)]
+    struct Listed {
+        result: rmcp::model::ListToolsResult,
+    }
+    if let Ok(listed) = serde_json::from_slice::<Listed>(answer) {
+        upstream.tools.learn(listed.result.tools);
     }
 }
 
@@ -483,43 +543,103 @@ impl HttpLink {
                 request = request.header(MCP_SESSION_ID, id);
             }
         }
-        let sent = tokio::time::timeout(upstream.timeout, request.body(message).send()).await;
-        let response = match sent {
-            Err(_) => {
-                return Err(LinkError {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    message: format!(
-                        "{} did not answer within {} s (--upstream-timeout)",
-                        upstream.describe(),
-                        upstream.timeout.as_secs()
-                    ),
-                });
-            }
-            Ok(Err(error)) => {
-                return Err(LinkError::bad_gateway(format!(
-                    "{} is unreachable: {}",
-                    upstream.describe(),
-                    crate::error::error_chain(&error.without_url())
-                )));
-            }
-            Ok(Ok(response)) => response,
+        exchange(upstream, request.body(message)).await
+    }
+
+    /// Sends a client's request on as it is ([`Passed`]), with the gateway's own headers.
+    async fn pass(
+        &self,
+        upstream: &Upstream,
+        passed: Passed<'_>,
+    ) -> Result<reqwest::Response, LinkError> {
+        let Some(url) = &self.url else {
+            return Err(LinkError::bad_gateway(format!(
+                "{} is not a URL",
+                upstream.describe()
+            )));
         };
-        match response.status() {
-            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-                Err(LinkError::bad_gateway(format!(
-                    "{} refused this gateway's credentials (HTTP {}): check --upstream-bearer-env and \
-                 --upstream-header",
-                    upstream.describe(),
-                    response.status().as_u16()
-                )))
-            }
-            status if status.is_server_error() => Err(LinkError::bad_gateway(format!(
-                "{} failed: HTTP {}",
-                upstream.describe(),
-                status.as_u16()
-            ))),
-            _ => Ok(response),
+        let accept = match passed.method {
+            Method::GET => "text/event-stream",
+            _ => "application/json, text/event-stream",
+        };
+        let mut request = self
+            .client()
+            .request(passed.method, url.clone())
+            .headers(self.headers.clone())
+            .header(header::ACCEPT, accept);
+        for (name, value) in forwarded_headers(&[], passed.caller) {
+            request = request.header(name, value);
         }
+        for (name, value) in passed.client_headers {
+            request = request.header(name, value);
+        }
+        if let Some(session) = passed.session {
+            request = request.header(MCP_SESSION_ID, session);
+        }
+        if let Some(body) = passed.body {
+            request = request
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(body);
+        }
+        exchange(upstream, request).await
+    }
+}
+
+/// A client's request that a stateful gateway passes on to an HTTP upstream as it is, in the
+/// upstream session its own session maps to (`super::pass_through`).
+pub struct Passed<'a> {
+    pub method: Method,
+    /// The upstream's id of the session (none for `initialize`, or an upstream without
+    /// sessions).
+    pub session: Option<&'a HeaderValue>,
+    /// The client's headers that go on as they are (`MCP-Protocol-Version`, `Last-Event-ID`).
+    pub client_headers: Vec<(HeaderName, HeaderValue)>,
+    /// The message, for a `POST`.
+    pub body: Option<Bytes>,
+    pub caller: Option<&'a Caller>,
+}
+
+/// Sends `request` within `--upstream-timeout` (for the answer's head: an event stream is not
+/// cut), and checks the status: anything the client should not see as such (the upstream
+/// refusing the gateway, failing, not answering) is an error.
+async fn exchange(
+    upstream: &Upstream,
+    request: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, LinkError> {
+    let sent = tokio::time::timeout(upstream.timeout, request.send()).await;
+    let response = match sent {
+        Err(_) => {
+            return Err(LinkError {
+                status: StatusCode::GATEWAY_TIMEOUT,
+                message: format!(
+                    "{} did not answer within {} s (--upstream-timeout)",
+                    upstream.describe(),
+                    upstream.timeout.as_secs()
+                ),
+            });
+        }
+        Ok(Err(error)) => {
+            return Err(LinkError::bad_gateway(format!(
+                "{} is unreachable: {}",
+                upstream.describe(),
+                crate::error::error_chain(&error.without_url())
+            )));
+        }
+        Ok(Ok(response)) => response,
+    };
+    match response.status() {
+        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(LinkError::bad_gateway(format!(
+            "{} refused this gateway's credentials (HTTP {}): check --upstream-bearer-env and \
+             --upstream-header",
+            upstream.describe(),
+            response.status().as_u16()
+        ))),
+        status if status.is_server_error() => Err(LinkError::bad_gateway(format!(
+            "{} failed: HTTP {}",
+            upstream.describe(),
+            status.as_u16()
+        ))),
+        _ => Ok(response),
     }
 }
 

@@ -12,7 +12,11 @@
 //!
 //! A stdio upstream runs one child per session, stopped when the session ends (DELETE, the idle
 //! timeout, shutdown); the caller is in the child's environment too (`MCP_FORWARDED_*`). An HTTP
-//! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers.
+//! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers:
+//! served over HTTP, such a session is passed through below rmcp ([`pass_through`]), and
+//! [`Gateway`] relays to an HTTP upstream only when the gateway itself speaks stdio
+//! (`--transport stdio`). `--stateless` forwards every request on one shared upstream session
+//! ([`stateless`]).
 //!
 //! An `initialize` that cannot reach or start the upstream is an HTTP 502 (504 past
 //! `--upstream-timeout`), and while an HTTP upstream is known down a session's requests get 502
@@ -22,6 +26,7 @@
 pub mod health;
 pub mod launcher;
 mod link;
+pub mod pass_through;
 mod relay;
 pub mod stateless;
 pub mod upstream;

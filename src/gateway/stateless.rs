@@ -105,35 +105,12 @@ impl Shared {
             return no_streams();
         }
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
-        let body = match axum::body::to_bytes(request.into_body(), self.max_body_bytes).await {
+        let body = match read_message(request.into_body(), self.max_body_bytes).await {
             Ok(body) => body,
-            Err(_) => {
-                return rpc_error_response(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    Value::Null,
-                    -32600,
-                    format!(
-                        "the request body is larger than {} bytes (--max-body-bytes)",
-                        self.max_body_bytes
-                    ),
-                );
-            }
+            Err(refusal) => return refusal,
         };
-        if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
-            return rpc_error_response(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                -32600,
-                "a JSON-RPC batch is not accepted: send one message per request".into(),
-            );
-        }
-        let Ok(message) = serde_json::from_slice::<Members>(&body) else {
-            return rpc_error_response(
-                StatusCode::BAD_REQUEST,
-                Value::Null,
-                -32700,
-                "parse error: the body is not a JSON object".into(),
-            );
+        let Some(message) = members(&body) else {
+            return parse_error();
         };
         let method = message
             .get("method")
@@ -222,11 +199,47 @@ impl Shared {
     }
 }
 
+/// A request's body, read whole: 413 past `max_bytes` (`--max-body-bytes`), 400 for a batch.
+pub(super) async fn read_message(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
+    let Ok(body) = axum::body::to_bytes(body, max_bytes).await else {
+        return Err(rpc_error_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            Value::Null,
+            -32600,
+            format!("the request body is larger than {max_bytes} bytes (--max-body-bytes)"),
+        ));
+    };
+    if body.iter().find(|byte| !byte.is_ascii_whitespace()) == Some(&b'[') {
+        return Err(rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            Value::Null,
+            -32600,
+            "a JSON-RPC batch is not accepted: send one message per request".into(),
+        ));
+    }
+    Ok(body)
+}
+
+/// The members of the JSON-RPC message in `body` (`None`: answer [`parse_error`]).
+pub(super) fn members(body: &[u8]) -> Option<Members<'_>> {
+    serde_json::from_slice::<Members>(body).ok()
+}
+
+/// 400 for a body that is not a JSON object.
+pub(super) fn parse_error() -> Response {
+    rpc_error_response(
+        StatusCode::BAD_REQUEST,
+        Value::Null,
+        -32700,
+        "parse error: the body is not a JSON object".into(),
+    )
+}
+
 /// A JSON object's members, each left as the text it was: a forwarded message is taken apart
 /// only as far as the gateway changes it.
-type Members<'a> = BTreeMap<String, &'a RawValue>;
+pub(super) type Members<'a> = BTreeMap<String, &'a RawValue>;
 
-fn value_of(raw: &RawValue) -> Value {
+pub(super) fn value_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
@@ -234,12 +247,21 @@ fn raw(value: &impl serde::Serialize) -> Option<Box<RawValue>> {
     serde_json::value::to_raw_value(value).ok()
 }
 
-/// `message` with the gateway's id `our_id`, and `_meta["scalekit-mcp/caller"]` of its params
-/// set to `caller` (removed without one: a client's own value never passes). `None` when its
-/// params or their `_meta` are not objects.
+/// `message` with the gateway's id `our_id`, and the caller in its `_meta` ([`with_caller`]).
 fn with_id_and_caller(
     message: &Members<'_>,
     our_id: u64,
+    caller: Option<&Caller>,
+) -> Option<Bytes> {
+    with_caller(message, Some(&*raw(&our_id)?), caller)
+}
+
+/// `message` with `_meta["scalekit-mcp/caller"]` of its params set to `caller` (removed without
+/// one: a client's own value never passes), and its id replaced by `id` when given. `None`
+/// when its params or their `_meta` are not objects.
+pub(super) fn with_caller(
+    message: &Members<'_>,
+    id: Option<&RawValue>,
     caller: Option<&Caller>,
 ) -> Option<Bytes> {
     let mut params: Members = match message.get("params") {
@@ -258,13 +280,14 @@ fn with_id_and_caller(
     let meta = raw(&meta)?;
     params.insert("_meta".to_owned(), &meta);
     let params = raw(&params)?;
-    let id = raw(&our_id)?;
     let mut outgoing: BTreeMap<&str, &RawValue> = message
         .iter()
         .map(|(name, value)| (name.as_str(), *value))
         .collect();
     outgoing.insert("params", &params);
-    outgoing.insert("id", &id);
+    if let Some(id) = id {
+        outgoing.insert("id", id);
+    }
     serde_json::to_vec(&outgoing).ok().map(Bytes::from)
 }
 

@@ -70,6 +70,9 @@ use protected::McpServer;
 /// gateway's forwarder. The caller is in each request's extensions (`Arc<Caller>`).
 pub(crate) type OwnEndpoint = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
 
+/// Builds an [`OwnEndpoint`] on the server's sessions: see [`Extras::session_endpoint`].
+pub(crate) type SessionEndpoint = Arc<dyn Fn(Arc<Sessions>) -> OwnEndpoint + Send + Sync>;
+
 /// A readiness check besides the signing keys': details for `/ready`'s answer, or why the
 /// server is not ready (the gateway's upstream).
 pub(crate) type ReadinessCheck = Arc<dyn Fn() -> Result<serde_json::Value, String> + Send + Sync>;
@@ -88,6 +91,9 @@ pub(crate) struct Extras {
     /// with [`McpServer::with_sleeping_sessions`].
     pub sessions_may_sleep: bool,
     pub endpoint: Option<OwnEndpoint>,
+    /// An endpoint of the crate's own that keeps its sessions in [`Sessions`] (the stateful
+    /// gateway's pass-through), built with them; stateful mode only.
+    pub session_endpoint: Option<SessionEndpoint>,
     pub readiness: Option<ReadinessCheck>,
     /// Run when shutdown starts, before the MCP sessions are ended (rmcp kills what a session
     /// holds when it drops it): the gateway gives the sessions' children SIGTERM there.
@@ -347,6 +353,9 @@ where
 {
     if let Some(own) = extras.endpoint.clone() {
         return Either::Left(own);
+    }
+    if let (Some(build), Some(sessions)) = (&extras.session_endpoint, &state.sessions) {
+        return Either::Left(build(sessions.clone()));
     }
     #[allow(unused_mut)]
     let mut mcp_config = StreamableHttpServerConfig::default()

@@ -305,8 +305,9 @@ fn in_front_of_a_command_sessions_are_capped_at_100_unless_set() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn tool_policies_apply_to_the_upstreams_tools() {
+    // A command upstream, and the same server over HTTP (whose sessions are passed through).
     let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
-    let (server, _keys) = Server::start_with_keys(
+    let (command_gateway, _keys) = Server::start_with_keys(
         &[
             "--tool-scope",
             "greet_user=admin",
@@ -318,28 +319,35 @@ async fn tool_policies_apply_to_the_upstreams_tools() {
         ],
         &[],
     );
-    let token = mint(&good_claims());
-    let url = server.url("/");
-
-    let refused = http_session_call(&url, &token, &call_greet("Ada")).await;
-    assert_eq!(refused.status, 403, "{}", refused.body);
-    let challenge = refused.header("www-authenticate").unwrap();
-    assert!(
-        challenge.contains("error=\"insufficient_scope\""),
-        "{challenge}"
+    let (upstream, _upstream_keys) = Server::start_with_keys(&[], &[]);
+    let (http_gateway, _http_keys) = gateway_to(
+        &upstream.url("/"),
+        &gateway_credentials(),
+        &["--tool-scope", "greet_user=admin"],
     );
-    assert!(challenge.contains("scope=\"admin\""), "{challenge}");
+    let token = mint(&good_claims());
+    for server in [&command_gateway, &http_gateway] {
+        let url = server.url("/");
+        let refused = http_session_call(&url, &token, &call_greet("Ada")).await;
+        assert_eq!(refused.status, 403, "{}", refused.body);
+        let challenge = refused.header("www-authenticate").unwrap();
+        assert!(
+            challenge.contains("error=\"insufficient_scope\""),
+            "{challenge}"
+        );
+        assert!(challenge.contains("scope=\"admin\""), "{challenge}");
 
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let listed = http_session_call(&url, &token, &list).await;
-    let listed_rpc = listed.rpc();
-    let names: Vec<&str> = listed_rpc["result"]["tools"]
-        .as_array()
-        .expect("a tool list")
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(names, ["whoami"], "greet_user is hidden: {}", listed.body);
+        let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+        let listed = http_session_call(&url, &token, &list).await;
+        let listed_rpc = listed.rpc();
+        let names: Vec<&str> = listed_rpc["result"]["tools"]
+            .as_array()
+            .expect("a tool list")
+            .iter()
+            .map(|tool| tool["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["whoami"], "greet_user is hidden: {}", listed.body);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -839,7 +847,7 @@ async fn initialize_is_502_while_the_http_upstream_is_down_and_leaves_no_session
             &refused,
             502,
             initialize()["id"].clone(),
-            &format!("upstream {upstream_url} did not initialize"),
+            &format!("upstream {upstream_url} is unreachable"),
         );
     }
     let scraped = reqwest::get(format!("http://{metrics}/metrics"))
@@ -984,14 +992,23 @@ async fn a_session_gets_502_while_its_http_upstream_is_known_down() {
     let unauthenticated = session_post(&url, "not-a-token", &session, &call_greet("Ada")).await;
     assert_eq!(unauthenticated.status, 401, "{}", unauthenticated.body);
 
-    // Once the background check reaches the upstream again, the session goes on (the gateway's
-    // upstream session is opened again).
+    // Once the background check reaches the upstream again: the restarted upstream has
+    // forgotten the session, so the client is told so (404, as the upstream said) and starts a
+    // new one, instead of going on in an upstream session that lost whatever it held.
     let (_upstream, _upstream_keys) = Server::start_with_keys(&[], &[("PORT", &port)]);
     server.wait_until(|| {
         server
             .get_blocking("/ready")
             .is_some_and(|(status, _)| status == 200)
     });
+    let forgotten = session_post(&url, &token, &session, &call_greet("Ada")).await;
+    assert_eq!(forgotten.status, 404, "{}", forgotten.body);
+    let gone = session_post(&url, &token, &session, &call_greet("Ada")).await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    let reopened = http_post(&url, Some(&token), &initialize()).await;
+    assert_eq!(reopened.status, 200, "{}", reopened.body);
+    let session = reopened.header("mcp-session-id").unwrap().to_owned();
+    session_post(&url, &token, &session, &initialized).await;
     let again = session_post(&url, &token, &session, &call_greet("Ada")).await;
     assert_eq!(tool_text(&again.rpc()), "Hi Ada, welcome to Scalekit!");
 }

@@ -14,6 +14,7 @@ mod library;
 mod login;
 mod metrics;
 mod oauth_client;
+mod pass_through;
 mod policies;
 mod properties;
 mod proxy;

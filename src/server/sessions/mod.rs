@@ -47,7 +47,7 @@
 mod sleep;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::time::{Duration, Instant};
 
@@ -144,6 +144,9 @@ struct Entry {
     usage: Arc<sleep::Usage>,
     /// Workers of this session put to sleep whose end rmcp has yet to report (ignored then).
     sleep_echoes: u32,
+    /// Whether the session is an endpoint's of the crate's own, which rmcp never sees
+    /// ([`Sessions::hold_passed_through`]): it has no worker, and ends here when idle.
+    passed_through: bool,
 }
 
 impl Entry {
@@ -159,6 +162,7 @@ impl Entry {
             wake_with: None,
             usage: Arc::default(),
             sleep_echoes: 0,
+            passed_through: false,
         }
     }
 }
@@ -168,11 +172,22 @@ struct Table {
     entries: HashMap<SessionId, Entry>,
     /// Each owner's sessions, for the per-caller cap.
     by_owner: HashMap<Owner, Vec<SessionId>>,
+    /// Told of every session no longer held here ([`Sessions::when_let_go`]).
+    let_go: Option<LetGo>,
 }
+
+/// What an endpoint of the crate's own does when one of its sessions is no longer held here
+/// (its `DELETE`, the idle timeout, the per-caller cap): called under the table's lock, so it
+/// must not block (it hands the id to a task).
+pub type LetGo = Box<dyn Fn(&SessionId) + Send + Sync>;
 
 impl Table {
     fn remove(&mut self, id: &str) -> Option<Entry> {
-        let entry = self.entries.remove(id)?;
+        let (id, entry) = self.entries.remove_entry(id)?;
+        if let Some(let_go) = &self.let_go {
+            let_go(&id);
+        }
+        let id = &*id;
         if let Some(owner) = &entry.owner
             && let Some(ids) = self.by_owner.get_mut(owner)
         {
@@ -230,6 +245,8 @@ pub struct Sessions {
     restoring: Mutex<HashMap<String, (Owner, Reservation)>>,
     /// Whether idle sessions may sleep ([`Self::let_sleep`]).
     may_sleep: AtomicBool,
+    /// Whether an endpoint of the crate's own holds sessions here ([`Self::when_let_go`]).
+    passes_through: AtomicBool,
     /// Held while sessions are put to sleep and while one is woken, so that a wake never meets
     /// a worker being closed.
     transitions: tokio::sync::Mutex<()>,
@@ -253,6 +270,7 @@ impl Sessions {
             #[cfg(feature = "redis")]
             restoring: Mutex::default(),
             may_sleep: AtomicBool::new(false),
+            passes_through: AtomicBool::new(false),
             transitions: tokio::sync::Mutex::const_new(()),
             sweeping: Once::new(),
             epoch: Instant::now(),
@@ -341,8 +359,8 @@ impl Sessions {
         if touch_due {
             entry.last_touched = now;
         }
-        let in_use = self
-            .may_sleep()
+        // A passed-through session ends when idle, not while a stream of it is open.
+        let in_use = (self.may_sleep() || entry.passed_through)
             .then(|| InUse::new(&entry.usage, self.epoch, answers_a_post));
         Access::Permitted { touch_due, in_use }
     }
@@ -417,6 +435,30 @@ impl Sessions {
         if self.lock().remove(id).is_some() {
             let _ = self.inner.close_session(&SessionId::from(id)).await;
         }
+    }
+
+    /// Holds session `id`, opened by an endpoint of the crate's own that rmcp never sees (the
+    /// gateway's pass-through): owner binding and the caps as for any session, once the guard
+    /// sees the id in the `initialize` answer ([`Self::bind`]). Such a session has no worker, so
+    /// it ends here after `--session-idle-timeout` without a request or an open stream, and the
+    /// endpoint hears of its end through [`Self::when_let_go`].
+    pub fn hold_passed_through(&self, id: SessionId) {
+        let entry = Entry {
+            initialized: true,
+            passed_through: true,
+            ..Entry::new(Instant::now())
+        };
+        self.lock().entries.insert(id, entry);
+    }
+
+    /// Calls `let_go` with every session this table stops holding, whatever the reason.
+    pub fn when_let_go(&self, let_go: LetGo) {
+        self.lock().let_go = Some(let_go);
+        self.passes_through.store(true, Ordering::Relaxed);
+    }
+
+    pub(super) fn passes_through(&self) -> bool {
+        self.passes_through.load(Ordering::Relaxed)
     }
 
     /// Lets rmcp restore session `id` (not held here; its record names `caller` as the owner),

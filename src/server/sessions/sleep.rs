@@ -57,6 +57,12 @@ pub(super) struct Usage {
 }
 
 impl Entry {
+    /// Whether the session is held here without an rmcp worker, whose keep-alive would end it:
+    /// asleep, or passed through. The sweep ends it when idle (none of its streams open).
+    fn has_no_worker(&self) -> bool {
+        (self.asleep || self.passed_through) && self.usage.in_flight.load(Ordering::Relaxed) == 0
+    }
+
     /// How long the session has been idle at `now`: since its last request came in or ended.
     fn idle(&self, now: Instant, epoch: Instant) -> Duration {
         let done = epoch + Duration::from_millis(self.usage.last_done.load(Ordering::Relaxed));
@@ -68,6 +74,7 @@ impl Entry {
     /// ending instead (rmcp's keep-alive), and is left to end.
     fn ready_to_sleep(&self, idle: Duration, limits: &SessionLimits, shared: bool) -> bool {
         !self.asleep
+            && !self.passed_through
             && self.initialized
             && self.owner.is_some()
             && self.usage.in_flight.load(Ordering::Relaxed) == 0
@@ -98,10 +105,11 @@ impl Sessions {
             .count()
     }
 
-    /// Starts the task that puts idle sessions to sleep, once, when sessions may sleep. Called
-    /// with the first session opened or taken over (inside the runtime).
+    /// Starts the task that puts idle sessions to sleep (and ends idle passed-through ones),
+    /// once, when sessions may sleep or are passed through. Called with the first session opened
+    /// or taken over (inside the runtime).
     pub fn start_sweeping(self: &Arc<Self>) {
-        if !self.may_sleep() {
+        if !self.may_sleep() && !self.passes_through() {
             return;
         }
         self.sweeping.call_once(|| {
@@ -137,7 +145,7 @@ impl Sessions {
             let mut expired = Vec::new();
             for (id, entry) in table.entries.iter_mut() {
                 let idle = entry.idle(now, self.epoch);
-                if entry.asleep && idle >= self.limits.idle_timeout {
+                if entry.has_no_worker() && idle >= self.limits.idle_timeout {
                     expired.push(id.clone());
                 } else if entry.ready_to_sleep(idle, &self.limits, shared) {
                     entry.asleep = true;
