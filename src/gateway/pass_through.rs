@@ -60,7 +60,12 @@ struct Shared {
     /// Each session's id at the upstream (`None`: the upstream keeps no sessions).
     upstream_ids: Mutex<HashMap<SessionId, Option<HeaderValue>>>,
     max_body_bytes: usize,
+    /// Bounds the `DELETE`s sent upstream at once (many sessions may end in one sweep).
+    deletes: tokio::sync::Semaphore,
 }
+
+/// Upstream sessions deleted at once, at most.
+const DELETES_AT_ONCE: usize = 16;
 
 impl PassThrough {
     /// The endpoint for `upstream`, holding its sessions in `sessions`.
@@ -70,6 +75,7 @@ impl PassThrough {
             sessions: sessions.clone(),
             upstream_ids: Mutex::default(),
             max_body_bytes,
+            deletes: tokio::sync::Semaphore::new(DELETES_AT_ONCE),
         });
         let weak: Weak<Shared> = Arc::downgrade(&shared);
         sessions.when_let_go(Box::new(move |id| {
@@ -271,6 +277,9 @@ impl Shared {
     }
 
     async fn delete_upstream(&self, upstream_id: &HeaderValue) {
+        let Ok(_turn) = self.deletes.acquire().await else {
+            return;
+        };
         let passed = Passed {
             method: Method::DELETE,
             session: Some(upstream_id),
