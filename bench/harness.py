@@ -199,6 +199,47 @@ def wrk(port, token, session, concurrency, duration, tool=None):
     return result
 
 
+def stdio_child(binary):
+    """The stdio MCP server of row (gc), as the gateway starts it and as `stdio_direct` calls it."""
+    return [binary, "serve", "--transport", "stdio", "--log-level", "warn"]
+
+
+def stdio_direct(binary, calls=2000, warm_up=200):
+    """p50 (µs) of a `tools/call` answered by row (gc)'s child called directly, one call at a time
+    over its stdin and stdout (a JSON-RPC line out, a line back): what (gc) costs without the
+    gateway. Python's side of the pipe is in it, a few µs."""
+    child = subprocess.Popen(stdio_child(binary), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL)
+
+    def send(message):
+        child.stdin.write(json.dumps(message).encode() + b"\n")
+        child.stdin.flush()
+
+    try:
+        send({"jsonrpc": "2.0", "id": 0, "method": "initialize",
+              "params": {"protocolVersion": PROTOCOL, "capabilities": {},
+                         "clientInfo": {"name": "bench", "version": "1"}}})
+        child.stdout.readline()
+        send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        times = []
+        for n in range(warm_up + calls):
+            started = time.perf_counter_ns()
+            send({"jsonrpc": "2.0", "id": n + 1, "method": "tools/call",
+                  "params": {"name": "greet_user", "arguments": {"name": "bench"}}})
+            answer = child.stdout.readline().decode()
+            elapsed = time.perf_counter_ns() - started
+            if GREETING not in answer:
+                raise RuntimeError(f"the stdio child answered: {answer[:200]}")
+            if n >= warm_up:
+                times.append(elapsed / 1000)
+        return {"status": "ok", "calls": calls, "p50_us": statistics.median(times)}
+    except Exception as error:
+        return {"status": f"FAILED: {error}"}
+    finally:
+        child.kill()
+        child.wait()
+
+
 def rows(args, sk_url, jwks_url):
     """name, label, command, env, readiness path, stateful?, refuses bad tokens?"""
     ours = lambda binary, *extra: [  # noqa: E731
@@ -209,6 +250,7 @@ def rows(args, sk_url, jwks_url):
     seed_env = {"SK_ENV_URL": sk_url, "SK_CLIENT_ID": "skc_bench", "SK_CLIENT_SECRET": "bench",
                 "EXPECTED_AUDIENCE": AUDIENCE, "PORT": "{port}"}
     seed = os.path.join(ROOT, "bench", "peers", "seed_server.py")
+    proxy = os.path.join(ROOT, "bench", "peers", "fastmcp_proxy.py")
     return [
         ("a", "scalekit-mcp serve --stateless", ours(args.bin, "--stateless"), {}, "/ready", False, True),
         ("am", "scalekit-mcp serve --stateless --metrics-addr (metrics recorded)",
@@ -234,6 +276,15 @@ def rows(args, sk_url, jwks_url):
          "/ready", True, True),
         ("gs", "gateway: serve --stateless --upstream (c)",
          ours(args.bin, "--stateless", "--upstream", "{upstream}"), {}, "/ready", False, True),
+        # The Python peer doing the job of (gs): FastMCP's proxy with its own JWT auth, in front of
+        # the same (c).
+        ("gp", "FastMCP create_proxy + JWTVerifier in front of (c), stateless", [venv_python, proxy],
+         {"PORT": "{port}", "UPSTREAM": "{upstream}", "JWKS_URL": jwks_url, "ISSUER": sk_url,
+          "AUDIENCE": AUDIENCE}, "/health", False, True),
+        # The gateway in front of a command: one session, so one child, `serve --transport stdio`
+        # (its per-call overhead is read against that child called directly: `stdio_direct`).
+        ("gc", "gateway: serve -- (scalekit-mcp serve --transport stdio) (stateful)",
+         ours(args.bin, "--", *stdio_child(args.bin)), {}, "/ready", True, True),
     ]
 
 
@@ -246,7 +297,8 @@ class Row:
         self.metrics_port = free_port()
         command = [part.replace("{port}", str(self.port)).replace("{metrics_port}", str(self.metrics_port))
                    .replace("{upstream}", upstream) for part in command]
-        env = dict(os.environ, **{k: v.replace("{port}", str(self.port)) for k, v in extra_env.items()})
+        env = dict(os.environ, **{k: v.replace("{port}", str(self.port)).replace("{upstream}", upstream)
+                                  for k, v in extra_env.items()})
         env.pop("RUST_LOG", None)
         self.result = {"row": self.name, "label": self.label, "stateful": self.stateful, "auth": self.has_auth}
         self.session = None
@@ -426,7 +478,7 @@ def main():
     parser.add_argument("--node-dir", required=True)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
-    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g")
+    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g,gs,gp,gc")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     parser.add_argument("--auth-pairs", type=int, default=10,
                         help="paired runs of rows a and c for the auth overhead (0: none)")
@@ -469,7 +521,7 @@ def main():
                 # The gateway's upstream is row (c), started before it.
                 upstream = next((f"http://127.0.0.1:{r.port}/" for r in started if r.name == "c"), "")
                 started.append(Row(row, log_dir, upstream))
-                if row[0] in ("g", "gs") and not upstream:
+                if row[0] in ("g", "gs", "gp") and not upstream:
                     started[-1].fail(f"row {row[0]} needs row c (its upstream) in --rows")
                     continue
                 started[-1].check(token, bad_token)
@@ -496,6 +548,7 @@ def main():
             "check-token.sh", {"SCALEKIT_MCP_BIN": args.bin}, "200"),
         "call": skipped if args.skip_extras else timed_script(
             "call.sh", {"RUNS": "30", "SCALEKIT_MCP_BIN": args.bin}),
+        "stdio_direct": stdio_direct(args.bin) if any(r["row"] == "gc" for r in results) else skipped,
     }
     machine["uptime_after"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     report = {"machine": machine, "rows": results, "extras": extras, "auth_pairs": auth_pairs,
@@ -527,6 +580,7 @@ def ratios(results):
         ("auth on / auth off (stateless)", "a", "c"),
         ("gateway / its upstream called directly", "g", "c"),
         ("stateless gateway / its upstream called directly", "gs", "c"),
+        ("stateless gateway / FastMCP proxy", "gs", "gp"),
     ]
     out = []
     for label, ours, peer in pairs:
@@ -574,6 +628,16 @@ def targets(results, extras, auth_pairs, metrics_pairs=None):
         share = rps(gs) / rps(c)
         check("gateway throughput vs its upstream called directly (c=64, serve --stateless --upstream)",
               "≥ 50 %", f"{share:.0%}", share >= 0.5)
+    gp = rows.get("gp")
+    if gs and gp:
+        times = rps(gs) / rps(gp)
+        check("stateless gateway vs the FastMCP proxy doing the same job (c=64)", "≥ 20×", f"{times:.0f}×",
+              times >= 20)
+    gc, direct = rows.get("gc"), extras.get("stdio_direct", {})
+    if gc and direct.get("p50_us"):
+        overhead = (gc["runs"]["1"]["p50_us"] - direct["p50_us"]) / 1000
+        check("stdio gateway per-call overhead (p50, one session: (gc) at c=1 − its child called directly)",
+              "≤ 0.3 ms", f"{overhead:.2f}", overhead <= 0.3, " ms")
     if g and c:
         share = rps(g) / rps(c)
         check("stateful gateway throughput vs its upstream called directly (c=64; no target of its own)",
@@ -655,7 +719,10 @@ def markdown(report):
     fmt = lambda x: f"{x['median_ms']:.1f} ms median" if x.get("median_ms") is not None else x["status"]  # noqa: E731
     lines += ["", f"`check-token --jwks` wall time: {fmt(e['check_token'])}; "
                   f"`call greet_user` wall time against a local `serve`: {fmt(e['call'])}; "
-                  f"release binary: {(e['binary_bytes'] or 0) / 1024 / 1024:.1f} MiB.",
+                  f"release binary: {(e['binary_bytes'] or 0) / 1024 / 1024:.1f} MiB"
+                  + (f"; row (gc)'s stdio child called directly: {e['stdio_direct']['p50_us']:.0f} µs p50 "
+                     f"over {e['stdio_direct']['calls']} calls." if e.get("stdio_direct", {}).get("p50_us")
+                     else "."),
               "", "| target | goal | measured | met |", "|---|---|---|---|"]
     for t in report["targets"]:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
