@@ -73,6 +73,21 @@ impl Cli {
     }
 }
 
+/// Whether `serve` holds MCP sessions in rmcp (the built-in tools, a library handler, a command
+/// upstream), whose memory should go back to the system as they end: then it gives freed memory
+/// back at once (`allocator`). `--stateless` holds no session, and the gateway in front of an
+/// HTTP upstream passes its sessions through at 1–5 KiB each; both free a request's buffers at a
+/// rate where giving pages back at once cost the gateway about a tenth of its throughput
+/// (docs/performance.md), so they keep mimalloc's default.
+fn holds_sessions_of_rmcp(args: &ServeArgs) -> bool {
+    let http_upstream = args
+        .gateway
+        .upstream
+        .as_deref()
+        .is_some_and(|url| !url.trim().is_empty());
+    !args.stateless && !http_upstream
+}
+
 /// Loads `.env`, parses the command line, runs the command and turns its error into a message on
 /// stderr and an exit code. Nothing else exits the process.
 pub fn main() -> ExitCode {
@@ -82,13 +97,6 @@ pub fn main() -> ExitCode {
         return failed;
     }
     launcher::launch_through_this_binary();
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|command| command == "serve")
-    {
-        crate::allocator::purge_freed_memory_promptly();
-    }
-    crate::allocator::disable_huge_pages();
     // `.env` in the working directory, as the seed's python-dotenv does; real environment
     // variables win, and flags win over both (clap reads the environment).
     let _ = dotenvy::dotenv();
@@ -102,6 +110,13 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(error) => error.exit(),
     };
+    if let Command::Serve(args) = &cli.command
+        && holds_sessions_of_rmcp(args)
+    {
+        // Still one thread: becoming itself again (`exec`) is safe here.
+        crate::allocator::purge_freed_memory_promptly();
+    }
+    crate::allocator::disable_huge_pages();
     match run(cli, max_sessions_set) {
         Ok(code) => code,
         Err(error) => {
