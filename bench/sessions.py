@@ -6,7 +6,7 @@ the idle sessions sleep (`--session-sleep-after`) and samples it again, closes e
 DELETE, waits, and samples RSS once more. Prints one JSON object:
 
     python3 bench/sessions.py --bin target/release/scalekit-mcp [--sessions 3000] [--callers 30]
-        [--sleep-after 30s]
+        [--sleep-after 30s] [--serve-arg=ARG ...] [--upstream-command "CMD ARGS"]
 
 `--max-sessions` is raised to fit the run; `--max-sessions-per-caller` stays at its default (100),
 so 3000 sessions of 30 callers is exactly the most the defaults let 30 callers hold.
@@ -16,6 +16,7 @@ import argparse
 import http.client
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -68,7 +69,11 @@ def main():
     parser.add_argument("--serve-arg", action="append", default=[],
                         help="one more argument for serve (repeat), e.g. --serve-arg=--upstream "
                              "--serve-arg=http://127.0.0.1:3002/ for a gateway's sessions")
+    parser.add_argument("--upstream-command", default="",
+                        help="a command (one string, split as the shell would) for serve to run after "
+                             "--: a gateway's sessions, each with its own child")
     args = parser.parse_args()
+    command = ["--", *shlex.split(args.upstream_command)] if args.upstream_command else []
 
     sk_port, port = harness.free_port(), harness.free_port()
     sk_url = f"http://127.0.0.1:{sk_port}"
@@ -76,7 +81,7 @@ def main():
     server = subprocess.Popen(
         [args.bin, "serve", "--port", str(port), "--sk-env-url", sk_url, "--audience", harness.AUDIENCE,
          "--max-sessions", str(args.sessions + 100), "--session-sleep-after", args.sleep_after,
-         *args.serve_arg],
+         *args.serve_arg, *command],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=tempfile.mkdtemp(prefix="bench-sessions-"))
     try:
         harness.wait_ready(port, "/ready")
