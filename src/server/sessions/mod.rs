@@ -35,6 +35,11 @@
 //! [`SessionManager::close_session`] tells the end of a worker put to sleep from the end of the
 //! session.
 //!
+//! An endpoint of the crate's own may hold its sessions here too, without rmcp (the gateway's
+//! pass-through, [`Sessions::hold_passed_through`]): the guard binds and caps them like the
+//! others, the sweep ends them when idle, and every end reaches the endpoint through
+//! [`Sessions::when_let_go`].
+//!
 //! Each request answered on a stream also gets its [`ResponseStream`], with which its handler may
 //! end that stream early for the client to resume (see there).
 //!
