@@ -94,7 +94,7 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
         Extras {
             direct_tool_calls: false,
             sessions_may_sleep: false,
-            endpoint: Some(tower::util::BoxCloneSyncService::new(forwarder)),
+            endpoint: Some(forwarder.endpoint()),
             session_endpoint: None,
             readiness: Some(readiness),
             before_sessions_end: None,
@@ -154,7 +154,7 @@ fn pass_through_extras(
         let build: SessionEndpoint = Arc::new(move |sessions| {
             let pass_through =
                 built.get_or_init(|| PassThrough::new(upstream.clone(), sessions, max_body_bytes));
-            tower::util::BoxCloneSyncService::new(pass_through.clone())
+            pass_through.endpoint()
         });
         build
     };

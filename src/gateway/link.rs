@@ -131,24 +131,7 @@ impl Link {
             Transport::Http(http) => http.max_message_bytes,
             Transport::Command(child) => child.max_message_bytes,
         };
-        let upstream = &self.upstream;
-        let read = tokio::time::timeout(upstream.timeout, body_within(response, max_bytes)).await;
-        match read {
-            Ok(Ok(Some(body))) => Ok(body),
-            Ok(Ok(None)) => Err(LinkError::bad_gateway(format!(
-                "{} sent an answer larger than {max_bytes} bytes (--max-body-bytes)",
-                upstream.describe()
-            ))),
-            Ok(Err(error)) => Err(LinkError::bad_gateway(format!(
-                "{} sent an answer that could not be read: {}",
-                upstream.describe(),
-                error.without_url()
-            ))),
-            Err(_) => Err(LinkError::bad_gateway(format!(
-                "{} did not finish its answer in time",
-                upstream.describe()
-            ))),
-        }
+        whole_body(&self.upstream, response, max_bytes).await
     }
 
     /// The upstream session, opened (or the child started) first if there is none.
@@ -680,36 +663,15 @@ async fn read_answer(
     if event_stream && id != OWN_ID {
         return Ok(Exchange::Stream(response));
     }
-    let unreadable = |error: reqwest::Error| {
-        LinkError::bad_gateway(format!(
-            "{} sent an answer that could not be read: {}",
-            upstream.describe(),
-            error.without_url()
-        ))
+    let read = if event_stream {
+        tokio::time::timeout(upstream.timeout, answer_in_stream(response, id, max_bytes))
+            .await
+            .map_err(|_| unfinished(upstream))?
+            .map_err(|error| unreadable(upstream, error))?
+    } else {
+        let body = whole_body(upstream, response, max_bytes).await?;
+        (!body.iter().all(u8::is_ascii_whitespace)).then_some(body)
     };
-    let read = tokio::time::timeout(upstream.timeout, async {
-        if event_stream {
-            answer_in_stream(response, id, max_bytes)
-                .await
-                .map_err(unreadable)
-        } else {
-            let body = body_within(response, max_bytes).await.map_err(unreadable)?;
-            let Some(body) = body else {
-                return Err(LinkError::bad_gateway(format!(
-                    "{} sent an answer larger than {max_bytes} bytes (--max-body-bytes)",
-                    upstream.describe()
-                )));
-            };
-            Ok((!body.iter().all(u8::is_ascii_whitespace)).then_some(body))
-        }
-    })
-    .await
-    .map_err(|_| {
-        LinkError::bad_gateway(format!(
-            "{} did not finish its answer in time",
-            upstream.describe()
-        ))
-    })??;
     match read {
         Some(answer) => Ok(Exchange::Answer(status, answer)),
         None if status == StatusCode::ACCEPTED => Ok(Exchange::Accepted),
@@ -719,6 +681,39 @@ async fn read_answer(
             status.as_u16()
         ))),
     }
+}
+
+/// `response`'s whole body, up to `max_bytes` (`--max-body-bytes`), within `--upstream-timeout`.
+async fn whole_body(
+    upstream: &Upstream,
+    response: reqwest::Response,
+    max_bytes: usize,
+) -> Result<Bytes, LinkError> {
+    let read = tokio::time::timeout(upstream.timeout, body_within(response, max_bytes))
+        .await
+        .map_err(|_| unfinished(upstream))?
+        .map_err(|error| unreadable(upstream, error))?;
+    read.ok_or_else(|| {
+        LinkError::bad_gateway(format!(
+            "{} sent an answer larger than {max_bytes} bytes (--max-body-bytes)",
+            upstream.describe()
+        ))
+    })
+}
+
+fn unreadable(upstream: &Upstream, error: reqwest::Error) -> LinkError {
+    LinkError::bad_gateway(format!(
+        "{} sent an answer that could not be read: {}",
+        upstream.describe(),
+        error.without_url()
+    ))
+}
+
+fn unfinished(upstream: &Upstream) -> LinkError {
+    LinkError::bad_gateway(format!(
+        "{} did not finish its answer in time",
+        upstream.describe()
+    ))
 }
 
 /// `response`'s body, or `None` past `max_bytes`.
@@ -764,6 +759,35 @@ async fn answer_in_stream(
         }
     }
     Ok(found)
+}
+
+/// An event stream from upstream, passed on whole event by whole event as it comes, each event's
+/// data replaced by what `rewrite` returns for it (unchanged for `None`). An event larger than
+/// `max_bytes` (`--max-body-bytes`) ends the stream.
+pub fn pass_events(
+    response: reqwest::Response,
+    max_bytes: usize,
+    mut rewrite: impl FnMut(&str) -> Option<String> + Send + 'static,
+) -> Response {
+    let mut events = SseEvents::with_limit(max_bytes);
+    let stream = response.bytes_stream().map(move |chunk| {
+        let chunk = chunk.map_err(std::io::Error::other)?;
+        let complete = events.push(&chunk, &mut rewrite);
+        if events.oversized() {
+            return Err(std::io::Error::other(format!(
+                "an event from upstream is larger than {max_bytes} bytes (--max-body-bytes)"
+            )));
+        }
+        Ok::<Bytes, std::io::Error>(complete)
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(stream));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
 }
 
 /// Server-sent events, cut into whole events as chunks arrive, with a chance to rewrite each

@@ -19,21 +19,17 @@
 //! passed on as a `DELETE` upstream.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
-use futures::future::BoxFuture;
 use http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use rmcp::transport::streamable_http_server::session::SessionId;
 use serde_json::Value;
 
 use super::Upstream;
-use super::link::{Link, Passed, Routing, SseEvents, learn_tools};
+use super::link::{Link, Passed, Routing, learn_tools, pass_events};
 use super::stateless::{Members, members, parse_error, read_message, value_of, with_caller};
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
@@ -102,18 +98,14 @@ impl PassThrough {
     }
 }
 
-impl tower::Service<Request> for PassThrough {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+impl PassThrough {
+    /// The MCP endpoint this answers at, below the guard.
+    pub fn endpoint(&self) -> crate::server::OwnEndpoint {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.answer(request).await) })
+        tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: Request| {
+            let shared = shared.clone();
+            async move { Ok(shared.answer(request).await) }
+        }))
     }
 }
 
@@ -341,36 +333,16 @@ impl Shared {
         relayed
     }
 
-    /// An event stream from upstream, passed on whole event by whole event. An event larger than
-    /// `--max-body-bytes` ends the stream.
+    /// An event stream from upstream, passed on as it comes ([`pass_events`]); a `tools/list`
+    /// answer in it tells the metrics the upstream's tools.
     fn relay_events(&self, response: reqwest::Response, lists_tools: bool) -> Response {
-        let max_bytes = self.max_body_bytes;
-        let mut events = SseEvents::with_limit(max_bytes);
-        let mut answer = None;
-        let learns = lists_tools.then(|| self.link.upstream().clone());
-        let stream = response.bytes_stream().map(move |chunk| {
-            let chunk = chunk.map_err(std::io::Error::other)?;
-            let complete = events.push(&chunk, |data| {
-                if learns.is_some() && answer.is_none() && Routing::is_answer(data.as_bytes()) {
-                    answer = Some(Bytes::copy_from_slice(data.as_bytes()));
-                }
-                None
-            });
-            if let (Some(upstream), Some(answer)) = (&learns, answer.take()) {
-                learn_tools(upstream, &answer);
+        let mut learns = lists_tools.then(|| self.link.upstream().clone());
+        pass_events(response, self.max_body_bytes, move |data| {
+            if let Some(upstream) = learns.take_if(|_| Routing::is_answer(data.as_bytes())) {
+                learn_tools(&upstream, data.as_bytes());
             }
-            if events.oversized() {
-                return Err(std::io::Error::other(format!(
-                    "an event from upstream is larger than {max_bytes} bytes (--max-body-bytes)"
-                )));
-            }
-            Ok::<Bytes, std::io::Error>(complete)
-        });
-        let mut response = Response::new(Body::from_stream(stream));
-        response
-            .headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        response
+            None
+        })
     }
 }
 

@@ -15,20 +15,17 @@
 //! reports it ([`Health`]) until the upstream answers again.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
-use futures::future::BoxFuture;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::link::{Exchange, Link, Routing, SseEvents};
+use super::link::{Exchange, Link, Routing, pass_events};
 use super::{CALLER_META_KEY, Upstream, caller_meta};
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
@@ -84,18 +81,14 @@ impl Forwarder {
     }
 }
 
-impl tower::Service<Request> for Forwarder {
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
+impl Forwarder {
+    /// The MCP endpoint this answers at, below the guard.
+    pub fn endpoint(&self) -> crate::server::OwnEndpoint {
         let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.answer(request).await) })
+        tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: Request| {
+            let shared = shared.clone();
+            async move { Ok(shared.answer(request).await) }
+        }))
     }
 }
 
@@ -317,30 +310,13 @@ fn restore_id_in_stream(
     client_id: Box<RawValue>,
     max_bytes: usize,
 ) -> Response {
-    use futures::StreamExt;
-    let mut events = SseEvents::with_limit(max_bytes);
-    let stream = response.bytes_stream().map(move |chunk| {
-        let chunk = chunk.map_err(std::io::Error::other)?;
-        let complete = events.push(&chunk, |data| {
-            let answer = Routing::answers(data.as_bytes(), our_id);
-            let restored = answer
-                .then(|| with_id(data.as_bytes(), &client_id))
-                .flatten()?;
-            String::from_utf8(restored.to_vec()).ok()
-        });
-        if events.oversized() {
-            return Err(std::io::Error::other(format!(
-                "an event from upstream is larger than {max_bytes} bytes (--max-body-bytes)"
-            )));
-        }
-        Ok::<Bytes, std::io::Error>(complete)
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header(header::CONTENT_TYPE, "text/event-stream")
-        .header(header::CACHE_CONTROL, "no-cache")
-        .body(Body::from_stream(stream))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    pass_events(response, max_bytes, move |data| {
+        let answer = Routing::answers(data.as_bytes(), our_id);
+        let restored = answer
+            .then(|| with_id(data.as_bytes(), &client_id))
+            .flatten()?;
+        String::from_utf8(restored.to_vec()).ok()
+    })
 }
 
 fn accepted() -> Response {

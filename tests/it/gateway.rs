@@ -30,6 +30,16 @@ fn gateway_to(url: &str, bearer: &str, flags: &[&str]) -> (Server, JwksServer) {
     Server::start_with_keys(&args, &[("UPSTREAM_TOKEN", bearer)])
 }
 
+/// The tool names a `tools/list` answer gives.
+fn tool_names(listed: &Reply) -> Vec<String> {
+    listed.rpc()["result"]["tools"]
+        .as_array()
+        .expect("a tool list")
+        .iter()
+        .map(|tool| tool["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn tool_call(name: &str, arguments: Value) -> Value {
     json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": name, "arguments": arguments}})
 }
@@ -55,13 +65,7 @@ async fn a_command_upstream_answers_through_the_gateway_and_only_with_a_token() 
 
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
     let listed = http_session_call(&url, &token, &list).await;
-    let listed_rpc = listed.rpc();
-    let names: Vec<&str> = listed_rpc["result"]["tools"]
-        .as_array()
-        .expect("a tool list")
-        .iter()
-        .map(|tool| tool["name"].as_str().unwrap())
-        .collect();
+    let names = tool_names(&listed);
     assert_eq!(names, ["greet_user", "whoami"], "{}", listed.body);
 
     // The upstream's own JSON-RPC errors come back as they are.
@@ -339,13 +343,7 @@ async fn tool_policies_apply_to_the_upstreams_tools() {
 
         let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
         let listed = http_session_call(&url, &token, &list).await;
-        let listed_rpc = listed.rpc();
-        let names: Vec<&str> = listed_rpc["result"]["tools"]
-            .as_array()
-            .expect("a tool list")
-            .iter()
-            .map(|tool| tool["name"].as_str().unwrap())
-            .collect();
+        let names = tool_names(&listed);
         assert_eq!(names, ["whoami"], "greet_user is hidden: {}", listed.body);
     }
 }
