@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::tool_scopes::ToolScopes;
 use crate::config::{ServeArgs, Transport};
 use crate::gateway::Upstream;
+use crate::gateway::child_sessions::ChildSessions;
 use crate::gateway::pass_through::PassThrough;
 use crate::gateway::stateless::Forwarder;
 use crate::gateway::upstream::Target;
@@ -103,37 +104,11 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             relays: false,
             relay_down: None,
         }
-    } else if matches!(upstream.target, Target::Http { .. }) {
-        tokio::spawn(forwarder.probe_until_reachable(forever));
-        pass_through_extras(args, upstream, readiness)
     } else {
         tokio::spawn(forwarder.probe_until_reachable(forever));
-        let children = upstream.children.clone();
-        // Every session of an HTTP upstream talks to the one server, so its being down is every
-        // session's answer. A command runs a child per session: a new one failing to start
-        // says nothing of the children already running.
-        let relay_down = match upstream.target {
-            Target::Http { .. } => {
-                let health = upstream.health.clone();
-                let down: DownCheck = Arc::new(move || health.down().map(Unreachable::bad_gateway));
-                Some(down)
-            }
-            Target::Command { .. } => None,
-        };
-        Extras {
-            // The gateway relays what its upstream sends during a call, through its peer.
-            direct_tool_calls: false,
-            sessions_may_sleep: false,
-            endpoint: None,
-            session_endpoint: None,
-            readiness: Some(readiness),
-            before_sessions_end: Some(Arc::new(move || {
-                let children = children.clone();
-                Box::pin(async move { children.stop(CHILD_STOP_GRACE).await })
-            })),
-            after_requests: None,
-            relays: true,
-            relay_down,
+        match upstream.target {
+            Target::Http { .. } => pass_through_extras(args, upstream, readiness),
+            Target::Command { .. } => child_sessions_extras(args, upstream, readiness),
         }
     }
 }
@@ -161,12 +136,8 @@ fn pass_through_extras(
     let health = upstream.health.clone();
     let down: DownCheck = Arc::new(move || health.down().map(Unreachable::bad_gateway));
     Extras {
-        direct_tool_calls: false,
-        sessions_may_sleep: false,
-        endpoint: None,
         session_endpoint: Some(endpoint),
         readiness: Some(readiness),
-        before_sessions_end: None,
         after_requests: Some(Arc::new(move || {
             let built = built.clone();
             Box::pin(async move {
@@ -175,7 +146,42 @@ fn pass_through_extras(
                 }
             })
         })),
-        relays: false,
         relay_down: Some(down),
+        ..Extras::default()
+    }
+}
+
+/// A stateful gateway in front of a command: a child per session, passed through message by
+/// message (`gateway::child_sessions`), every child stopped at shutdown (SIGTERM, then SIGKILL
+/// after [`CHILD_STOP_GRACE`]). A child failing to start says nothing of the ones running, so
+/// sessions are never refused for it.
+fn child_sessions_extras(
+    args: &ServeArgs,
+    upstream: &Arc<Upstream>,
+    readiness: ReadinessCheck,
+) -> Extras {
+    let built: Arc<OnceLock<ChildSessions>> = Arc::default();
+    let max_body_bytes = args.max_body_bytes;
+    let endpoint = {
+        let (built, upstream) = (built.clone(), upstream.clone());
+        let build: SessionEndpoint = Arc::new(move |sessions| {
+            let child_sessions = built
+                .get_or_init(|| ChildSessions::new(upstream.clone(), sessions, max_body_bytes));
+            child_sessions.endpoint()
+        });
+        build
+    };
+    let children = upstream.children.clone();
+    Extras {
+        session_endpoint: Some(endpoint),
+        readiness: Some(readiness),
+        before_sessions_end: Some(Arc::new(move || {
+            if let Some(child_sessions) = built.get() {
+                child_sessions.shutting_down();
+            }
+            let children = children.clone();
+            Box::pin(async move { children.stop(CHILD_STOP_GRACE).await })
+        })),
+        ..Extras::default()
     }
 }

@@ -60,11 +60,28 @@ impl LinkError {
         &self.message
     }
 
-    fn bad_gateway(message: String) -> Self {
+    pub(super) fn bad_gateway(message: String) -> Self {
         Self {
             status: StatusCode::BAD_GATEWAY,
             message,
         }
+    }
+
+    /// 504, for an upstream that did not answer in time.
+    pub(super) fn gateway_timeout(message: String) -> Self {
+        Self {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message,
+        }
+    }
+
+    /// 504: the upstream did not answer within `--upstream-timeout`.
+    pub(super) fn timed_out(upstream: &Upstream) -> Self {
+        Self::gateway_timeout(format!(
+            "{} did not answer within {} s (--upstream-timeout)",
+            upstream.describe(),
+            upstream.timeout.as_secs()
+        ))
     }
 
     /// The answer to the client whose request had `id`.
@@ -982,14 +999,7 @@ impl ChildLink {
                 if let Some(id) = answer_id {
                     child.lock_waiting().answers.remove(&id);
                 }
-                Err(LinkError {
-                    status: StatusCode::GATEWAY_TIMEOUT,
-                    message: format!(
-                        "{} did not answer within {} s (--upstream-timeout)",
-                        upstream.describe(),
-                        upstream.timeout.as_secs()
-                    ),
-                })
+                Err(LinkError::timed_out(upstream))
             }
         }
     }
@@ -1087,27 +1097,12 @@ impl Child {
         Ok(receiver)
     }
 
-    /// Writes `message` as one line. A line break in JSON text outside a string is whitespace
-    /// (inside one it is escaped), so a client's pretty-printed message becomes a space.
+    /// Writes `message` as one line ([`write_line`]).
     async fn write(&self, upstream: &Upstream, message: &[u8]) -> Result<(), LinkError> {
-        let mut line: Vec<u8> = message
-            .iter()
-            .map(|&byte| {
-                if byte == b'\n' || byte == b'\r' {
-                    b' '
-                } else {
-                    byte
-                }
-            })
-            .collect();
-        line.push(b'\n');
         let mut stdin = self.stdin.lock().await;
-        let written = stdin.write_all(&line).await;
-        let flushed = match written {
-            Ok(()) => stdin.flush().await,
-            Err(error) => Err(error),
-        };
-        flushed.map_err(|_| self.gone(upstream))
+        write_line(&mut stdin, message)
+            .await
+            .map_err(|_| self.gone(upstream))
     }
 
     /// The error for a request the child will never answer.
@@ -1206,6 +1201,27 @@ async fn read_answers(
     ends.exited.cancel();
 }
 
+/// Writes `message` to a child as one line. A line break in JSON text outside a string is
+/// whitespace (inside one it is escaped), so a client's pretty-printed message becomes a space.
+pub(super) async fn write_line(
+    stdin: &mut tokio::process::ChildStdin,
+    message: &[u8],
+) -> std::io::Result<()> {
+    let mut line: Vec<u8> = message
+        .iter()
+        .map(|&byte| {
+            if byte == b'\n' || byte == b'\r' {
+                b' '
+            } else {
+                byte
+            }
+        })
+        .collect();
+    line.push(b'\n');
+    stdin.write_all(&line).await?;
+    stdin.flush().await
+}
+
 /// How a child's reader ends: it cancels `exited` when the child is gone, and stops the child
 /// when `stop` is cancelled.
 struct Ends {
@@ -1218,7 +1234,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Stops the child: SIGTERM, so that it can clean up, then SIGKILL if it is still there after
 /// [`STOP_GRACE`].
-async fn stop(process: &mut tokio::process::Child) {
+pub(super) async fn stop(process: &mut tokio::process::Child) {
     let pid = process
         .id()
         .and_then(|pid| rustix::process::Pid::from_raw(pid as i32));

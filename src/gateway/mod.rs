@@ -23,6 +23,7 @@
 //! before rmcp sees them (`server::bad_gateway`). A failure found once a request's 200 has started
 //! can only be a JSON-RPC error inside its stream.
 
+pub mod child_sessions;
 pub mod health;
 pub mod launcher;
 mod link;

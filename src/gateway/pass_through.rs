@@ -35,7 +35,7 @@ use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
 use crate::server::sessions::Sessions;
 
-const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
+pub(super) const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 
 /// The client's headers that reach the upstream as they are.
 const PASSED_HEADERS: [HeaderName; 2] = [
@@ -117,33 +117,18 @@ impl Shared {
     }
 
     async fn answer(&self, request: Request) -> Response {
-        let ours: Option<SessionId> = request
-            .headers()
-            .get(MCP_SESSION_ID)
-            .and_then(|value| value.to_str().ok())
-            .map(SessionId::from);
-        match (request.method().clone(), ours) {
-            (Method::POST, None) => self.open(request).await,
-            (Method::POST, Some(ours)) => self.post(ours, request).await,
-            (Method::GET, Some(ours)) => self.stream(ours, request).await,
-            (Method::DELETE, Some(ours)) => self.delete(&ours).await,
-            (Method::GET | Method::DELETE, None) => (
-                StatusCode::BAD_REQUEST,
-                "Bad Request: this needs the Mcp-Session-Id header of a session (open one with \
-                 an initialize POST)",
-            )
-                .into_response(),
-            _ => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                [(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"))],
-            )
-                .into_response(),
+        match Route::of(&request) {
+            Route::Open => self.open(request).await,
+            Route::Post(ours) => self.post(ours, request).await,
+            Route::Stream(ours) => self.stream(ours, request).await,
+            Route::Delete(ours) => self.delete(&ours).await,
+            Route::Refused(refusal) => refusal,
         }
     }
 
     /// A `POST` without a session: an `initialize` opens one when the upstream accepts it.
     async fn open(&self, request: Request) -> Response {
-        let outgoing = match self.outgoing(request).await {
+        let outgoing = match Outgoing::read(request, self.max_body_bytes).await {
             Ok(outgoing) => outgoing,
             Err(refusal) => return refusal,
         };
@@ -175,7 +160,7 @@ impl Shared {
 
     /// A `POST` in session `ours`.
     async fn post(&self, ours: SessionId, request: Request) -> Response {
-        let outgoing = match self.outgoing(request).await {
+        let outgoing = match Outgoing::read(request, self.max_body_bytes).await {
             Ok(outgoing) => outgoing,
             Err(refusal) => return refusal,
         };
@@ -189,34 +174,6 @@ impl Shared {
             }
             Err(error) => error.response(outgoing.id),
         }
-    }
-
-    /// A client's `POST`, read: 413 past `--max-body-bytes`, 400 for what is not one JSON-RPC
-    /// message.
-    async fn outgoing(&self, request: Request) -> Result<Outgoing, Response> {
-        let (caller, client_headers) = caller_and_headers(&request);
-        let body = read_message(request.into_body(), self.max_body_bytes).await?;
-        let Some(message) = members(&body) else {
-            return Err(parse_error());
-        };
-        let method = method_of(&message);
-        let id = message.get("id").map_or(Value::Null, |id| value_of(id));
-        // A message with a method carries the caller; an answer to the upstream's request
-        // (`result` or `error`) goes on as the client wrote it.
-        let body = match method {
-            Some(_) => match with_caller(&message, None, caller.as_deref()) {
-                Some(body) => body,
-                None => return Err(invalid_params(id)),
-            },
-            None => body.clone(),
-        };
-        Ok(Outgoing {
-            method,
-            id,
-            body,
-            caller,
-            client_headers,
-        })
     }
 
     /// The `GET` stream of session `ours`: the upstream's, resumed from the client's
@@ -346,18 +303,96 @@ impl Shared {
     }
 }
 
+/// What a request to a passed-through session's endpoint asks for.
+pub(super) enum Route {
+    /// A `POST` without a session: an `initialize`, if anything.
+    Open,
+    /// A `POST` in a session.
+    Post(SessionId),
+    /// A session's `GET` stream.
+    Stream(SessionId),
+    Delete(SessionId),
+    /// Nothing an endpoint answers: this is the answer.
+    Refused(Response),
+}
+
+impl Route {
+    pub fn of(request: &Request) -> Self {
+        let ours: Option<SessionId> = request
+            .headers()
+            .get(MCP_SESSION_ID)
+            .and_then(|value| value.to_str().ok())
+            .map(SessionId::from);
+        match (request.method().clone(), ours) {
+            (Method::POST, None) => Self::Open,
+            (Method::POST, Some(ours)) => Self::Post(ours),
+            (Method::GET, Some(ours)) => Self::Stream(ours),
+            (Method::DELETE, Some(ours)) => Self::Delete(ours),
+            (Method::GET | Method::DELETE, None) => Self::Refused(
+                (
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request: this needs the Mcp-Session-Id header of a session (open one \
+                     with an initialize POST)",
+                )
+                    .into_response(),
+            ),
+            _ => Self::Refused(
+                (
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    [(header::ALLOW, HeaderValue::from_static("GET, POST, DELETE"))],
+                )
+                    .into_response(),
+            ),
+        }
+    }
+}
+
 /// A client's `POST`, ready to pass on.
-struct Outgoing {
-    method: Option<String>,
+pub(super) struct Outgoing {
+    pub method: Option<String>,
     /// The request's id (`null` for a notification or an unreadable one), for an error.
-    id: Value,
+    pub id: Value,
     /// The message as it goes upstream.
-    body: Bytes,
-    caller: Option<Arc<Caller>>,
+    pub body: Bytes,
+    pub caller: Option<Arc<Caller>>,
     client_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Outgoing {
+    /// A client's `POST`, read: 413 past `--max-body-bytes`, 400 for what is not one JSON-RPC
+    /// message.
+    pub async fn read(request: Request, max_body_bytes: usize) -> Result<Self, Response> {
+        let (caller, client_headers) = caller_and_headers(&request);
+        let body = read_message(request.into_body(), max_body_bytes).await?;
+        let Some(message) = members(&body) else {
+            return Err(parse_error());
+        };
+        let method = method_of(&message);
+        let id = message.get("id").map_or(Value::Null, |id| value_of(id));
+        // A message with a method carries the caller; an answer to the upstream's request
+        // (`result` or `error`) goes on as the client wrote it.
+        let body = match method {
+            Some(_) => match with_caller(&message, None, caller.as_deref()) {
+                Some(body) => body,
+                None => return Err(invalid_params(id)),
+            },
+            None => body.clone(),
+        };
+        Ok(Self {
+            method,
+            id,
+            body,
+            caller,
+            client_headers,
+        })
+    }
+
+    /// Whether this is a request, which gets an answer (not a notification, nor the client's
+    /// answer to the upstream).
+    pub fn is_request(&self) -> bool {
+        self.method.is_some() && !self.id.is_null()
+    }
+
     /// The message, in the upstream session `session` (none: opening one).
     fn passed<'a>(&'a self, session: Option<&'a HeaderValue>) -> Passed<'a> {
         Passed {
@@ -399,13 +434,13 @@ fn invalid_params(id: Value) -> Response {
 }
 
 /// 404, as for any session that does not exist: the client starts a new one.
-fn session_not_found() -> Response {
+pub(super) fn session_not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found: no such session").into_response()
 }
 
 /// A new session id: 144 random bits, URL-safe (nobody can guess another caller's, and the
 /// guard binds each to its caller anyway).
-fn new_session_id() -> Option<SessionId> {
+pub(super) fn new_session_id() -> Option<SessionId> {
     use base64::Engine;
     let mut bytes = [0u8; 18];
     aws_lc_rs::rand::fill(&mut bytes).ok()?;

@@ -79,7 +79,8 @@ impl Children {
         self.0.lock().unwrap_or_else(|poison| poison.into_inner())
     }
 
-    fn add(&self, pid: u32) -> Child {
+    /// Counts `pid` among the children until the returned guard is dropped.
+    pub(super) fn add(&self, pid: u32) -> Child {
         self.lock().insert(pid);
         Child {
             pid,
@@ -226,6 +227,11 @@ impl Upstream {
         })
     }
 
+    /// A new session's number, for the log lines of its child.
+    pub(super) fn next_session(&self) -> u64 {
+        self.sessions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// The upstream as named in messages: the command's program, or the URL (never a header).
     pub fn describe(&self) -> String {
         describe(&self.target)
@@ -240,7 +246,7 @@ impl Upstream {
         caller: Option<&Caller>,
         downstream: Peer<RoleServer>,
     ) -> Result<Connected, Unreachable> {
-        let number = self.sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        let number = self.next_session();
         let relay = Relay::new(downstream, client_info);
         let mut child = None;
         let last_stderr = LastStderr::default();

@@ -754,8 +754,9 @@ async fn an_upstream_event_beyond_max_body_bytes_ends_the_stream_without_it() {
     }
 }
 
-/// A session's child that exits mid-session: the request it leaves unanswered gets an error
-/// naming the upstream and the child's last stderr line, which usually says why.
+/// A session's child that exits mid-session: the request it leaves unanswered gets a 502 whose
+/// error names the upstream, the exit status and the child's last stderr line, which usually
+/// says why; the session ends with the child.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_child_that_exits_is_reported_with_its_last_stderr_line() {
     let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-06-18","capabilities":{"tools":{}},"serverInfo":{"name":"fragile","version":"1"}}}"#;
@@ -764,14 +765,31 @@ async fn a_child_that_exits_is_reported_with_its_last_stderr_line() {
         r#"read line; echo '{initialized}'; read line; [ -z "$MCP_FORWARDED_USER" ] && exec sleep 60; read line; echo "boom: database unreachable" >&2; exit 3"#
     );
     let (server, _jwks, token) = gateway(&["--", "sh", "-c", &script]);
-    let reply = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
-    assert_eq!(reply.status, 200, "{}", reply.body);
+    let url = server.url("/");
+    let init = http_post(&url, Some(&token), &initialize()).await;
+    assert_eq!(init.status, 200, "initialize: {}", init.body);
+    let session = init.header("mcp-session-id").expect("a session id");
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        session_post(&url, &token, session, &initialized)
+            .await
+            .status,
+        202
+    );
+    let reply = session_post(&url, &token, session, &call_greet("Ada")).await;
+    assert_eq!(reply.status, 502, "{}", reply.body);
     let error = &reply.rpc()["error"];
     assert_eq!(
         error["message"],
-        "upstream command sh is gone (its connection closed); its last stderr line: boom: database unreachable",
+        "upstream command sh exited (exit status: 3); its last stderr line: boom: database unreachable",
         "{}",
         reply.body
+    );
+    let after = session_post(&url, &token, session, &call_greet("Ada")).await;
+    assert_eq!(
+        after.status, 404,
+        "the session ended with its child: {}",
+        after.body
     );
 }
 

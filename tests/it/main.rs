@@ -4,6 +4,7 @@
 mod adversarial;
 mod call;
 mod check_token;
+mod child_sessions;
 mod completions;
 mod dev_auth;
 mod direct_path;
