@@ -101,7 +101,6 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
             before_sessions_end: None,
             after_requests: Some(Arc::new(move || Box::pin(stopping.clone().shut_down()))),
             // The forwarder answers 502 itself.
-            relays: false,
             relay_down: None,
         }
     } else {

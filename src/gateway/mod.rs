@@ -10,18 +10,17 @@
 //! [`relay::Relay`]. The client's `Authorization` header never reaches the upstream: the
 //! upstream connection is this process's own.
 //!
-//! A stdio upstream runs one child per session, stopped when the session ends (DELETE, the idle
-//! timeout, shutdown); the caller is in the child's environment too (`MCP_FORWARDED_*`). An HTTP
-//! upstream gets one upstream session per session, with the caller in `X-Forwarded-*` headers:
-//! served over HTTP, such a session is passed through below rmcp ([`pass_through`]), and
-//! [`Gateway`] relays to an HTTP upstream only when the gateway itself speaks stdio
-//! (`--transport stdio`). `--stateless` forwards every request on one shared upstream session
-//! ([`stateless`]).
+//! Served over HTTP, a session is passed through below rmcp: in front of a command, one child
+//! per session, message by message ([`child_sessions`]; the caller is in the child's environment
+//! too: `MCP_FORWARDED_*`); in front of an HTTP upstream, one upstream session per session, at
+//! the HTTP level ([`pass_through`]; the caller in `X-Forwarded-*` headers). [`Gateway`] relays
+//! only when the gateway itself speaks stdio (`--transport stdio`), where there is one session.
+//! `--stateless` forwards every request on one shared upstream session ([`stateless`]).
 //!
 //! An `initialize` that cannot reach or start the upstream is an HTTP 502 (504 past
 //! `--upstream-timeout`), and while an HTTP upstream is known down a session's requests get 502
-//! before rmcp sees them (`server::bad_gateway`). A failure found once a request's 200 has started
-//! can only be a JSON-RPC error inside its stream.
+//! before the endpoint sees them (`server::bad_gateway`). A failure found once a request's 200
+//! has started can only be a JSON-RPC error inside its stream.
 
 pub mod child_sessions;
 pub mod health;
@@ -53,7 +52,6 @@ use relay::ProgressRoute;
 use crate::auth::validate::Caller;
 use crate::config::ServeArgs;
 use crate::error::ExitError;
-use crate::server::bad_gateway::InitializeFailure;
 pub use upstream::Upstream;
 
 /// The upstream `serve`'s gateway flags name, checked; `None` when they name none (the built-in
@@ -369,13 +367,7 @@ impl ServerHandler for Gateway {
             .await;
         match connected {
             Ok(connected) => Ok(connected.info.clone()),
-            Err(failure) => {
-                // Over HTTP the guard answers this 502 itself, before any header is sent; over
-                // stdio the client gets the error below.
-                let error = McpError::internal_error(failure.message.clone(), None);
-                InitializeFailure::report(&context.extensions, &context.id, failure);
-                Err(error)
-            }
+            Err(failure) => Err(McpError::internal_error(failure.message, None)),
         }
     }
 

@@ -19,7 +19,6 @@ use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower::Service;
 
 use super::audit;
-use super::bad_gateway::InitializeFailure;
 use super::rate_limits::OverLimit;
 use super::sessions::{Access, Sessions};
 use super::tool_calls::{ToolRequests, filter_listed_tools, operations_quickly, tool_requests};
@@ -225,24 +224,12 @@ where
     let Some(reservation) = sessions.reserve() else {
         return too_many_sessions(sessions.limits().max_sessions);
     };
-    let failure = state.relays.then(InitializeFailure::default);
-    if let Some(failure) = &failure {
-        request.extensions_mut().insert(failure.clone());
-    }
     request.extensions_mut().insert(caller.clone());
     let response = pass(inner, request).await;
     let opened = response
         .headers()
         .get(SESSION_ID)
         .and_then(|value| value.to_str().ok());
-    if let Some((id, unreachable)) = failure.and_then(|failure| failure.take()) {
-        // rmcp's stream carries only the error, and the session it names ended with its failed
-        // handshake: neither goes to the client, and the reservation goes back.
-        if let Some(opened) = opened {
-            sessions.forget(opened).await;
-        }
-        return unreachable.response(id);
-    }
     if let Some(opened) = opened {
         #[cfg(feature = "redis")]
         if let Some(records) = sessions.shared() {

@@ -1,28 +1,16 @@
-//! HTTP 502 (504 past a timeout) from a stateful MCP endpoint whose handler relays to a server it
-//! cannot reach: the gateway's upstream.
-//!
-//! rmcp answers a request on a session with a 200 event stream that it starts before the handler
-//! runs, so a handler's error normally reaches the client inside a 200. Two answers can still be
-//! HTTP errors, and the guard (`server::auth`) gives them:
-//! - **`initialize`**: rmcp awaits the handler's answer before it writes any header. A handler
-//!   that could not reach its server leaves the failure in the request's [`InitializeFailure`];
-//!   the guard then answers 502 in place of rmcp's stream, without a session id, and ends the
-//!   session rmcp had opened (its `--max-sessions` slot comes back).
-//! - **a request on an existing session while the server is known down** ([`DownCheck`]): 502 at
-//!   once, without reaching rmcp.
-//!
-//! A request that finds the server gone only after its 200 has started gets the JSON-RPC error
-//! inside the stream: once the status is sent, that is the only honest answer left.
+//! HTTP 502 (504 past a timeout) for a server the gateway cannot reach: [`Unreachable`] and the
+//! JSON-RPC error body it answers with, shared by every gateway endpoint; and [`DownCheck`], with
+//! which the guard (`server::auth`) answers a request on an existing session 502 at once while the
+//! upstream is known down, without reaching the endpoint.
 //!
 //! A server that relays nothing (the built-in tools, a library user's handler) pays nothing: the
 //! guard looks only when [`Extras`](super::Extras) asks it to.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use rmcp::model::{Extensions, RequestId};
 use serde_json::{Value, json};
 
 /// Why the server behind the handler cannot be reached: the HTTP status for the client (502, or
@@ -85,53 +73,12 @@ pub fn rpc_error_response(status: StatusCode, id: Value, code: i64, message: Str
         .into_response()
 }
 
-/// Where a relaying handler's `initialize` leaves its failure for the guard: the guard puts one
-/// in the extensions of each request that may open a session, and rmcp hands the request's
-/// extensions to the handler.
-#[derive(Clone, Default)]
-pub struct InitializeFailure(Arc<OnceLock<(Value, Unreachable)>>);
-
-impl InitializeFailure {
-    /// Records that `initialize` request `id`, with the request context's `extensions`, could not
-    /// reach the server; nothing when the guard did not ask (stdio, or the server built
-    /// otherwise).
-    pub fn report(extensions: &Extensions, id: &RequestId, failure: Unreachable) {
-        let slot = extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Self>());
-        if let Some(slot) = slot {
-            let id = serde_json::to_value(id).unwrap_or(Value::Null);
-            let _ = slot.0.set((id, failure));
-        }
-    }
-
-    /// The failure the handler reported, with the request's JSON-RPC id.
-    pub fn take(&self) -> Option<(Value, Unreachable)> {
-        self.0.get().cloned()
-    }
-}
-
 /// Whether the server behind the handler is known to be down now, and why.
 pub type DownCheck = Arc<dyn Fn() -> Option<Unreachable> + Send + Sync>;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_reported_failure_reaches_the_guard_through_the_request_parts() {
-        let failure = InitializeFailure::default();
-        let (mut parts, ()) = http::Request::new(()).into_parts();
-        parts.extensions.insert(failure.clone());
-        let mut extensions = Extensions::new();
-        extensions.insert(parts);
-        let down =
-            Unreachable::bad_gateway("upstream http://127.0.0.1:9/mcp is unreachable".into());
-        InitializeFailure::report(&extensions, &RequestId::Number(7), down.clone());
-        assert_eq!(failure.take(), Some((json!(7), down.clone())));
-        // Without a slot (the guard did not ask), nothing happens.
-        InitializeFailure::report(&Extensions::new(), &RequestId::Number(8), down);
-    }
 
     #[test]
     fn the_id_is_the_messages_or_null() {

@@ -101,10 +101,6 @@ pub(crate) struct Extras {
     /// Run once the in-flight requests are answered, within the shutdown timeout (the
     /// stateless gateway stops its shared child there).
     pub after_requests: Option<ShutdownHook>,
-    /// Whether the handler relays to a server it may fail to reach (the gateway), and reports
-    /// an `initialize` that could not reach it ([`bad_gateway::InitializeFailure`]): the guard
-    /// answers that one 502 itself.
-    pub relays: bool,
     /// Whether that server is known to be down now: a POST on an existing session then gets 502
     /// without reaching the handler ([`bad_gateway`]).
     pub relay_down: Option<bad_gateway::DownCheck>,
@@ -142,8 +138,7 @@ pub struct AppState {
     pub endpoint_reports: bool,
     /// Checked by `/ready` after the signing keys.
     pub(crate) readiness: Option<ReadinessCheck>,
-    /// See [`Extras::relays`] and [`Extras::relay_down`] (stateful mode only).
-    pub(crate) relays: bool,
+    /// See [`Extras::relay_down`] (stateful mode only).
     pub(crate) relay_down: Option<bad_gateway::DownCheck>,
     /// The Redis servers sessions and rate limits are kept in (each once), probed in the
     /// background for `/ready`.
@@ -234,7 +229,6 @@ impl AppState {
             endpoint_reports: false,
             metrics,
             readiness: extras.readiness.clone(),
-            relays: extras.relays,
             relay_down: extras.relay_down.clone(),
             #[cfg(feature = "redis")]
             redis: stores.all(),
