@@ -73,19 +73,21 @@ impl Cli {
     }
 }
 
-/// Whether `serve` holds MCP sessions in rmcp (the built-in tools, a library handler, a command
-/// upstream), whose memory should go back to the system as they end: then it gives freed memory
-/// back at once (`allocator`). `--stateless` holds no session, and the gateway in front of an
-/// HTTP upstream passes its sessions through at 1–5 KiB each; both free a request's buffers at a
-/// rate where giving pages back at once cost the gateway about a tenth of its throughput
-/// (docs/performance.md), so they keep mimalloc's default.
+/// Whether `serve` holds MCP sessions in rmcp (the built-in tools, a library handler), whose
+/// memory should go back to the system as they end: then it gives freed memory back at once
+/// (`allocator`). `--stateless` holds no session, and a gateway passes its sessions through
+/// below rmcp (1–5 KiB each, a command's beside its process); both free a request's buffers at
+/// a rate where giving pages back at once cost the gateway about a tenth of its throughput
+/// (docs/performance.md), so they keep mimalloc's default. (A gateway speaking stdio has one
+/// session.)
 fn holds_sessions_of_rmcp(args: &ServeArgs) -> bool {
     let http_upstream = args
         .gateway
         .upstream
         .as_deref()
         .is_some_and(|url| !url.trim().is_empty());
-    !args.stateless && !http_upstream
+    let gateway = http_upstream || !args.gateway.upstream_command.is_empty();
+    !args.stateless && !gateway
 }
 
 /// Loads `.env`, parses the command line, runs the command and turns its error into a message on

@@ -547,7 +547,8 @@ fn stdio_serves_the_same_tools_with_only_protocol_on_stdout() {
 
 /// `serve` gives itself mimalloc's purge delay of 0, so that the memory of ended sessions goes
 /// back to the system (`allocator`), unless the environment sets one: then that one is kept.
-/// `--stateless` holds no sessions, and keeps mimalloc's default.
+/// `--stateless` holds no sessions, and a gateway passes them through: both keep mimalloc's
+/// default.
 #[cfg(target_os = "linux")]
 #[test]
 fn serve_returns_freed_memory_promptly_unless_told_otherwise() {
@@ -570,14 +571,18 @@ fn serve_returns_freed_memory_promptly_unless_told_otherwise() {
         server.get_blocking("/health").map(|(status, _)| status),
         Some(200)
     );
-    let (server, _jwks) = Server::start_with_keys(&["--stateless"], &[]);
-    let environment = environment_of(&server);
-    assert!(
-        !environment
-            .iter()
-            .any(|pair| pair.starts_with("MIMALLOC_PURGE_DELAY")),
-        "{environment:?}"
-    );
+    let ours = env!("CARGO_BIN_EXE_scalekit-mcp");
+    let gateway = ["--", ours, "serve", "--transport", "stdio"];
+    for passes_sessions_through in [&["--stateless"][..], &gateway] {
+        let (server, _jwks) = Server::start_with_keys(passes_sessions_through, &[]);
+        let environment = environment_of(&server);
+        assert!(
+            !environment
+                .iter()
+                .any(|pair| pair.starts_with("MIMALLOC_PURGE_DELAY")),
+            "{passes_sessions_through:?}: {environment:?}"
+        );
+    }
     let (server, _jwks) = Server::start_with_keys(&[], &[("MIMALLOC_PURGE_DELAY", "25")]);
     let environment = environment_of(&server);
     assert!(
