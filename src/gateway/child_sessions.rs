@@ -7,9 +7,11 @@
 //! the order it was written:
 //! - an answer on the stream of the request it answers, which it ends;
 //! - progress on the stream of the request whose progress token it carries;
-//! - anything else the child sends on its own (log messages, list changes, sampling,
-//!   elicitation, roots) on the stream of the latest request in flight, or with none in flight
-//!   on the session's `GET` stream, kept for it (up to [`BACKLOG`] messages) until it opens.
+//! - requests and log messages the child sends on its own (sampling, elicitation, roots) on the
+//!   stream of the latest request in flight, so that a client without a `GET` stream gets them;
+//! - with no request in flight, and always for notifications about the session (list changes,
+//!   resource updates), on the session's `GET` stream, kept for it (up to [`BACKLOG`]
+//!   messages) until it opens.
 //!
 //! The protocol version, the capabilities and the ids are the child's and the client's own.
 //!
@@ -308,13 +310,13 @@ impl Shared {
         if !outgoing.is_request() {
             return match child.write(&self.upstream, &outgoing.body).await {
                 Ok(()) => StatusCode::ACCEPTED.into_response(),
+                Err(_) if child.is_gone() => self.ended_with_child(ours).await,
                 Err(error) => error.response(Value::Null),
             };
         }
         let events = match child.expect(&outgoing) {
             Ok(events) => events,
-            // The session ended with its child, a moment ago.
-            Err(NotExpected::Gone) => return session_not_found(),
+            Err(NotExpected::Gone) => return self.ended_with_child(ours).await,
             Err(NotExpected::IdInFlight) => {
                 let message = format!(
                     "a request with id {} is already in flight in this session",
@@ -329,6 +331,15 @@ impl Shared {
         child
             .answer_stream(&self.upstream, outgoing.id, events)
             .await
+    }
+
+    /// 404 for session `ours`, whose child is gone: the session ends now if the child's reader
+    /// has not ended it yet (its child exited just as the session opened).
+    async fn ended_with_child(&self, ours: &SessionId) -> Response {
+        if lock(&self.children).remove(ours).is_some() {
+            self.sessions.forget(ours).await;
+        }
+        session_not_found()
     }
 
     /// The `GET` stream of session `ours`: what the child sends on its own while no request is
@@ -370,15 +381,31 @@ impl Shared {
 }
 
 impl ChildSession {
-    /// Writes `message` to the child, or says why it cannot take it.
+    /// Writes `message` to the child, or says why it cannot take it: a child that stops reading
+    /// its stdin holds a write up for `--upstream-timeout` at most.
     async fn write(&self, upstream: &Upstream, message: &[u8]) -> Result<(), LinkError> {
-        let mut stdin = self.stdin.lock().await;
-        write_line(&mut stdin, message).await.map_err(|_| {
-            let gone = lock(&self.routes).gone.clone();
-            LinkError::bad_gateway(
-                gone.unwrap_or_else(|| format!("{} closed its stdin", upstream.describe())),
-            )
-        })
+        let written = tokio::time::timeout(upstream.timeout, async {
+            let mut stdin = self.stdin.lock().await;
+            write_line(&mut stdin, message).await
+        });
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => {
+                let gone = lock(&self.routes).gone.clone();
+                Err(LinkError::bad_gateway(gone.unwrap_or_else(|| {
+                    format!("{} closed its stdin", upstream.describe())
+                })))
+            }
+            Err(_) => Err(LinkError::gateway_timeout(format!(
+                "{} did not read its stdin within {} s (--upstream-timeout)",
+                upstream.describe(),
+                upstream.timeout.as_secs()
+            ))),
+        }
+    }
+
+    fn is_gone(&self) -> bool {
+        lock(&self.routes).gone.is_some()
     }
 
     /// Files the client's request `outgoing` as waiting for its answer, which (with whatever
@@ -390,6 +417,9 @@ impl ChildSession {
         if routes.gone.is_some() {
             return Err(NotExpected::Gone);
         }
+        // A request whose client left keeps waiting for its answer (leaving is not cancelling),
+        // but nothing need reach it any more, and its id may be used again.
+        routes.waiting.retain(|waiting| !waiting.events.is_closed());
         if routes.waiting.iter().any(|waiting| waiting.id == id) {
             return Err(NotExpected::IdInFlight);
         }
@@ -695,8 +725,12 @@ enum Destination {
     Answer(String),
     /// Progress, for the request that asked with this token (JSON text), if any did.
     Progress(Option<String>),
-    /// Something the child sends on its own.
-    OwnMessage,
+    /// A request or log message the child sends on its own: most likely about the request in
+    /// flight, if there is one.
+    Related,
+    /// A notification about the session (a list changed, a resource updated): the `GET`
+    /// stream's.
+    Unsolicited,
     /// An answer with no id: nobody's.
     Nobody,
 }
@@ -740,7 +774,8 @@ impl Routes {
                     let _ = waiting.events.send(Event::Message(message));
                 }
             }
-            Destination::OwnMessage => self.send_own(message),
+            Destination::Related => self.send_related(message),
+            Destination::Unsolicited => self.send_unsolicited(message),
             Destination::Nobody => {
                 tracing::debug!("the upstream sent an answer without an id");
             }
@@ -748,9 +783,10 @@ impl Routes {
         Ok(())
     }
 
-    /// A message the child sent on its own: on the stream of the latest request in flight (it
-    /// most likely belongs to it), else on the `GET` stream, else kept for one.
-    fn send_own(&mut self, message: Bytes) {
+    /// A request or log message the child sent on its own: on the stream of the latest request
+    /// in flight (it most likely belongs to it), so that a client without a `GET` stream gets
+    /// it too; with none in flight, as [`Self::send_unsolicited`].
+    fn send_related(&mut self, message: Bytes) {
         let message = match self.waiting.last() {
             Some(latest) => match latest.events.send(Event::Message(message)) {
                 Ok(()) => return,
@@ -759,6 +795,11 @@ impl Routes {
             },
             None => message,
         };
+        self.send_unsolicited(message);
+    }
+
+    /// A message for the `GET` stream, kept for one while none is open.
+    fn send_unsolicited(&mut self, message: Bytes) {
         let message = match &self.stream {
             Some(stream) => match stream.try_send(message) {
                 Ok(()) => return,
@@ -802,7 +843,10 @@ fn destination_of(line: &str) -> Option<Destination> {
                 .map(|progress| json_text(progress.progress_token));
             Destination::Progress(token)
         }
-        (Some(_), _) => Destination::OwnMessage,
+        // Server-to-client requests need an answer from the client now; log messages are most
+        // often the request's own.
+        (Some(_), Some(_)) | (Some("notifications/message"), None) => Destination::Related,
+        (Some(_), None) => Destination::Unsolicited,
     })
 }
 
@@ -907,7 +951,14 @@ mod tests {
         let sampling = r#"{"jsonrpc":"2.0","id":0,"method":"sampling/createMessage","params":{}}"#;
         assert!(matches!(
             destination_of(sampling),
-            Some(Destination::OwnMessage)
+            Some(Destination::Related)
+        ));
+        let log = r#"{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"x"}}"#;
+        assert!(matches!(destination_of(log), Some(Destination::Related)));
+        let changed = r#"{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}"#;
+        assert!(matches!(
+            destination_of(changed),
+            Some(Destination::Unsolicited)
         ));
         let nobody = r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"x"}}"#;
         assert!(matches!(destination_of(nobody), Some(Destination::Nobody)));
@@ -926,7 +977,7 @@ mod tests {
     fn messages_sent_on_its_own_wait_for_a_stream_and_the_oldest_give_way() {
         let mut routes = Routes::default();
         for number in 0..BACKLOG + 3 {
-            routes.send_own(Bytes::from(number.to_string()));
+            routes.send_related(Bytes::from(number.to_string()));
         }
         assert_eq!(routes.backlog.len(), BACKLOG);
         assert_eq!(routes.backlog.front().unwrap(), &Bytes::from("3"));
@@ -937,11 +988,16 @@ mod tests {
             lists_tools: false,
             events,
         });
-        routes.send_own(Bytes::from_static(b"log"));
+        routes.send_related(Bytes::from_static(b"log"));
         assert!(
             matches!(receiver.try_recv(), Ok(Event::Message(message)) if message == "log"),
             "a request in flight takes it"
         );
-        assert_eq!(routes.backlog.len(), BACKLOG);
+        routes.send_unsolicited(Bytes::from_static(b"changed"));
+        assert!(
+            receiver.try_recv().is_err(),
+            "a notification about the session is not the request's"
+        );
+        assert_eq!(routes.backlog.back().unwrap(), &Bytes::from("changed"));
     }
 }

@@ -419,12 +419,9 @@ def mcp_post(server: str, token: str, body: dict, session: str | None = None) ->
 def test_gateway_sends_a_requests_progress_on_its_stream(procs, tmp_path):
     """Progress the stdio upstream reports while it handles a request comes on that request's SSE
     stream, before the answer, with the client's own progress token, so that a client without
-    the optional GET stream gets it too and in order.
-
-    Log messages the upstream sends during a request do not (yet): rmcp 3.11's session routes
-    only requests, progress and cancellations to a request's stream, every other notification to
-    the GET stream (README, gateway section). So this checks progress only; the log messages are
-    checked as a client with a GET stream receives them (test_gateway_passes_set_level_and_log_notifications)."""
+    the optional GET stream gets it too and in order; and nothing else does: server-everything
+    announces a tool list change on its own soon after the session starts, which belongs on the
+    GET stream, not on a request's (it once landed in this call's)."""
     gateway = everything_gateway(procs, tmp_path)
     server, token = gateway.server, gateway.token
     _, session, _ = mcp_post(server, token, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
