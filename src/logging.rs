@@ -17,9 +17,11 @@ use std::cell::RefCell;
 use std::io::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -38,17 +40,34 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
                 &level.map_or_else(|| default_level.to_owned(), python_level_to_filter),
             )
         });
-    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter = filter_of(&filter, default_level);
     let builder = tracing_subscriber::fmt()
         .with_timer(Timestamp)
-        .with_env_filter(filter)
+        // Everything reaches the filter, which decides.
+        .with_max_level(LevelFilter::TRACE)
         .with_writer(|| Stderr)
         .with_ansi(color_on_stderr());
     // A second init (tests calling commands in-process) is harmless: keep the first subscriber.
     let _ = match format {
-        LogFormat::Text => builder.with_target(false).try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Text => builder.with_target(false).finish().with(filter).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .finish()
+            .with(filter)
+            .try_init(),
     };
+}
+
+/// The filter `directives` describe (RUST_LOG's syntax: `level` and `target=level`, comma
+/// separated), or `fallback` when they do not parse. tracing-subscriber's `Targets`, not its
+/// `EnvFilter`: span and field directives are left out, and so is the regex engine they need
+/// (about 300 KB of the binary).
+pub fn filter_of(directives: &str, fallback: &str) -> Targets {
+    directives
+        .parse()
+        .or_else(|_| fallback.parse())
+        .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO))
 }
 
 /// tracing-subscriber's own timestamp (RFC 3339 in UTC, to the microsecond), byte for byte, with
@@ -300,6 +319,20 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn the_filter_reads_levels_and_targets_and_falls_back_when_it_cannot() {
+        use tracing::Level;
+        let filter = super::filter_of("info,rmcp=warn,audit=off", "error");
+        assert!(filter.would_enable("scalekit_mcp::server", &Level::INFO));
+        assert!(!filter.would_enable("scalekit_mcp::server", &Level::DEBUG));
+        assert!(!filter.would_enable("rmcp::service", &Level::INFO));
+        assert!(filter.would_enable("rmcp::service", &Level::WARN));
+        assert!(!filter.would_enable("audit", &Level::ERROR));
+        let fallback = super::filter_of("info,[span{x=1}]=debug", "warn");
+        assert!(fallback.would_enable("scalekit_mcp", &Level::WARN));
+        assert!(!fallback.would_enable("scalekit_mcp", &Level::INFO));
     }
 
     #[test]

@@ -227,14 +227,15 @@ fn parse_headers(raw: &[String]) -> anyhow::Result<HeaderMap> {
 /// lines (refreshes, logins, new sessions) are what one looks for there.
 fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
     use tracing_subscriber::fmt::writer::MakeWriterExt;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let filter = std::env::var("RUST_LOG")
         .ok()
         .filter(|value| !value.trim().is_empty())
         .unwrap_or_else(|| "info,rmcp=off,reqwest=warn,hyper=warn".to_owned());
-    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = crate::logging::filter_of(&filter, "info");
     let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_max_level(tracing_subscriber::filter::LevelFilter::TRACE)
         .with_target(false);
     let _ = match file {
         Some(path) => {
@@ -246,11 +247,15 @@ fn init_logging(file: Option<&std::path::Path>) -> anyhow::Result<()> {
             builder
                 .with_ansi(false)
                 .with_writer(std::io::stderr.and(std::sync::Mutex::new(file)))
+                .finish()
+                .with(filter)
                 .try_init()
         }
         None => builder
             .with_ansi(crate::logging::color_on_stderr())
             .with_writer(std::io::stderr)
+            .finish()
+            .with(filter)
             .try_init(),
     };
     Ok(())
