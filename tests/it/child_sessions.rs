@@ -83,6 +83,11 @@ fn recorded_once(server: &Server, record: &str, wanted: &str) -> String {
     std::fs::read_to_string(record).unwrap()
 }
 
+/// Whether process `pid` runs (exists and is not a zombie).
+fn alive(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| !stat.contains(") Z "))
+}
+
 fn call_with_progress(id: u64, token: &str) -> Value {
     json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
         "params": {"name": "slow", "arguments": {}, "_meta": {"progressToken": token}}})
@@ -215,13 +220,54 @@ async fn an_idle_sessions_child_stops_and_the_session_ends() {
         .unwrap()
         .trim()
         .to_owned();
-    let alive = |pid: &str| {
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|stat| !stat.contains(") Z "))
-    };
     assert!(alive(&pid));
     server.wait_until(|| !alive(&pid));
     let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
     let after = post_in(&server.url("/"), &token, &session, &ping).await;
     assert_eq!(after.status(), 404, "the session ended with its child");
+}
+
+/// A session's child that writes `on_call` when called: the call gets a 502 whose error starts
+/// with `start`, and the session ends with the child (it was stopped).
+async fn assert_a_bad_line_ends_the_session(on_call: &str, flags: &[&str], start: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("lines").to_str().unwrap().to_owned();
+    let script = recording_child(on_call);
+    let (server, _jwks, session, token) = session_on(&script, &record, flags).await;
+    let url = server.url("/");
+    let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "t", "arguments": {}}});
+    let reply = post_in(&url, &token, &session, &call).await;
+    assert_eq!(reply.status(), 502);
+    let answer: Value = reply.json().await.unwrap();
+    assert_eq!(answer["id"], 4, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with(start), "{message}");
+    assert!(message.ends_with("stopped it"), "{message}");
+    let pid = std::fs::read_to_string(format!("{record}.pid"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    server.wait_until(|| !alive(&pid));
+    let after = post_in(&url, &token, &session, &call).await;
+    assert_eq!(after.status(), 404, "the session ended with its child");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_child_that_writes_garbage_is_stopped_with_the_reason() {
+    assert_a_bad_line_ends_the_session(
+        "echo 'Listening on stdio'",
+        &[],
+        r#"upstream command sh wrote something that is not JSON-RPC on stdout: "Listening on stdio""#,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_childs_line_beyond_max_body_bytes_stops_it() {
+    assert_a_bad_line_ends_the_session(
+        "head -c 1000 /dev/zero | tr '\\0' x; echo",
+        &["--max-body-bytes", "600"],
+        "upstream command sh wrote a line it should not have (max line length exceeded)",
+    )
+    .await;
 }
