@@ -69,28 +69,60 @@ def mint(issuer, key, kid="key-a", lifetime=3600, subject="usr_bench", scope="mc
     return f"{header}.{payload}.{b64url(signature)}"
 
 
+# Rows whose server is several processes under the one the harness started (nginx's master and
+# workers under row (gn)'s shell): their CPU and RSS are the whole tree's.
+TREE_PIDS = set()
+
+
+def measured_pids(pid):
+    """`pid`, and its descendants when it is in TREE_PIDS."""
+    if pid not in TREE_PIDS:
+        return [pid]
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    tree, added = [pid], True
+    while added:
+        added = False
+        for child, parent in parents.items():
+            if parent in tree and child not in tree:
+                tree.append(child)
+                added = True
+    return tree
+
+
 def cpu_seconds(pid):
-    """User + system CPU time a process has used so far (0 when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time a process (see measured_pids) has used so far (0 when it is gone)."""
+    total = 0.0
+    for each in measured_pids(pid):
+        try:
+            with open(f"/proc/{each}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def rss_kib(pid):
-    """VmRSS and VmHWM of a process, in KiB (None when it is gone)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            status = f.read()
-    except OSError:
-        return None, None
+    """VmRSS and VmHWM of a process (see measured_pids), in KiB (None when it is gone)."""
     values = {}
-    for name in ("VmRSS", "VmHWM"):
-        match = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
-        values[name] = int(match.group(1)) if match else None
-    return values["VmRSS"], values["VmHWM"]
+    for each in measured_pids(pid):
+        try:
+            with open(f"/proc/{each}/status") as f:
+                status = f.read()
+        except OSError:
+            continue
+        for name in ("VmRSS", "VmHWM"):
+            match = re.search(rf"^{name}:\s+(\d+) kB", status, re.M)
+            if match:
+                values[name] = values.get(name, 0) + int(match.group(1))
+    return values.get("VmRSS"), values.get("VmHWM")
 
 
 def post(port, body, token, session=None, path="/"):
@@ -281,6 +313,11 @@ def rows(args, sk_url, jwks_url):
         ("gp", "FastMCP create_proxy + JWTVerifier in front of (c), stateless", [venv_python, proxy],
          {"PORT": "{port}", "UPSTREAM": "{upstream}", "JWKS_URL": jwks_url, "ISSUER": sk_url,
           "AUDIENCE": AUDIENCE}, "/health", False, True),
+        # nginx as a plain reverse proxy in front of the same (c): what any HTTP proxy keeps of its
+        # upstream's throughput on this machine, the yardstick for (gs).
+        ("gn", "nginx reverse proxy in front of (c) (no auth, no MCP)",
+         ["bash", os.path.join(ROOT, "bench", "peers", "nginx_proxy.sh")],
+         {"PORT": "{port}", "UPSTREAM": "{upstream}"}, "/ready", False, False),
         # The gateway in front of a command: one session, so one child, `serve --transport stdio`
         # (its per-call overhead is read against that child called directly: `stdio_direct`).
         ("gc", "gateway: serve -- (scalekit-mcp serve --transport stdio) (stateful)",
@@ -307,6 +344,8 @@ class Row:
         self.started = time.monotonic()
         self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT,
                                         cwd=tempfile.mkdtemp(prefix=f"bench-{self.name}-"))
+        if self.name == "gn":
+            TREE_PIDS.add(self.process.pid)
 
     @property
     def ok(self):
@@ -478,7 +517,7 @@ def main():
     parser.add_argument("--node-dir", required=True)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
-    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g,gs,gp,gc")
+    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g,gs,gn,gp,gc")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     parser.add_argument("--auth-pairs", type=int, default=10,
                         help="paired runs of rows a and c for the auth overhead (0: none)")
@@ -521,7 +560,7 @@ def main():
                 # The gateway's upstream is row (c), started before it.
                 upstream = next((f"http://127.0.0.1:{r.port}/" for r in started if r.name == "c"), "")
                 started.append(Row(row, log_dir, upstream))
-                if row[0] in ("g", "gs", "gp") and not upstream:
+                if row[0] in ("g", "gs", "gn", "gp") and not upstream:
                     started[-1].fail(f"row {row[0]} needs row c (its upstream) in --rows")
                     continue
                 started[-1].check(token, bad_token)
@@ -581,6 +620,8 @@ def ratios(results):
         ("gateway / its upstream called directly", "g", "c"),
         ("stateless gateway / its upstream called directly", "gs", "c"),
         ("stateless gateway / FastMCP proxy", "gs", "gp"),
+        ("nginx proxy / its upstream called directly", "gn", "c"),
+        ("stateless gateway / nginx proxy", "gs", "gn"),
     ]
     out = []
     for label, ours, peer in pairs:
