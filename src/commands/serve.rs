@@ -18,7 +18,8 @@ use crate::gateway::stateless::Forwarder;
 use crate::gateway::upstream::Target;
 use crate::logging;
 use crate::server::bad_gateway::{DownCheck, Unreachable};
-use crate::server::{Extras, ReadinessCheck, SessionEndpoint};
+use crate::server::sessions::Sessions;
+use crate::server::{Extras, OwnEndpoint, ReadinessCheck, SessionEndpoint};
 use crate::tools::ScalekitTools;
 
 /// `--max-sessions` when a command is served and the flag is not given: each session is a
@@ -112,6 +113,19 @@ fn gateway_extras(args: &ServeArgs, upstream: &Arc<Upstream>) -> Extras {
     }
 }
 
+/// A [`SessionEndpoint`] whose endpoint `make` builds once, on the server's sessions, and the
+/// slot that then holds it (for the shutdown hooks).
+fn built_once<T: Send + Sync + 'static>(
+    make: impl Fn(Arc<Sessions>) -> T + Send + Sync + 'static,
+    endpoint: fn(&T) -> OwnEndpoint,
+) -> (Arc<OnceLock<T>>, SessionEndpoint) {
+    let built: Arc<OnceLock<T>> = Arc::default();
+    let slot = built.clone();
+    let build: SessionEndpoint =
+        Arc::new(move |sessions| endpoint(slot.get_or_init(|| make(sessions))));
+    (built, build)
+}
+
 /// A stateful gateway in front of an HTTP upstream: each session passed through to an upstream
 /// session of its own (`gateway::pass_through`), whose upstream sessions are deleted at
 /// shutdown once the requests in flight are answered. While the upstream is known down, a
@@ -121,17 +135,11 @@ fn pass_through_extras(
     upstream: &Arc<Upstream>,
     readiness: ReadinessCheck,
 ) -> Extras {
-    let built: Arc<OnceLock<PassThrough>> = Arc::default();
-    let max_body_bytes = args.max_body_bytes;
-    let endpoint = {
-        let (built, upstream) = (built.clone(), upstream.clone());
-        let build: SessionEndpoint = Arc::new(move |sessions| {
-            let pass_through =
-                built.get_or_init(|| PassThrough::new(upstream.clone(), sessions, max_body_bytes));
-            pass_through.endpoint()
-        });
-        build
-    };
+    let (max_body_bytes, on) = (args.max_body_bytes, upstream.clone());
+    let (built, endpoint) = built_once(
+        move |sessions| PassThrough::new(on.clone(), sessions, max_body_bytes),
+        PassThrough::endpoint,
+    );
     let health = upstream.health.clone();
     let down: DownCheck = Arc::new(move || health.down().map(Unreachable::bad_gateway));
     Extras {
@@ -159,17 +167,11 @@ fn child_sessions_extras(
     upstream: &Arc<Upstream>,
     readiness: ReadinessCheck,
 ) -> Extras {
-    let built: Arc<OnceLock<ChildSessions>> = Arc::default();
-    let max_body_bytes = args.max_body_bytes;
-    let endpoint = {
-        let (built, upstream) = (built.clone(), upstream.clone());
-        let build: SessionEndpoint = Arc::new(move |sessions| {
-            let child_sessions = built
-                .get_or_init(|| ChildSessions::new(upstream.clone(), sessions, max_body_bytes));
-            child_sessions.endpoint()
-        });
-        build
-    };
+    let (max_body_bytes, on) = (args.max_body_bytes, upstream.clone());
+    let (built, endpoint) = built_once(
+        move |sessions| ChildSessions::new(on.clone(), sessions, max_body_bytes),
+        ChildSessions::endpoint,
+    );
     let children = upstream.children.clone();
     Extras {
         session_endpoint: Some(endpoint),

@@ -34,6 +34,8 @@ pub mod upstream;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use axum::extract::Request as HttpRequest;
+use axum::response::Response as HttpResponse;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CancelledNotificationParam, ClientNotification,
     ClientRequest, CompleteRequestParams, CompleteResult, CustomNotification, CustomRequest,
@@ -52,7 +54,23 @@ use relay::ProgressRoute;
 use crate::auth::validate::Caller;
 use crate::config::ServeArgs;
 use crate::error::ExitError;
+use crate::server::OwnEndpoint;
 pub use upstream::Upstream;
+
+/// The [`OwnEndpoint`] that answers each request with `shared`'s `answer` (an error is an
+/// answer too, so it never fails): the endpoint of each of the gateway's modes.
+fn own_endpoint<S, A, F>(shared: Arc<S>, answer: A) -> OwnEndpoint
+where
+    S: Send + Sync + 'static,
+    A: Fn(Arc<S>, HttpRequest) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = HttpResponse> + Send + 'static,
+{
+    let endpoint = tower::service_fn(move |request: HttpRequest| {
+        let answered = answer(shared.clone(), request);
+        async move { Ok(answered.await) }
+    });
+    tower::util::BoxCloneSyncService::new(endpoint)
+}
 
 /// The upstream `serve`'s gateway flags name, checked; `None` when they name none (the built-in
 /// tools are served).

@@ -101,11 +101,9 @@ impl PassThrough {
 impl PassThrough {
     /// The MCP endpoint this answers at, below the guard.
     pub fn endpoint(&self) -> crate::server::OwnEndpoint {
-        let shared = self.shared.clone();
-        tower::util::BoxCloneSyncService::new(tower::service_fn(move |request: Request| {
-            let shared = shared.clone();
-            async move { Ok(shared.answer(request).await) }
-        }))
+        super::own_endpoint(self.shared.clone(), |shared, request| async move {
+            shared.answer(request).await
+        })
     }
 }
 

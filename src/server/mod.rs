@@ -66,8 +66,8 @@ use sessions::{SessionLimits, Sessions};
 
 use protected::McpServer;
 
-/// An MCP endpoint of the crate's own in place of rmcp's, below the same guard: the stateless
-/// gateway's forwarder. The caller is in each request's extensions (`Arc<Caller>`).
+/// An MCP endpoint of the crate's own in place of rmcp's, below the same guard: the gateway's.
+/// The caller is in each request's extensions (`Arc<Caller>`).
 pub(crate) type OwnEndpoint = tower::util::BoxCloneSyncService<Request, Response, Infallible>;
 
 /// Builds an [`OwnEndpoint`] on the server's sessions: see [`Extras::session_endpoint`].

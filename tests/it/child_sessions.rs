@@ -50,23 +50,9 @@ async fn session_on(
         .expect("a session id")
         .to_owned();
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let sent = post_in(&url, &token, &session, &initialized).await;
+    let sent = post_in_session(&url, &token, &session, &initialized).await;
     assert_eq!(sent.status(), 202);
     (server, jwks, session, token)
-}
-
-/// POSTs `message` in `session`; the response, its body unread.
-async fn post_in(url: &str, token: &str, session: &str, message: &Value) -> reqwest::Response {
-    reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .header("mcp-session-id", session)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(message.to_string())
-        .send()
-        .await
-        .unwrap()
 }
 
 /// The JSON messages of an event stream's `data:` lines.
@@ -103,7 +89,7 @@ async fn a_request_the_child_leaves_unanswered_ends_with_an_error_and_is_cancell
     let (server, _jwks, session, token) =
         session_on(&script, &record, &["--upstream-timeout", "1"]).await;
 
-    let response = post_in(
+    let response = post_in_session(
         &server.url("/"),
         &token,
         &session,
@@ -150,7 +136,7 @@ async fn what_the_child_sends_on_its_own_waits_for_the_get_stream() {
     let url = server.url("/");
 
     let call = json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": {"name": "t", "arguments": {}}});
-    let answered = post_in(&url, &token, &session, &call)
+    let answered = post_in_session(&url, &token, &session, &call)
         .await
         .text()
         .await
@@ -193,13 +179,13 @@ async fn a_second_request_with_an_id_in_flight_is_refused() {
     let url = server.url("/");
     let first = {
         let (url, token, session) = (url.clone(), token.clone(), session.clone());
-        tokio::spawn(
-            async move { post_in(&url, &token, &session, &call_with_progress(5, "a")).await },
-        )
+        tokio::spawn(async move {
+            post_in_session(&url, &token, &session, &call_with_progress(5, "a")).await
+        })
     };
     // The first call has reached the child (which never answers it) before the second is sent.
     recorded_once(&server, &record, "tools/call");
-    let second = post_in(&url, &token, &session, &call_with_progress(5, "b")).await;
+    let second = post_in_session(&url, &token, &session, &call_with_progress(5, "b")).await;
     assert_eq!(second.status(), 400);
     let refusal: Value = second.json().await.unwrap();
     assert_eq!(
@@ -223,7 +209,7 @@ async fn an_idle_sessions_child_stops_and_the_session_ends() {
     assert!(alive(&pid));
     server.wait_until(|| !alive(&pid));
     let ping = json!({"jsonrpc": "2.0", "id": 9, "method": "ping"});
-    let after = post_in(&server.url("/"), &token, &session, &ping).await;
+    let after = post_in_session(&server.url("/"), &token, &session, &ping).await;
     assert_eq!(after.status(), 404, "the session ended with its child");
 }
 
@@ -236,7 +222,7 @@ async fn assert_a_bad_line_ends_the_session(on_call: &str, flags: &[&str], start
     let (server, _jwks, session, token) = session_on(&script, &record, flags).await;
     let url = server.url("/");
     let call = json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": "t", "arguments": {}}});
-    let reply = post_in(&url, &token, &session, &call).await;
+    let reply = post_in_session(&url, &token, &session, &call).await;
     assert_eq!(reply.status(), 502);
     let answer: Value = reply.json().await.unwrap();
     assert_eq!(answer["id"], 4, "{answer}");
@@ -248,7 +234,7 @@ async fn assert_a_bad_line_ends_the_session(on_call: &str, flags: &[&str], start
         .trim()
         .to_owned();
     server.wait_until(|| !alive(&pid));
-    let after = post_in(&url, &token, &session, &call).await;
+    let after = post_in_session(&url, &token, &session, &call).await;
     assert_eq!(after.status(), 404, "the session ended with its child");
 }
 

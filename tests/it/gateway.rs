@@ -802,16 +802,7 @@ fn gateway_credentials() -> String {
 
 /// A POST of `message` on `session` with `token`.
 async fn session_post(url: &str, token: &str, session: &str, message: &Value) -> Reply {
-    let response = reqwest::Client::new()
-        .post(url)
-        .bearer_auth(token)
-        .header("mcp-session-id", session)
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "application/json")
-        .body(message.to_string())
-        .send()
-        .await
-        .unwrap();
+    let response = post_in_session(url, token, session, message).await;
     Reply {
         status: response.status().as_u16(),
         headers: response.headers().clone(),

@@ -225,18 +225,8 @@ async fn a_session_whose_clients_left_mid_request_answers_the_next_at_once() {
         .expect("a session")
         .to_owned();
     let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let client = reqwest::Client::new();
-    let post = |message: &serde_json::Value| {
-        client
-            .post(&url)
-            .bearer_auth(&token)
-            .header("mcp-session-id", &session)
-            .header("accept", "application/json, text/event-stream")
-            .header("content-type", "application/json")
-            .body(message.to_string())
-            .send()
-    };
-    assert_eq!(post(&initialized).await.unwrap().status(), 202);
+    let sent = post_in_session(&url, &token, &session, &initialized).await;
+    assert_eq!(sent.status(), 202);
 
     // Each request its own id, as a session's ids must be.
     let message = |number: usize| {
@@ -277,10 +267,10 @@ async fn a_session_whose_clients_left_mid_request_answers_the_next_at_once() {
     // answer from a session held up behind the requests its clients left.
     let next = (100..164).map(|number| {
         let message = message(number);
-        let sent = post(&message);
+        let (url, token, session) = (&url, &token, &session);
         async move {
             let reply = tokio::time::timeout(Duration::from_secs(10), async {
-                let response = sent.await.unwrap();
+                let response = post_in_session(url, token, session, &message).await;
                 (response.status().as_u16(), response.text().await.unwrap())
             })
             .await

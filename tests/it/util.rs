@@ -907,6 +907,25 @@ pub async fn open_session(app: &Router, token: &str) -> Result<String, Reply> {
     Ok(id)
 }
 
+/// POSTs `message` over HTTP in `session` with `token`; the response, its body unread.
+pub async fn post_in_session(
+    url: &str,
+    token: &str,
+    session: &str,
+    message: &Value,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(url)
+        .bearer_auth(token)
+        .header("mcp-session-id", session)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body(message.to_string())
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn in_session(app: &Router, token: &str, id: &str, message: &Value) -> Reply {
     let request = mcp_post(Some(token))
         .header("mcp-session-id", id)
