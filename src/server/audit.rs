@@ -22,6 +22,8 @@ use http_body::{Body as HttpBody, Frame, SizeHint};
 use super::metrics::Metrics;
 use super::tool_calls::Operation;
 use crate::auth::validate::Caller;
+use crate::logging::Milliseconds;
+use crate::logging::plain::Value::{self, Shown, Text};
 
 /// Whether audit lines are written: decided once logging has started, like the request line.
 pub fn enabled() -> bool {
@@ -110,17 +112,9 @@ impl Record {
         if !self.audit {
             return;
         }
+        let duration = crate::logging::milliseconds(elapsed);
         for tool in self.operations.iter().filter_map(Operation::called_tool) {
-            tracing::info!(
-                target: "audit",
-                subject = self.caller.sub.as_deref().unwrap_or("-"),
-                org = self.caller.org_id.as_deref().unwrap_or("-"),
-                client_id = self.caller.client_id.as_deref().unwrap_or("-"),
-                tool,
-                outcome = outcome.as_str(),
-                duration_ms = %crate::logging::milliseconds(elapsed),
-                "tool call"
-            );
+            audit_line(&self.caller, tool, outcome, &duration);
         }
     }
 
@@ -287,9 +281,76 @@ impl Drop for Audited {
     }
 }
 
+/// A tool call's audit line, written by hand when nothing but the plain text format sees it
+/// ([`crate::logging::plain`]).
+fn audit_line(caller: &Caller, tool: &str, outcome: Outcome, duration: &Milliseconds) {
+    if crate::logging::plain::by_hand() {
+        crate::logging::plain::info("tool call", &audit_fields(caller, tool, outcome, duration));
+    } else {
+        tracing::info!(
+            target: "audit",
+            subject = caller.sub.as_deref().unwrap_or("-"),
+            org = caller.org_id.as_deref().unwrap_or("-"),
+            client_id = caller.client_id.as_deref().unwrap_or("-"),
+            tool,
+            outcome = outcome.as_str(),
+            duration_ms = %duration,
+            "tool call"
+        );
+    }
+}
+
+/// The audit line's fields, as [`audit_line`] gives them to tracing.
+fn audit_fields<'a>(
+    caller: &'a Caller,
+    tool: &'a str,
+    outcome: Outcome,
+    duration: &'a Milliseconds,
+) -> [(&'static str, Value<'a>); 6] {
+    [
+        ("subject", Text(caller.sub.as_deref().unwrap_or("-"))),
+        ("org", Text(caller.org_id.as_deref().unwrap_or("-"))),
+        (
+            "client_id",
+            Text(caller.client_id.as_deref().unwrap_or("-")),
+        ),
+        ("tool", Text(tool)),
+        ("outcome", Text(outcome.as_str())),
+        ("duration_ms", Shown(duration)),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_audit_line_by_hand_is_tracings_own() {
+        use crate::logging::plain::{by_hand_text, traced};
+        let mut caller = Caller {
+            sub: Some("usr_1".into()),
+            org_id: Some("org_1".into()),
+            client_id: None,
+            scopes: Vec::new(),
+            issuer: None,
+            audiences: Vec::new(),
+            expires_at: None,
+            claims: Default::default(),
+        };
+        let duration = crate::logging::milliseconds(std::time::Duration::from_micros(15_049));
+        for tool in ["greet_user", "we\"ird tool\t"] {
+            let traced = traced(|| audit_line(&caller, tool, Outcome::ToolError, &duration));
+            let fields = audit_fields(&caller, tool, Outcome::ToolError, &duration);
+            assert_eq!(by_hand_text("tool call", &fields), traced);
+            caller.sub = None;
+        }
+        let traced = traced(|| audit_line(&caller, "t", Outcome::Ok, &duration));
+        assert_eq!(
+            traced,
+            " INFO tool call subject=\"-\" org=\"org_1\" client_id=\"-\" tool=\"t\" \
+             outcome=\"ok\" duration_ms=15.0\n"
+        );
+    }
 
     #[test]
     fn marks_split_between_pieces_are_seen() {

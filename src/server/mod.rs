@@ -683,15 +683,50 @@ async fn log_request(request: Request, next: Next) -> Response {
         .get::<LoggedSubject>()
         .and_then(|subject| subject.0.sub.as_deref())
         .unwrap_or("-");
-    tracing::info!(
-        %method,
-        path,
-        status = response.status().as_u16(),
-        latency_ms = %crate::logging::milliseconds(started.elapsed()),
+    let latency = crate::logging::milliseconds(started.elapsed());
+    request_line(
+        &method,
+        &path,
+        response.status().as_u16(),
+        &latency,
         subject,
-        "request"
     );
     response
+}
+
+/// The request line, written by hand when nothing but the plain text format sees it
+/// ([`crate::logging::plain`]).
+fn request_line(
+    method: &http::Method,
+    path: &str,
+    status: u16,
+    latency: &crate::logging::Milliseconds,
+    subject: &str,
+) {
+    if crate::logging::plain::by_hand() {
+        let fields = request_fields(method, path, &status, latency, subject);
+        crate::logging::plain::info("request", &fields);
+    } else {
+        tracing::info!(%method, path, status, latency_ms = %latency, subject, "request");
+    }
+}
+
+/// The request line's fields, as [`request_line`] gives them to tracing.
+fn request_fields<'a>(
+    method: &'a http::Method,
+    path: &'a str,
+    status: &'a u16,
+    latency: &'a crate::logging::Milliseconds,
+    subject: &'a str,
+) -> [(&'static str, crate::logging::plain::Value<'a>); 5] {
+    use crate::logging::plain::Value::{Shown, Text};
+    [
+        ("method", Shown(method)),
+        ("path", Text(path)),
+        ("status", Shown(status)),
+        ("latency_ms", Shown(latency)),
+        ("subject", Text(subject)),
+    ]
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop). The handlers are installed when
@@ -725,5 +760,27 @@ async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
 pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::logging::plain::{by_hand_text, traced};
+
+    #[test]
+    fn the_request_line_by_hand_is_tracings_own() {
+        let method = http::Method::POST;
+        let latency = crate::logging::milliseconds(std::time::Duration::from_micros(1_234));
+        for subject in ["usr_1", "-", "quo\"ted\n"] {
+            let traced = traced(|| super::request_line(&method, "/mcp", 200, &latency, subject));
+            let fields = super::request_fields(&method, "/mcp", &200, &latency, subject);
+            assert_eq!(by_hand_text("request", &fields), traced);
+            assert!(
+                traced.starts_with(
+                    " INFO request method=POST path=\"/mcp\" status=200 latency_ms=1.2 subject="
+                ),
+                "{traced}"
+            );
+        }
     }
 }

@@ -552,3 +552,40 @@ async fn every_tool_call_gets_an_audit_line() {
     assert!(!stderr.contains(secret_name), "an argument reached the log");
     assert!(!stderr.contains(&token), "the token reached the log");
 }
+
+/// The text format's request and audit lines (written by hand on this path, see
+/// `logging::plain`), as an operator's log collector reads them.
+#[tokio::test]
+async fn text_lines_name_the_request_and_the_tool_call() {
+    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
+    let jwks_url = format!("{}/keys", jwks.url());
+    let server = Server::start(&[
+        "--issuer",
+        ISSUER,
+        "--jwks-url",
+        &jwks_url,
+        "--audience",
+        AUDIENCE,
+    ]);
+    let token = mint(&good_claims());
+    let ok = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    let audit = r#" INFO tool call subject="usr_42" org="org_7" client_id="skc_client" tool="greet_user" outcome="ok" duration_ms="#;
+    let stderr = server.stderr_with(audit, 1);
+    let audit_line = stderr.lines().find(|line| line.contains(audit)).unwrap();
+    let (timestamp, duration) = audit_line.split_once(audit).unwrap();
+    let timestamp = timestamp.trim_end();
+    assert!(
+        timestamp.ends_with('Z') && timestamp.len() == 27,
+        "{audit_line}"
+    );
+    assert!(duration.parse::<f64>().is_ok(), "{audit_line}");
+    let request_line = r#" INFO request method=POST path="/" status=200 latency_ms="#;
+    let stderr = server.stderr_with(request_line, 1);
+    let request = stderr
+        .lines()
+        .rfind(|line| line.contains(request_line))
+        .unwrap();
+    assert!(request.ends_with(r#" subject="usr_42""#), "{request}");
+    assert!(!stderr.contains(&token), "the token reached the log");
+}

@@ -23,6 +23,8 @@ use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+pub mod plain;
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -41,22 +43,55 @@ pub fn init(format: LogFormat, level: Option<&str>, default_level: &str) {
             )
         });
     let filter = filter_of(&filter, default_level);
-    let builder = tracing_subscriber::fmt()
-        .with_timer(Timestamp)
-        // Everything reaches the filter, which decides.
-        .with_max_level(LevelFilter::TRACE)
-        .with_writer(|| Stderr)
-        .with_ansi(color_on_stderr());
+    let ansi = color_on_stderr();
     // A second init (tests calling commands in-process) is harmless: keep the first subscriber.
-    let _ = match format {
-        LogFormat::Text => builder.with_target(false).finish().with(filter).try_init(),
-        LogFormat::Json => builder
+    let installed = match format {
+        LogFormat::Text => text_subscriber(ansi)
+            .with_writer(stderr as fn() -> Stderr)
+            .finish()
+            .with(filter)
+            .try_init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_timer(Timestamp)
+            .with_max_level(LevelFilter::TRACE)
+            .with_ansi(ansi)
+            .with_writer(|| Stderr)
             .json()
             .flatten_event(true)
             .finish()
             .with(filter)
             .try_init(),
     };
+    if installed.is_ok() {
+        plain::set_plain_text(format == LogFormat::Text && !ansi);
+    }
+}
+
+/// The subscriber [`init`] installs for the text format.
+type TextSubscriber = tracing_subscriber::layer::Layered<
+    Targets,
+    tracing_subscriber::fmt::Subscriber<
+        tracing_subscriber::fmt::format::DefaultFields,
+        tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, Timestamp>,
+        LevelFilter,
+        fn() -> Stderr,
+    >,
+>;
+
+/// The text format's subscriber, before its writer: what [`plain`] writes by hand is compared
+/// with it.
+fn text_subscriber(
+    ansi: bool,
+) -> tracing_subscriber::fmt::SubscriberBuilder<
+    tracing_subscriber::fmt::format::DefaultFields,
+    tracing_subscriber::fmt::format::Format<tracing_subscriber::fmt::format::Full, Timestamp>,
+> {
+    tracing_subscriber::fmt()
+        .with_timer(Timestamp)
+        // Everything reaches the filter, which decides.
+        .with_max_level(LevelFilter::TRACE)
+        .with_ansi(ansi)
+        .with_target(false)
 }
 
 /// The filter `directives` describe (RUST_LOG's syntax: `level` and `target=level`, comma
@@ -101,6 +136,37 @@ impl FormatTime for Timestamp {
             writer.write_str(&cache.text)?;
             write!(writer, "{:06}Z", since_epoch.subsec_micros())
         })
+    }
+}
+
+/// The timestamp [`Timestamp`] writes, and the space after it, appended to `line`.
+fn timestamp_into(line: &mut Vec<u8>) {
+    let since_epoch = unix_time();
+    let second = since_epoch.as_secs();
+    let cached = SECOND.with(|cache| {
+        let Ok(mut cache) = cache.try_borrow_mut() else {
+            return false;
+        };
+        if cache.second != second && !cache.refill(second) {
+            return false;
+        }
+        line.extend_from_slice(cache.text.as_bytes());
+        let mut micros = since_epoch.subsec_micros();
+        let mut digits = [b'0'; 6];
+        for digit in digits.iter_mut().rev() {
+            *digit = b'0' + (micros % 10) as u8;
+            micros /= 10;
+        }
+        line.extend_from_slice(&digits);
+        true
+    });
+    if cached {
+        line.extend_from_slice(b"Z ");
+    } else {
+        let mut text = String::with_capacity(32);
+        let _ = Timestamp.format_time(&mut Writer::new(&mut text));
+        line.extend_from_slice(text.as_bytes());
+        line.push(b' ');
     }
 }
 
@@ -159,6 +225,10 @@ thread_local! {
 /// Where log lines go: stderr, through the thread's buffer when it has one.
 struct Stderr;
 
+fn stderr() -> Stderr {
+    Stderr
+}
+
 impl Write for Stderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
         let buffered = BUFFERED.with(|buffer| {
@@ -183,6 +253,30 @@ impl Write for Stderr {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// Runs `write` on this thread's buffer of lines, as [`Stderr`] would have buffered what it
+/// appends, or on a line of its own written at once: for [`plain`]'s lines.
+fn write_line(write: impl FnOnce(&mut Vec<u8>)) {
+    let mut write = Some(write);
+    BUFFERED.with(|buffer| {
+        let Ok(mut buffer) = buffer.try_borrow_mut() else {
+            return;
+        };
+        if let Some(lines) = buffer.as_mut()
+            && let Some(write) = write.take()
+        {
+            write(lines);
+            if lines.len() >= BUFFER_BYTES {
+                write_out(lines);
+            }
+        }
+    });
+    if let Some(write) = write {
+        let mut line = Vec::with_capacity(256);
+        write(&mut line);
+        let _ = std::io::stderr().write_all(&line);
     }
 }
 
@@ -357,7 +451,12 @@ mod tests {
                 let second = super::unix_time().as_secs();
                 let ours = format(&super::Timestamp);
                 let theirs = format(&tracing_subscriber::fmt::time::SystemTime);
+                let mut by_hand = Vec::new();
+                super::timestamp_into(&mut by_hand);
+                let by_hand = String::from_utf8(by_hand).unwrap();
                 if super::unix_time().as_secs() == second {
+                    assert_eq!(by_hand.strip_suffix(' '), Some(&by_hand[..ours.len()]));
+                    assert_eq!(by_hand[..20], theirs[..20], "{by_hand} / {theirs}");
                     break (ours, theirs);
                 }
             };
