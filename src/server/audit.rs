@@ -5,7 +5,8 @@
 //!
 //! Both are written when the answer's body has been sent in full (or dropped, when the client
 //! goes away), so the duration covers the tool's run, and the outcome reads the answer as it
-//! streams past: `ok`, `tool_error` (a result with `"isError": true`), `error` (a JSON-RPC error
+//! streams past (the direct path, `super::direct`, knows both when its answer is ready, and
+//! writes them then): `ok`, `tool_error` (a result with `"isError": true`), `error` (a JSON-RPC error
 //! or a failed answer), `denied` (a missing tool scope) or `rate_limited`. A batch's operations
 //! share one outcome.
 
@@ -283,7 +284,7 @@ impl Drop for Audited {
 
 /// A tool call's audit line, written by hand when nothing but the plain text format sees it
 /// ([`crate::logging::plain`]).
-fn audit_line(caller: &Caller, tool: &str, outcome: Outcome, duration: &Milliseconds) {
+pub(super) fn audit_line(caller: &Caller, tool: &str, outcome: Outcome, duration: &Milliseconds) {
     if crate::logging::plain::by_hand() {
         crate::logging::plain::info("tool call", &audit_fields(caller, tool, outcome, duration));
     } else {

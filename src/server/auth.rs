@@ -35,10 +35,12 @@ fn session_not_found() -> Response {
     (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
 }
 
-/// The validated caller, left on the response for the request log line (only when that line is
-/// written: see [`super::request_log_enabled`]).
+/// The validated caller's subject, left on the response for the request log line (only when
+/// that line is written: see [`super::request_log_enabled`]). A copy of the text, not a clone of
+/// the caller: the one cached caller's reference count is shared by every worker thread, and
+/// touching it twice more per request showed in a busy server's profile.
 #[derive(Clone)]
-pub struct LoggedSubject(pub Arc<Caller>);
+pub struct LoggedSubject(pub Option<Box<str>>);
 
 /// The guard in front of the MCP endpoint and every other path that is not public: the
 /// Host/Origin checks ([`super::hosts::refusal`]), then [`authenticate`].
@@ -113,9 +115,8 @@ where
 {
     match caller_of(state, request.headers(), request.extensions()).await {
         Ok(caller) => {
-            // Cloned only for the log line: every clone of the one cached caller touches a
-            // reference count shared by all worker threads.
-            let logged = super::request_log_enabled().then(|| LoggedSubject(caller.clone()));
+            let logged = super::request_log_enabled()
+                .then(|| LoggedSubject(caller.sub.as_deref().map(Box::from)));
             if let Err(over) = state.rate_limits.admit_caller(&caller).await {
                 return over_limit(state, &over);
             }
@@ -133,7 +134,8 @@ where
                 };
             }
             let scopes = tool_requests.lists.then(|| caller.scopes.clone());
-            // Cloned only when the endpoint may report: see `logged` above.
+            // Cloned only when the endpoint may report: every clone of the one cached caller
+            // touches a reference count shared by all worker threads.
             let caller_for_report = state.endpoint_reports.then(|| caller.clone());
             let audited = match tool_requests.operations.is_empty() {
                 true => None,

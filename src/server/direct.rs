@@ -43,9 +43,10 @@
 //! the one write that carries both events. The handler's peer is the idle one: that is the
 //! handler's promise.
 //!
-//! With `--metrics-addr`, this path records the operations it answers (method, tool, outcome,
-//! duration) and says which operations it passed to rmcp ([`Reported`]): the body is read here
-//! anyway, so the guard in front need not read and parse it a second time.
+//! With `--metrics-addr`, and at the default log level for the audit line, this path records the
+//! operations it answers (method, tool, outcome, duration) and says which operations it passed
+//! to rmcp ([`Reported`]): the body is read here anyway, so the guard in front need not read and
+//! parse it a second time (unless a tool policy needs it first: then the guard reports).
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -75,6 +76,7 @@ use super::audit::{Outcome, Reported};
 use super::metrics::{Metrics, method_label};
 use super::sessions::Sessions;
 use super::tool_calls::operations_quickly;
+use crate::auth::validate::Caller;
 
 /// The newest protocol version this path serves; from this one on, requests carry their own
 /// metadata and headers that only rmcp checks.
@@ -105,6 +107,9 @@ struct DirectPath<H: ServerHandler> {
     /// which operations it passed to rmcp ([`Reported`]). It reads every body anyway, so the
     /// guard need not read it again.
     metrics: Option<Arc<Metrics>>,
+    /// Whether this path writes the audit line of each tool call it answers (and says which
+    /// operations it passed to rmcp, as for the metrics).
+    audit: bool,
     /// Started on first use, inside the runtime: rmcp spawns its service task then.
     idle: OnceLock<RunningService<RoleServer, H>>,
     rmcp: RmcpService<H>,
@@ -116,17 +121,14 @@ struct DirectPath<H: ServerHandler> {
 }
 
 impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
-    /// The direct path with `--stateless`.
-    pub fn new(
-        tools: H,
-        max_body_bytes: usize,
-        metrics: Option<Arc<Metrics>>,
-        rmcp: RmcpService<H>,
-    ) -> Self {
+    /// The direct path with `--stateless`; `reports`: what it reports itself (see
+    /// `AppState::endpoint_reports`).
+    pub fn new(tools: H, max_body_bytes: usize, reports: Reports, rmcp: RmcpService<H>) -> Self {
         Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
-            metrics,
+            metrics: reports.metrics,
+            audit: reports.audit,
             idle: OnceLock::new(),
             rmcp,
             sessions: None,
@@ -134,18 +136,19 @@ impl<H: ServerHandler + Clone> DirectOrRmcp<H> {
         }))
     }
 
-    /// The direct path on `sessions` (the default mode). The guard in front reads bodies for
-    /// metrics itself in this mode, as for every answer of rmcp's.
+    /// The direct path on `sessions` (the default mode).
     pub fn on_sessions(
         tools: H,
         max_body_bytes: usize,
+        reports: Reports,
         rmcp: RmcpService<H>,
         sessions: Arc<Sessions>,
     ) -> Self {
         Self(Arc::new(DirectPath {
             tools,
             max_body_bytes,
-            metrics: None,
+            metrics: reports.metrics,
+            audit: reports.audit,
             idle: OnceLock::new(),
             rmcp,
             priming_retry: sessions.priming_retry(),
@@ -195,7 +198,7 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         }
         let plain =
             plain_headers(request.headers()) && self.session_allows(request.headers()).await;
-        let report = self.metrics.is_some();
+        let report = self.metrics.is_some() || self.audit;
         if !plain && !report {
             return self.pass(request).await;
         }
@@ -257,6 +260,8 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
         let JsonRpcRequest {
             id, mut request, ..
         } = request;
+        // Taken before the request moves into the handler, for the audit line.
+        let audited = self.audited_call(&request, &parts);
         let mut context = RequestContext::new(id.clone(), self.peer());
         context.meta = std::mem::take(request.get_meta_mut());
         context.extensions = std::mem::take(request.extensions_mut());
@@ -291,8 +296,36 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             let elapsed = started.elapsed();
             metrics.record_labelled(method, tool, outcome.as_str(), elapsed);
         }
+        if let Some((caller, tool)) = audited {
+            let duration = crate::logging::milliseconds(started.elapsed());
+            super::audit::audit_line(&caller, &tool, outcome, &duration);
+        }
         response
     }
+
+    /// The caller and the tool of a `tools/call` this path writes the audit line of.
+    fn audited_call(
+        &self,
+        request: &ClientRequest,
+        parts: &http::request::Parts,
+    ) -> Option<(Arc<Caller>, String)> {
+        let ClientRequest::CallToolRequest(call) = request else {
+            return None;
+        };
+        if !self.audit {
+            return None;
+        }
+        let caller = parts.extensions.get::<Arc<Caller>>()?;
+        Some((caller.clone(), call.params.name.to_string()))
+    }
+}
+
+/// What the direct path reports itself, rather than the guard in front: see
+/// `AppState::endpoint_reports`.
+#[derive(Default)]
+pub struct Reports {
+    pub metrics: Option<Arc<Metrics>>,
+    pub audit: bool,
 }
 
 /// The whole body, at most `max_bytes` of it. A body streamed without a length is only counted

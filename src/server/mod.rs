@@ -132,9 +132,9 @@ pub struct AppState {
     pub audit: bool,
     /// What `/metrics` reports (`--metrics-addr`); `None`: nothing is recorded.
     pub metrics: Option<Arc<metrics::Metrics>>,
-    /// Whether the MCP endpoint records the operations it answers and says which it passed on
-    /// ([`audit::Reported`]): the direct path of `--stateless` does, when there are metrics and
-    /// the guard reads no body of its own (no audit line, no tool policy).
+    /// Whether the MCP endpoint records the operations it answers (metrics, audit lines) and
+    /// says which it passed on ([`audit::Reported`]): the direct path does (it reads every body
+    /// it may answer anyway), when the guard needs no body for a decision (no tool policy).
     pub endpoint_reports: bool,
     /// Checked by `/ready` after the signing keys.
     pub(crate) readiness: Option<ReadinessCheck>,
@@ -151,8 +151,8 @@ impl AppState {
     /// audit line, or the operation metrics (unless the endpoint reports its operations itself:
     /// see [`audit::Reported`]).
     pub fn reads_bodies(&self) -> bool {
-        let metrics = self.metrics.is_some() && !self.endpoint_reports;
-        self.audit || metrics || self.decides_on_tool_calls()
+        let reports = self.audit || self.metrics.is_some();
+        (reports && !self.endpoint_reports) || self.decides_on_tool_calls()
     }
 
     /// Whether a `tools/call` can be refused for its tool (its scopes or its limit).
@@ -237,19 +237,25 @@ impl AppState {
         {
             state.readiness = redis_store::with_readiness(state.readiness.take(), &state.redis);
         }
-        // The guard reads a body for the audit line or a decision anyway, and then records the
-        // metrics itself; otherwise the direct path of --stateless does.
-        state.endpoint_reports = state.metrics.is_some()
-            && config.stateless
-            && extras.endpoint.is_none()
-            && !state.audit
+        // The guard reads a body for a decision anyway, and then reports itself; otherwise the
+        // direct path does, where there is one (see `mcp_endpoint`).
+        let direct_path =
+            extras.endpoint.is_none() && (config.stateless || extras.direct_tool_calls);
+        state.endpoint_reports = direct_path
+            && (state.metrics.is_some() || state.audit)
             && !state.decides_on_tool_calls();
         Ok(Arc::new(state))
     }
 
-    /// The metrics for an endpoint that records what it answers (see `endpoint_reports`).
-    fn metrics_for_endpoint(&self) -> Option<Arc<metrics::Metrics>> {
-        self.metrics.clone().filter(|_| self.endpoint_reports)
+    /// What an endpoint that reports what it answers reports (see `endpoint_reports`).
+    fn endpoint_reports(&self) -> direct::Reports {
+        if !self.endpoint_reports {
+            return direct::Reports::default();
+        }
+        direct::Reports {
+            metrics: self.metrics.clone(),
+            audit: self.audit,
+        }
     }
 }
 
@@ -402,13 +408,14 @@ where
         Either::Right(Either::Left(direct::DirectOrRmcp::new(
             handler,
             config.max_body_bytes,
-            state.metrics_for_endpoint(),
+            state.endpoint_reports(),
             rmcp,
         )))
     } else if let Some(sessions) = state.sessions.clone().filter(|_| extras.direct_tool_calls) {
         Either::Right(Either::Left(direct::DirectOrRmcp::on_sessions(
             handler,
             config.max_body_bytes,
+            state.endpoint_reports(),
             rmcp,
             sessions,
         )))
@@ -681,7 +688,7 @@ async fn log_request(request: Request, next: Next) -> Response {
     let subject = response
         .extensions()
         .get::<LoggedSubject>()
-        .and_then(|subject| subject.0.sub.as_deref())
+        .and_then(|subject| subject.0.as_deref())
         .unwrap_or("-");
     let latency = crate::logging::milliseconds(started.elapsed());
     request_line(

@@ -554,38 +554,61 @@ async fn every_tool_call_gets_an_audit_line() {
 }
 
 /// The text format's request and audit lines (written by hand on this path, see
-/// `logging::plain`), as an operator's log collector reads them.
+/// `logging::plain`), as an operator's log collector reads them: a tool call answered by the
+/// direct path, one passed to rmcp (it asks for progress), and one with `--stateless`, each
+/// audited once.
 #[tokio::test]
 async fn text_lines_name_the_request_and_the_tool_call() {
     let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
     let jwks_url = format!("{}/keys", jwks.url());
-    let server = Server::start(&[
+    let args = [
         "--issuer",
         ISSUER,
         "--jwks-url",
         &jwks_url,
         "--audience",
         AUDIENCE,
-    ]);
+    ];
     let token = mint(&good_claims());
-    let ok = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
-    assert_eq!(ok.status, 200, "{}", ok.body);
     let audit = r#" INFO tool call subject="usr_42" org="org_7" client_id="skc_client" tool="greet_user" outcome="ok" duration_ms="#;
-    let stderr = server.stderr_with(audit, 1);
-    let audit_line = stderr.lines().find(|line| line.contains(audit)).unwrap();
-    let (timestamp, duration) = audit_line.split_once(audit).unwrap();
-    let timestamp = timestamp.trim_end();
-    assert!(
-        timestamp.ends_with('Z') && timestamp.len() == 27,
-        "{audit_line}"
-    );
-    assert!(duration.parse::<f64>().is_ok(), "{audit_line}");
     let request_line = r#" INFO request method=POST path="/" status=200 latency_ms="#;
-    let stderr = server.stderr_with(request_line, 1);
+
+    let server = Server::start(&args);
+    let direct = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
+    assert_eq!(direct.status, 200, "{}", direct.body);
+    let mut with_progress = call_greet("Ada");
+    with_progress["params"]["_meta"] = json!({"progressToken": 7});
+    let through_rmcp = http_session_call(&server.url("/"), &token, &with_progress).await;
+    assert_eq!(through_rmcp.status, 200, "{}", through_rmcp.body);
+    assert!(through_rmcp.body.contains("Ada"), "{}", through_rmcp.body);
+    let stderr = server.stderr_with(audit, 2);
+    for audit_line in stderr.lines().filter(|line| line.contains(audit)) {
+        let (timestamp, duration) = audit_line.split_once(audit).unwrap();
+        let timestamp = timestamp.trim_end();
+        assert!(
+            timestamp.ends_with('Z') && timestamp.len() == 27,
+            "{audit_line}"
+        );
+        assert!(duration.parse::<f64>().is_ok(), "{audit_line}");
+    }
+    let stderr = server.stderr_with(request_line, 2);
     let request = stderr
         .lines()
         .rfind(|line| line.contains(request_line))
         .unwrap();
     assert!(request.ends_with(r#" subject="usr_42""#), "{request}");
     assert!(!stderr.contains(&token), "the token reached the log");
+
+    let stateless = Server::start(&[&args[..], &["--stateless"]].concat());
+    let reply = http_post(&stateless.url("/"), Some(&token), &call_greet("Ada")).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    stateless.stderr_with(audit, 1);
+    stateless.stderr_with(request_line, 1);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        server.stderr().matches(audit).count(),
+        2,
+        "audited once each"
+    );
+    assert_eq!(stateless.stderr().matches(audit).count(), 1, "audited once");
 }
