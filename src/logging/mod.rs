@@ -12,6 +12,8 @@
 //! it), when the buffer passes [`BUFFER_BYTES`], and when the thread stops. So a quiet server's
 //! lines appear at once, a busy one's go out in batches, and none is ever dropped. (Handing lines
 //! to a writer thread was tried first and measured slower: waking it costs more than the write.)
+//! The request and audit lines themselves are written by hand where nothing else could see them
+//! differently ([`plain`]).
 
 use std::cell::RefCell;
 use std::io::Write;

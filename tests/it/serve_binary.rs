@@ -598,3 +598,22 @@ fn serve_returns_freed_memory_promptly_unless_told_otherwise() {
         "{environment:?}"
     );
 }
+
+/// `TOKIO_WORKER_THREADS` sets how many threads serve requests (the README suggests 1 for a
+/// gateway that shares a small machine with its upstream).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_worker_threads_follow_tokio_worker_threads() {
+    let workers_of = |server: &Server| {
+        std::fs::read_dir(format!("/proc/{}/task", server.child.id()))
+            .unwrap()
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+            .filter(|name| name.trim() == "tokio-rt-worker")
+            .count()
+    };
+    for workers in [1, 3] {
+        let (server, _jwks) =
+            Server::start_with_keys(&[], &[("TOKIO_WORKER_THREADS", &workers.to_string())]);
+        assert_eq!(workers_of(&server), workers);
+    }
+}
