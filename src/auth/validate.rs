@@ -793,7 +793,8 @@ fn printable(text: &str) -> String {
 }
 
 /// The caller a valid token identifies, handed to tool handlers through the request extensions.
-#[derive(Debug, Clone, serde::Serialize)]
+/// `Default` is a caller without claims (for building one in tests).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Caller {
     /// `sub`: the user (for machine tokens, the client).
     pub sub: Option<String>,

@@ -47,7 +47,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::Upstream;
 use super::link::{LinkError, learn_tools, stop, write_line};
-use super::pass_through::{MCP_SESSION_ID, Outgoing, Route, new_session_id, session_not_found};
+use super::pass_through::{
+    MCP_SESSION_ID, Outgoing, Route, new_session_id, no_session_id, session_not_found,
+};
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
 use crate::server::sessions::Sessions;
@@ -206,12 +208,7 @@ impl Shared {
             );
         }
         let Some(ours) = new_session_id() else {
-            return rpc_error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                outgoing.id,
-                -32603,
-                "no randomness for a session id".into(),
-            );
+            return no_session_id(outgoing.id);
         };
         let deadline = Instant::now() + self.upstream.timeout;
         let opened = match self.start(&ours, outgoing.caller.as_deref()) {

@@ -140,12 +140,7 @@ impl Shared {
         }
         let upstream_id = response.headers().get(MCP_SESSION_ID).cloned();
         let Some(ours) = new_session_id() else {
-            return rpc_error_response(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                outgoing.id,
-                -32603,
-                "no randomness for a session id".into(),
-            );
+            return no_session_id(outgoing.id);
         };
         self.lock().insert(ours.clone(), upstream_id);
         self.sessions.hold_passed_through(ours.clone());
@@ -445,4 +440,14 @@ pub(super) fn new_session_id() -> Option<SessionId> {
     Some(SessionId::from(
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
     ))
+}
+
+/// 500 for an `initialize` (with id `id`) when [`new_session_id`] had no randomness.
+pub(super) fn no_session_id(id: Value) -> Response {
+    rpc_error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        id,
+        -32603,
+        "no randomness for a session id".into(),
+    )
 }

@@ -348,13 +348,7 @@ mod tests {
     fn the_caller_under_meta_is_always_the_gateways() {
         let caller = Caller {
             sub: Some("usr_1".into()),
-            org_id: None,
-            client_id: None,
-            scopes: Vec::new(),
-            issuer: None,
-            audiences: Vec::new(),
-            expires_at: None,
-            claims: Default::default(),
+            ..Caller::default()
         };
         let forwarded = |text: &str, caller: Option<&Caller>| -> Value {
             let members: Members = serde_json::from_str(text).unwrap();

@@ -545,10 +545,7 @@ mod tests {
             org_id: Some("org_2".into()),
             client_id: Some("skc_3".into()),
             scopes: vec!["mcp:tools".into(), "admin".into()],
-            issuer: None,
-            audiences: Vec::new(),
-            expires_at: None,
-            claims: Default::default(),
+            ..Caller::default()
         }
     }
 

@@ -331,12 +331,7 @@ mod tests {
         let mut caller = Caller {
             sub: Some("usr_1".into()),
             org_id: Some("org_1".into()),
-            client_id: None,
-            scopes: Vec::new(),
-            issuer: None,
-            audiences: Vec::new(),
-            expires_at: None,
-            claims: Default::default(),
+            ..Caller::default()
         };
         let duration = crate::logging::milliseconds(std::time::Duration::from_micros(15_049));
         for tool in ["greet_user", "we\"ird tool\t"] {

@@ -559,21 +559,11 @@ async fn every_tool_call_gets_an_audit_line() {
 /// audited once.
 #[tokio::test]
 async fn text_lines_name_the_request_and_the_tool_call() {
-    let jwks = JwksServer::start(&fixture_text("jwks-a.json"));
-    let jwks_url = format!("{}/keys", jwks.url());
-    let args = [
-        "--issuer",
-        ISSUER,
-        "--jwks-url",
-        &jwks_url,
-        "--audience",
-        AUDIENCE,
-    ];
     let token = mint(&good_claims());
     let audit = r#" INFO tool call subject="usr_42" org="org_7" client_id="skc_client" tool="greet_user" outcome="ok" duration_ms="#;
     let request_line = r#" INFO request method=POST path="/" status=200 latency_ms="#;
 
-    let server = Server::start(&args);
+    let (server, _jwks) = Server::start_with_keys(&[], &[]);
     let direct = http_session_call(&server.url("/"), &token, &call_greet("Ada")).await;
     assert_eq!(direct.status, 200, "{}", direct.body);
     let mut with_progress = call_greet("Ada");
@@ -599,7 +589,7 @@ async fn text_lines_name_the_request_and_the_tool_call() {
     assert!(request.ends_with(r#" subject="usr_42""#), "{request}");
     assert!(!stderr.contains(&token), "the token reached the log");
 
-    let stateless = Server::start(&[&args[..], &["--stateless"]].concat());
+    let (stateless, _stateless_jwks) = Server::start_with_keys(&["--stateless"], &[]);
     let reply = http_post(&stateless.url("/"), Some(&token), &call_greet("Ada")).await;
     assert_eq!(reply.status, 200, "{}", reply.body);
     stateless.stderr_with(audit, 1);
