@@ -8,7 +8,8 @@
 //! from the formatter's buffer into the thread's: at the default level that was 13 % of a
 //! stateful server's throughput (`bench/log_cost.py`). Here a line is written straight into the
 //! thread's buffer of lines ([`super::write_line`]); with the audit line also taken off the guard
-//! (`server::direct` writes it), the default level costs 7 % (docs/performance.md).
+//! (`server::direct` writes it) and the request line's layer no longer boxing the application
+//! (`server::request_line`), the default level costs about 5 % (docs/performance.md).
 //!
 //! The filter still decides (the callers ask `tracing::enabled!` first), and lines go through
 //! tracing as before whenever anything else could see them differently: the JSON format, colours

@@ -36,7 +36,7 @@ fn session_not_found() -> Response {
 }
 
 /// The validated caller's subject, left on the response for the request log line (only when
-/// that line is written: see [`super::request_log_enabled`]). A copy of the text, not a clone of
+/// that line is written: see [`super::request_line::enabled`]). A copy of the text, not a clone of
 /// the caller: the one cached caller's reference count is shared by every worker thread, and
 /// touching it twice more per request showed in a busy server's profile.
 #[derive(Clone)]
@@ -115,7 +115,7 @@ where
 {
     match caller_of(state, request.headers(), request.extensions()).await {
         Ok(caller) => {
-            let logged = super::request_log_enabled()
+            let logged = super::request_line::enabled()
                 .then(|| LoggedSubject(caller.sub.as_deref().map(Box::from)));
             if let Err(over) = state.rate_limits.admit_caller(&caller).await {
                 return over_limit(state, &over);

@@ -27,6 +27,7 @@ pub mod protected;
 pub mod rate_limits;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+pub mod request_line;
 pub mod response_stream;
 pub mod sessions;
 pub mod stdio;
@@ -35,12 +36,11 @@ pub mod tool_calls;
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -59,7 +59,6 @@ use crate::auth::tool_scopes::ToolScopes;
 use crate::auth::validate::TokenPolicy;
 use crate::auth::verdicts::VerdictCache;
 use crate::config::{ServeArgs, ServeConfig, Transport, well_known_url};
-use auth::LoggedSubject;
 use mcp_path::McpPath;
 use rate_limits::RateLimits;
 use sessions::{SessionLimits, Sessions};
@@ -490,7 +489,7 @@ where
     // layer is left out rather than run and skipped on every request.
     let outer = ServiceBuilder::new()
         .option_layer(state_metrics.map(metrics::MeasuredLayer))
-        .option_layer(request_log_enabled().then(|| middleware::from_fn(log_request)))
+        .option_layer(request_line::enabled().then_some(request_line::RequestLineLayer))
         .layer(limits::SizeLimits {
             max_header_bytes: config.max_header_bytes,
             max_body_bytes: config.max_body_bytes,
@@ -669,73 +668,6 @@ async fn metadata(State(state): State<Arc<AppState>>) -> Response {
         .into_response()
 }
 
-/// Whether [`log_request`] writes its line: the auth middleware asks too, so that it does no
-/// work for the line when the level is off (one callsite, so both always agree).
-pub(crate) fn request_log_enabled() -> bool {
-    tracing::enabled!(tracing::Level::INFO)
-}
-
-/// One line per request: method, path (never the query string, which could hold a token), status,
-/// latency and the authenticated subject.
-async fn log_request(request: Request, next: Next) -> Response {
-    if !request_log_enabled() {
-        return next.run(request).await;
-    }
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
-    let subject = response
-        .extensions()
-        .get::<LoggedSubject>()
-        .and_then(|subject| subject.0.as_deref())
-        .unwrap_or("-");
-    let latency = crate::logging::milliseconds(started.elapsed());
-    request_line(
-        &method,
-        &path,
-        response.status().as_u16(),
-        &latency,
-        subject,
-    );
-    response
-}
-
-/// The request line, written by hand when nothing but the plain text format sees it
-/// ([`crate::logging::plain`]).
-fn request_line(
-    method: &http::Method,
-    path: &str,
-    status: u16,
-    latency: &crate::logging::Milliseconds,
-    subject: &str,
-) {
-    if crate::logging::plain::by_hand() {
-        let fields = request_fields(method, path, &status, latency, subject);
-        crate::logging::plain::info("request", &fields);
-    } else {
-        tracing::info!(%method, path, status, latency_ms = %latency, subject, "request");
-    }
-}
-
-/// The request line's fields, as [`request_line`] gives them to tracing.
-fn request_fields<'a>(
-    method: &'a http::Method,
-    path: &'a str,
-    status: &'a u16,
-    latency: &'a crate::logging::Milliseconds,
-    subject: &'a str,
-) -> [(&'static str, crate::logging::plain::Value<'a>); 5] {
-    use crate::logging::plain::Value::{Shown, Text};
-    [
-        ("method", Shown(method)),
-        ("path", Text(path)),
-        ("status", Shown(status)),
-        ("latency_ms", Shown(latency)),
-        ("subject", Text(subject)),
-    ]
-}
-
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM (container stop). The handlers are installed when
 /// this is called, not when the future is first polled.
 #[cfg(unix)]
@@ -767,27 +699,5 @@ async fn next_signal(signal: Option<tokio::signal::unix::Signal>) {
 pub(crate) fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     async {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use crate::logging::plain::{by_hand_text, traced};
-
-    #[test]
-    fn the_request_line_by_hand_is_tracings_own() {
-        let method = http::Method::POST;
-        let latency = crate::logging::milliseconds(std::time::Duration::from_micros(1_234));
-        for subject in ["usr_1", "-", "quo\"ted\n"] {
-            let traced = traced(|| super::request_line(&method, "/mcp", 200, &latency, subject));
-            let fields = super::request_fields(&method, "/mcp", &200, &latency, subject);
-            assert_eq!(by_hand_text("request", &fields), traced);
-            assert!(
-                traced.starts_with(
-                    " INFO request method=POST path=\"/mcp\" status=200 latency_ms=1.2 subject="
-                ),
-                "{traced}"
-            );
-        }
     }
 }

@@ -556,7 +556,7 @@ async fn every_tool_call_gets_an_audit_line() {
 /// The text format's request and audit lines (written by hand on this path, see
 /// `logging::plain`), as an operator's log collector reads them: a tool call answered by the
 /// direct path, one passed to rmcp (it asks for progress), and one with `--stateless`, each
-/// audited once.
+/// audited once; a refused request's line, without subject or query string.
 #[tokio::test]
 async fn text_lines_name_the_request_and_the_tool_call() {
     let token = mint(&good_claims());
@@ -587,6 +587,16 @@ async fn text_lines_name_the_request_and_the_tool_call() {
         .rfind(|line| line.contains(request_line))
         .unwrap();
     assert!(request.ends_with(r#" subject="usr_42""#), "{request}");
+    assert!(!stderr.contains(&token), "the token reached the log");
+
+    // A refused request is in the line too, without a subject and without its query string.
+    let refused_url = server.url(&format!("/?access_token={token}"));
+    let refused = http_post(&refused_url, None, &call_greet("Ada")).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let refused_line = r#" INFO request method=POST path="/" status=401 latency_ms="#;
+    let stderr = server.stderr_with(refused_line, 1);
+    let refused = stderr.lines().find(|line| line.contains(refused_line));
+    assert!(refused.unwrap().ends_with(r#" subject="-""#), "{stderr}");
     assert!(!stderr.contains(&token), "the token reached the log");
 
     let (stateless, _stateless_jwks) = Server::start_with_keys(&["--stateless"], &[]);
