@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Upstream;
 use super::stateless::REQUESTED_VERSION;
-use super::upstream::{Target, forwarded_headers};
+use super::upstream::{Target, caller_headers, forwarded_headers};
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
 
@@ -534,7 +534,7 @@ impl HttpLink {
             .headers(self.headers.clone())
             .header(header::CONTENT_TYPE, "application/json")
             .header(header::ACCEPT, "application/json, text/event-stream");
-        for (name, value) in forwarded_headers(&[], caller) {
+        for (name, value) in caller_headers(caller) {
             request = request.header(name, value);
         }
         if let Some(session) = session {
@@ -567,7 +567,7 @@ impl HttpLink {
             .request(passed.method, url.clone())
             .headers(self.headers.clone())
             .header(header::ACCEPT, accept);
-        for (name, value) in forwarded_headers(&[], passed.caller) {
+        for (name, value) in caller_headers(passed.caller) {
             request = request.header(name, value);
         }
         for (name, value) in passed.client_headers {

@@ -473,32 +473,54 @@ fn forwarded_environment(caller: Option<&Caller>) -> Vec<(&'static str, String)>
     ]
 }
 
+/// The names of the caller's headers to an HTTP upstream, in [`forwarded_environment`]'s order.
+const FORWARDED_HEADER_NAMES: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-user"),
+    HeaderName::from_static("x-forwarded-org-id"),
+    HeaderName::from_static("x-forwarded-client-id"),
+    HeaderName::from_static("x-forwarded-scopes"),
+];
+
 /// The headers of an HTTP upstream: the configured ones, then the caller's `X-Forwarded-*`
 /// (which no configured header can replace).
 pub fn forwarded_headers(
     configured: &[(HeaderName, HeaderValue)],
     caller: Option<&Caller>,
 ) -> HashMap<HeaderName, HeaderValue> {
-    let mut headers: HashMap<HeaderName, HeaderValue> = configured.iter().cloned().collect();
-    let names = [
-        "x-forwarded-user",
-        "x-forwarded-org-id",
-        "x-forwarded-client-id",
-        "x-forwarded-scopes",
-    ];
-    for name in names {
-        headers.remove(&HeaderName::from_static(name));
-    }
-    for ((_, value), name) in forwarded_environment(caller).into_iter().zip(names) {
-        // A claim the token does not have is no header, not an empty one.
-        if value.is_empty() {
-            continue;
-        }
-        if let Ok(value) = HeaderValue::from_str(&value) {
-            headers.insert(HeaderName::from_static(name), value);
-        }
-    }
+    let mut headers: HashMap<HeaderName, HeaderValue> = configured
+        .iter()
+        .filter(|(name, _)| !FORWARDED_HEADER_NAMES.contains(name))
+        .cloned()
+        .collect();
+    headers.extend(caller_headers(caller));
     headers
+}
+
+/// The caller's `X-Forwarded-*` headers alone, built straight from its claims: what every
+/// request to an HTTP upstream adds to the headers fixed at startup (which have none of these
+/// names, see [`forwarded_headers`]).
+pub fn caller_headers(caller: Option<&Caller>) -> impl Iterator<Item = (HeaderName, HeaderValue)> {
+    let values = caller.map(|caller| {
+        [
+            caller.sub.as_deref().and_then(header_value),
+            caller.org_id.as_deref().and_then(header_value),
+            caller.client_id.as_deref().and_then(header_value),
+            header_value(&caller.scopes.join(" ")),
+        ]
+    });
+    FORWARDED_HEADER_NAMES
+        .into_iter()
+        .zip(values.into_iter().flatten())
+        .filter_map(|(name, value)| Some((name, value?)))
+}
+
+/// A claim as a header's value: none for an empty claim (a claim the token does not have is no
+/// header, not an empty one) or one a header cannot carry.
+fn header_value(claim: &str) -> Option<HeaderValue> {
+    if claim.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(claim).ok()
 }
 
 /// Writes each line a child writes on stderr to our log, under its session's number, and keeps
@@ -599,5 +621,30 @@ mod tests {
             "no org, no header"
         );
         assert_eq!(header(&headers, "x-forwarded-user").unwrap(), "usr_1");
+
+        // What each request adds to the headers fixed at startup: the caller's, and no others.
+        let names = |caller: Option<&Caller>| -> Vec<String> {
+            caller_headers(caller)
+                .map(|(name, _)| name.to_string())
+                .collect()
+        };
+        assert_eq!(
+            names(Some(&caller())),
+            [
+                "x-forwarded-user",
+                "x-forwarded-org-id",
+                "x-forwarded-client-id",
+                "x-forwarded-scopes"
+            ]
+        );
+        assert_eq!(
+            names(Some(&no_org)),
+            [
+                "x-forwarded-user",
+                "x-forwarded-client-id",
+                "x-forwarded-scopes"
+            ]
+        );
+        assert!(names(None).is_empty());
     }
 }
