@@ -292,12 +292,15 @@ impl<H: ServerHandler + Clone> DirectPath<H> {
             None => json_response(&message),
             Some(_) => event_stream_response(&message, self.priming_retry),
         };
-        if let (Some(metrics), Some((method, tool))) = (&self.metrics, operation) {
-            let elapsed = started.elapsed();
+        // One clock read for both reports.
+        let elapsed = (operation.is_some() || audited.is_some()).then(|| started.elapsed());
+        if let (Some(metrics), Some((method, tool)), Some(elapsed)) =
+            (&self.metrics, operation, elapsed)
+        {
             metrics.record_labelled(method, tool, outcome.as_str(), elapsed);
         }
-        if let Some((caller, tool)) = audited {
-            let duration = crate::logging::milliseconds(started.elapsed());
+        if let (Some((caller, tool)), Some(elapsed)) = (audited, elapsed) {
+            let duration = crate::logging::milliseconds(elapsed);
             super::audit::audit_line(&caller, &tool, outcome, &duration);
         }
         response
