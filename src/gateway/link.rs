@@ -23,6 +23,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::Upstream;
+use super::http_client::{UpstreamClient, UpstreamResponse};
 use super::stateless::REQUESTED_VERSION;
 use super::upstream::{Target, caller_headers, forwarded_headers};
 use crate::auth::validate::Caller;
@@ -41,7 +42,7 @@ pub enum Exchange {
     /// One JSON-RPC message (the answer) as the upstream wrote it, with its HTTP status.
     Answer(StatusCode, Bytes),
     /// An HTTP upstream's event stream: progress and the like, then the answer.
-    Stream(reqwest::Response),
+    Stream(UpstreamResponse),
     /// Nothing to answer (a notification, or the client's answer to the upstream).
     Accepted,
 }
@@ -110,10 +111,9 @@ impl Link {
                 headers,
                 bearer,
             } => Transport::Http(HttpLink {
-                url: reqwest::Url::parse(url).ok(),
+                client: reqwest::Url::parse(url).ok().map(UpstreamClient::new),
                 headers: static_headers(headers, bearer.as_deref()),
                 max_message_bytes,
-                client: Default::default(),
                 session: Default::default(),
                 opening: Default::default(),
             }),
@@ -143,7 +143,7 @@ impl Link {
 
     /// A response's whole body, up to the link's largest message (`--max-body-bytes`), within
     /// `--upstream-timeout`.
-    pub async fn read_whole(&self, response: reqwest::Response) -> Result<Bytes, LinkError> {
+    pub async fn read_whole(&self, response: UpstreamResponse) -> Result<Bytes, LinkError> {
         let max_bytes = match &self.transport {
             Transport::Http(http) => http.max_message_bytes,
             Transport::Command(child) => child.max_message_bytes,
@@ -179,7 +179,7 @@ impl Link {
     }
 
     /// Passes a client's request on to an HTTP upstream ([`Passed`]).
-    pub async fn pass(&self, passed: Passed<'_>) -> Result<reqwest::Response, LinkError> {
+    pub async fn pass(&self, passed: Passed<'_>) -> Result<UpstreamResponse, LinkError> {
         let sent = match &self.transport {
             Transport::Http(http) => http.pass(&self.upstream, passed).await,
             Transport::Command(_) => Err(LinkError::bad_gateway(format!(
@@ -369,32 +369,23 @@ fn session_of(
 
 /// An HTTP upstream: one session, opened on first use and again after a 404.
 struct HttpLink {
-    /// Checked at startup (`None`: not a URL after all, and every request says so).
-    url: Option<reqwest::Url>,
+    /// For the URL checked at startup (`None`: not a URL after all, and every request says so).
+    client: Option<UpstreamClient>,
     /// `--upstream-header`s and `--upstream-bearer-env`'s token (marked sensitive): never
     /// logged.
     headers: http::HeaderMap,
     /// The largest answer read whole (`--max-body-bytes`).
     max_message_bytes: usize,
-    client: std::sync::OnceLock<reqwest::Client>,
     session: RwLock<Option<Arc<Session>>>,
     opening: tokio::sync::Mutex<()>,
 }
 
 impl HttpLink {
-    fn client(&self) -> &reqwest::Client {
-        self.client.get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!(
-                    "scalekit-mcp/",
-                    env!("CARGO_PKG_VERSION"),
-                    " gateway"
-                ))
-                .pool_max_idle_per_host(256)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap_or_default()
-        })
+    /// The client, or the error every request gets when the URL is not one.
+    fn client(&self, upstream: &Upstream) -> Result<&UpstreamClient, LinkError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| LinkError::bad_gateway(format!("{} is not a URL", upstream.describe())))
     }
 
     fn current(&self) -> Option<Arc<Session>> {
@@ -426,21 +417,18 @@ impl HttpLink {
             return;
         };
         self.forget(&session);
-        let (Some(url), Some(id)) = (&self.url, &session.id) else {
+        let (Some(client), Some(id)) = (&self.client, &session.id) else {
             return;
         };
-        let request = self
-            .client()
-            .delete(url.clone())
-            .headers(self.headers.clone())
-            .header(MCP_SESSION_ID, id)
-            .header(MCP_PROTOCOL_VERSION, session.protocol_version.as_str())
-            .send();
+        let mut headers = self.headers.clone();
+        headers.insert(MCP_SESSION_ID, id.clone());
+        if let Ok(version) = HeaderValue::from_str(&session.protocol_version) {
+            headers.insert(MCP_PROTOCOL_VERSION, version);
+        }
+        let request = client.send(Method::DELETE, headers, None);
         match tokio::time::timeout(upstream.timeout, request).await {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => {
-                // reqwest names the URL in its errors, with any password in it.
-                let error = error.without_url();
                 tracing::debug!(%error, "the shared upstream session was not deleted")
             }
             Err(_) => tracing::debug!("the shared upstream session was not deleted in time"),
@@ -521,29 +509,21 @@ impl HttpLink {
         session: Option<&Session>,
         message: Bytes,
         caller: Option<&Caller>,
-    ) -> Result<reqwest::Response, LinkError> {
-        let Some(url) = &self.url else {
-            return Err(LinkError::bad_gateway(format!(
-                "{} is not a URL",
-                upstream.describe()
-            )));
-        };
-        let mut request = self
-            .client()
-            .post(url.clone())
-            .headers(self.headers.clone())
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, "application/json, text/event-stream");
-        for (name, value) in caller_headers(caller) {
-            request = request.header(name, value);
-        }
+    ) -> Result<UpstreamResponse, LinkError> {
+        let client = self.client(upstream)?;
+        let mut headers = self.headers.clone();
+        headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
+        headers.insert(header::ACCEPT, JSON_OR_EVENTS);
+        headers.extend(caller_headers(caller));
         if let Some(session) = session {
-            request = request.header(MCP_PROTOCOL_VERSION, session.protocol_version.as_str());
+            if let Ok(version) = HeaderValue::from_str(&session.protocol_version) {
+                headers.insert(MCP_PROTOCOL_VERSION, version);
+            }
             if let Some(id) = &session.id {
-                request = request.header(MCP_SESSION_ID, id);
+                headers.insert(MCP_SESSION_ID, id.clone());
             }
         }
-        exchange(upstream, request.body(message)).await
+        exchange(upstream, client.send(Method::POST, headers, Some(message))).await
     }
 
     /// Sends a client's request on as it is ([`Passed`]), with the gateway's own headers.
@@ -551,37 +531,26 @@ impl HttpLink {
         &self,
         upstream: &Upstream,
         passed: Passed<'_>,
-    ) -> Result<reqwest::Response, LinkError> {
-        let Some(url) = &self.url else {
-            return Err(LinkError::bad_gateway(format!(
-                "{} is not a URL",
-                upstream.describe()
-            )));
-        };
+    ) -> Result<UpstreamResponse, LinkError> {
+        let client = self.client(upstream)?;
         let accept = match passed.method {
-            Method::GET => "text/event-stream",
-            _ => "application/json, text/event-stream",
+            Method::GET => HeaderValue::from_static("text/event-stream"),
+            _ => JSON_OR_EVENTS,
         };
-        let mut request = self
-            .client()
-            .request(passed.method, url.clone())
-            .headers(self.headers.clone())
-            .header(header::ACCEPT, accept);
-        for (name, value) in caller_headers(passed.caller) {
-            request = request.header(name, value);
-        }
+        let mut headers = self.headers.clone();
+        headers.insert(header::ACCEPT, accept);
+        headers.extend(caller_headers(passed.caller));
         for (name, value) in passed.client_headers {
-            request = request.header(name, value);
+            headers.append(name, value);
         }
         if let Some(session) = passed.session {
-            request = request.header(MCP_SESSION_ID, session);
+            headers.insert(MCP_SESSION_ID, session.clone());
         }
-        if let Some(body) = passed.body {
-            request = request
-                .header(header::CONTENT_TYPE, "application/json")
-                .body(body);
+        if passed.body.is_some() {
+            headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
         }
-        exchange(upstream, request).await
+        let sent = client.send(passed.method, headers, passed.body);
+        exchange(upstream, sent).await
     }
 }
 
@@ -604,9 +573,9 @@ pub struct Passed<'a> {
 /// refusing the gateway, failing, not answering) is an error.
 async fn exchange(
     upstream: &Upstream,
-    request: reqwest::RequestBuilder,
-) -> Result<reqwest::Response, LinkError> {
-    let sent = tokio::time::timeout(upstream.timeout, request.send()).await;
+    request: impl Future<Output = Result<UpstreamResponse, String>>,
+) -> Result<UpstreamResponse, LinkError> {
+    let sent = tokio::time::timeout(upstream.timeout, request).await;
     let response = match sent {
         Err(_) => {
             return Err(LinkError {
@@ -620,9 +589,8 @@ async fn exchange(
         }
         Ok(Err(error)) => {
             return Err(LinkError::bad_gateway(format!(
-                "{} is unreachable: {}",
+                "{} is unreachable: {error}",
                 upstream.describe(),
-                crate::error::error_chain(&error.without_url())
             )));
         }
         Ok(Ok(response)) => response,
@@ -661,13 +629,15 @@ fn static_headers(
 
 const MCP_SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const MCP_PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+const JSON_OR_EVENTS: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
 
 /// The answer in an HTTP upstream's response to request `id`: the JSON body, or the event
 /// stream to pass on (read here only for the gateway's own requests, whose answer it needs).
 /// A JSON answer is read whole, up to `max_bytes` (`--max-body-bytes`).
 async fn read_answer(
     upstream: &Upstream,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     id: u64,
     max_bytes: usize,
 ) -> Result<Exchange, LinkError> {
@@ -703,7 +673,7 @@ async fn read_answer(
 /// `response`'s whole body, up to `max_bytes` (`--max-body-bytes`), within `--upstream-timeout`.
 async fn whole_body(
     upstream: &Upstream,
-    response: reqwest::Response,
+    response: UpstreamResponse,
     max_bytes: usize,
 ) -> Result<Bytes, LinkError> {
     let read = tokio::time::timeout(upstream.timeout, body_within(response, max_bytes))
@@ -718,11 +688,11 @@ async fn whole_body(
     })
 }
 
-fn unreadable(upstream: &Upstream, error: reqwest::Error) -> LinkError {
+fn unreadable(upstream: &Upstream, error: axum::Error) -> LinkError {
     LinkError::bad_gateway(format!(
         "{} sent an answer that could not be read: {}",
         upstream.describe(),
-        error.without_url()
+        crate::error::error_chain(&error)
     ))
 }
 
@@ -735,12 +705,12 @@ fn unfinished(upstream: &Upstream) -> LinkError {
 
 /// `response`'s body, or `None` past `max_bytes`.
 async fn body_within(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     max_bytes: usize,
-) -> Result<Option<Bytes>, reqwest::Error> {
+) -> Result<Option<Bytes>, axum::Error> {
     let mut chunks: Vec<Bytes> = Vec::with_capacity(1);
     let mut length = 0;
-    let mut body = response.bytes_stream();
+    let mut body = response.into_body().into_data_stream();
     while let Some(chunk) = body.next().await {
         let chunk = chunk?;
         length += chunk.len();
@@ -757,12 +727,12 @@ async fn body_within(
 
 /// The answer to request `id` in an event stream, read until it comes.
 async fn answer_in_stream(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     id: u64,
     max_bytes: usize,
-) -> Result<Option<Bytes>, reqwest::Error> {
+) -> Result<Option<Bytes>, axum::Error> {
     let mut events = SseEvents::with_limit(max_bytes);
-    let mut body = response.bytes_stream();
+    let mut body = response.into_body().into_data_stream();
     let mut found = None;
     while let Some(chunk) = body.next().await {
         events.push(&chunk?, |data| {
@@ -782,12 +752,12 @@ async fn answer_in_stream(
 /// data replaced by what `rewrite` returns for it (unchanged for `None`). An event larger than
 /// `max_bytes` (`--max-body-bytes`) ends the stream.
 pub fn pass_events(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     max_bytes: usize,
     mut rewrite: impl FnMut(&str) -> Option<String> + Send + 'static,
 ) -> Response {
     let mut events = SseEvents::with_limit(max_bytes);
-    let stream = response.bytes_stream().map(move |chunk| {
+    let stream = response.into_body().into_data_stream().map(move |chunk| {
         let chunk = chunk.map_err(std::io::Error::other)?;
         let complete = events.push(&chunk, &mut rewrite);
         if events.oversized() {

@@ -24,6 +24,7 @@
 
 pub mod child_sessions;
 pub mod health;
+mod http_client;
 pub mod launcher;
 mod link;
 pub mod pass_through;

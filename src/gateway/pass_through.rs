@@ -29,6 +29,7 @@ use rmcp::transport::streamable_http_server::session::SessionId;
 use serde_json::Value;
 
 use super::Upstream;
+use super::http_client::UpstreamResponse;
 use super::link::{Link, Passed, Routing, learn_tools, pass_events};
 use super::stateless::{Members, members, parse_error, read_message, value_of, with_caller};
 use crate::auth::validate::Caller;
@@ -241,7 +242,7 @@ impl Shared {
     async fn relay_in(
         &self,
         ours: &SessionId,
-        response: reqwest::Response,
+        response: UpstreamResponse,
         lists_tools: bool,
     ) -> Response {
         if response.status() == StatusCode::NOT_FOUND {
@@ -254,7 +255,7 @@ impl Shared {
     /// The upstream's answer as it came: its status and type, and its body (an event stream
     /// passed on event by event, anything else read whole), each message at most
     /// `--max-body-bytes`. `lists_tools`: a `tools/list`'s answer, whose tools the metrics learn.
-    async fn relay(&self, response: reqwest::Response, lists_tools: bool) -> Response {
+    async fn relay(&self, response: UpstreamResponse, lists_tools: bool) -> Response {
         let status = response.status();
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
         let event_stream = content_type
@@ -285,7 +286,7 @@ impl Shared {
 
     /// An event stream from upstream, passed on as it comes ([`pass_events`]); a `tools/list`
     /// answer in it tells the metrics the upstream's tools.
-    fn relay_events(&self, response: reqwest::Response, lists_tools: bool) -> Response {
+    fn relay_events(&self, response: UpstreamResponse, lists_tools: bool) -> Response {
         let mut learns = lists_tools.then(|| self.link.upstream().clone());
         pass_events(response, self.max_body_bytes, move |data| {
             if let Some(upstream) = learns.take_if(|_| Routing::is_answer(data.as_bytes())) {

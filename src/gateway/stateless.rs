@@ -25,6 +25,7 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::http_client::UpstreamResponse;
 use super::link::{Exchange, Link, Routing, pass_events};
 use super::{CALLER_META_KEY, Upstream, caller_meta};
 use crate::auth::validate::Caller;
@@ -303,7 +304,7 @@ fn negotiated<'a>(asked: Option<&'a str>, ours: &'a str) -> &'a str {
 /// id in the answer. Progress and log messages before it pass unchanged. An event larger than
 /// `max_bytes` (`--max-body-bytes`) ends the stream.
 fn restore_id_in_stream(
-    response: reqwest::Response,
+    response: UpstreamResponse,
     our_id: u64,
     client_id: Box<RawValue>,
     max_bytes: usize,
