@@ -381,6 +381,18 @@ struct HttpLink {
 }
 
 impl HttpLink {
+    /// The configured headers, in a map with room for the ones each request adds (the caller's,
+    /// the session's, the content's, the client's), so that adding them does not grow it.
+    fn request_headers(&self) -> http::HeaderMap {
+        let mut headers = http::HeaderMap::with_capacity(self.headers.len() + 12);
+        headers.extend(
+            self.headers
+                .iter()
+                .map(|(name, value)| (name.clone(), value.clone())),
+        );
+        headers
+    }
+
     /// The client, or the error every request gets when the URL is not one.
     fn client(&self, upstream: &Upstream) -> Result<&UpstreamClient, LinkError> {
         self.client
@@ -420,7 +432,7 @@ impl HttpLink {
         let (Some(client), Some(id)) = (&self.client, &session.id) else {
             return;
         };
-        let mut headers = self.headers.clone();
+        let mut headers = self.request_headers();
         headers.insert(MCP_SESSION_ID, id.clone());
         if let Ok(version) = HeaderValue::from_str(&session.protocol_version) {
             headers.insert(MCP_PROTOCOL_VERSION, version);
@@ -511,7 +523,7 @@ impl HttpLink {
         caller: Option<&Caller>,
     ) -> Result<UpstreamResponse, LinkError> {
         let client = self.client(upstream)?;
-        let mut headers = self.headers.clone();
+        let mut headers = self.request_headers();
         headers.insert(header::CONTENT_TYPE, APPLICATION_JSON);
         headers.insert(header::ACCEPT, JSON_OR_EVENTS);
         headers.extend(caller_headers(caller));
@@ -537,7 +549,7 @@ impl HttpLink {
             Method::GET => HeaderValue::from_static("text/event-stream"),
             _ => JSON_OR_EVENTS,
         };
-        let mut headers = self.headers.clone();
+        let mut headers = self.request_headers();
         headers.insert(header::ACCEPT, accept);
         headers.extend(caller_headers(passed.caller));
         for (name, value) in passed.client_headers {
