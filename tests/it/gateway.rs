@@ -520,6 +520,41 @@ async fn a_stateless_gateway_shares_one_child_and_names_the_caller_in_meta() {
     assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
 }
 
+/// An HTTP upstream that a proxy in the environment intercepts is reached through it (reqwest's
+/// path), and the log says so; the gateway's own connections are only for upstreams reached
+/// directly.
+#[test]
+fn an_upstream_behind_a_proxy_from_the_environment_is_reached_through_it() {
+    let proxy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy_url = format!("http://{}", proxy.local_addr().unwrap());
+    let (first_line, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::{BufRead, Write};
+        let (stream, _) = proxy.accept().unwrap();
+        let mut reader = std::io::BufReader::new(&stream);
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        first_line.send(line.trim_end().to_owned()).unwrap();
+        let refusal = "HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n";
+        let _ = (&stream).write_all(refusal.as_bytes());
+    });
+    let upstream = "http://upstream.invalid:8000/mcp";
+    // NO_PROXY keeps the signing keys' fetch from the test's JWKS server (127.0.0.1) direct.
+    let (server, _jwks) = Server::start_with_keys_unready(
+        &["--stateless", "--upstream", upstream],
+        &[("HTTP_PROXY", &proxy_url), ("NO_PROXY", "127.0.0.1")],
+    );
+    let line = received
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(line, format!("POST {upstream} HTTP/1.1"));
+    server.wait_until(|| {
+        server
+            .stderr()
+            .contains("requests to the upstream go through the proxy named in the environment")
+    });
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_or_refusing_upstream_is_502_and_not_ready() {
     let closed = format!("http://127.0.0.1:{}/mcp", free_port());

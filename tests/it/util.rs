@@ -377,9 +377,13 @@ pub fn program(path: &std::path::Path, dir: &std::path::Path) -> std::process::C
     for name in SERVE_ENV {
         command.env_remove(name);
     }
-    // And any other setting of ours the developer's shell may hold.
+    // And any other setting of ours the developer's shell may hold, and any proxy it names:
+    // tests reach their own servers on loopback.
     for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("SCALEKIT_MCP_") {
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with("SCALEKIT_MCP_")
+            || name_text.to_ascii_uppercase().ends_with("_PROXY")
+        {
             command.env_remove(name);
         }
     }
