@@ -99,11 +99,14 @@ impl UpstreamClient {
                         .build()
                         .unwrap_or_default()
                 });
-                let mut request = reqwest::Request::new(method, self.url.clone());
-                *request.headers_mut() = headers;
-                *request.body_mut() = body.map(reqwest::Body::from);
-                let response = client
-                    .execute(request)
+                // The builder, not a bare `reqwest::Request`: it turns a URL's user and password
+                // into basic authentication (which `headers` may replace).
+                let mut request = client.request(method, self.url.clone()).headers(headers);
+                if let Some(body) = body {
+                    request = request.body(body);
+                }
+                let response = request
+                    .send()
                     .await
                     .map_err(|error| error_chain(&error.without_url()))?;
                 Ok(http::Response::from(response)
@@ -358,6 +361,7 @@ mod tests {
                 "host": header(header::HOST),
                 "target": request.uri().to_string(),
                 "agent": header(header::USER_AGENT),
+                "authorization": header(header::AUTHORIZATION),
                 "port": peer.port(),
             }))
             .into_response()
@@ -394,6 +398,16 @@ mod tests {
         for _ in 0..3 {
             assert_eq!(echoed(&client).await["port"], first["port"]);
         }
+    }
+
+    #[tokio::test]
+    async fn a_user_and_password_in_the_url_go_through_reqwest_as_basic_authentication() {
+        let address = echo_server().await;
+        let client = UpstreamClient::new(url(&format!("http://ada:pa%20ss@{address}/mcp")));
+        assert!(matches!(client.way, Way::Reqwest(_)));
+        let echoed = echoed(&client).await;
+        assert_eq!(echoed["authorization"], "Basic YWRhOnBhIHNz", "ada:pa ss");
+        assert_eq!(echoed["target"], "/mcp");
     }
 
     #[tokio::test]
