@@ -2,10 +2,12 @@
 //!
 //! A plain `http://` upstream that no proxy setting of the environment intercepts (the common
 //! case: the server beside the gateway, on loopback or in the same pod) is reached on kept-alive
-//! HTTP/1.1 connections of the gateway's own, over hyper's connection API. Anything else
-//! (`https://`, or a proxy named by `HTTP_PROXY`/`ALL_PROXY` and not excluded by `NO_PROXY`) goes
-//! through reqwest, which brings TLS and proxies. Which one is decided once, from the URL and the
-//! environment, by the same rules reqwest applies (hyper-util's proxy matcher, which reqwest uses).
+//! HTTP/1.1 connections of the gateway's own, over hyper's connection API. They are opened by
+//! hyper-util's connector, as reqwest opens its own: the system's resolver, IPv6 and IPv4 raced,
+//! no Nagle delay. Anything else (`https://`, a URL with credentials, or a proxy named by
+//! `HTTP_PROXY`/`ALL_PROXY` and not excluded by `NO_PROXY`) goes through reqwest, which brings
+//! TLS, basic authentication and proxies. Which one is decided once, from the URL and the
+//! environment, by the rules reqwest applies (hyper-util's proxy matcher, which reqwest uses).
 //!
 //! Why not reqwest for everything: on the gateway's hot path it costs a bare HTTP/1.1 proxy
 //! about 15 % of its throughput. Per request it clones its connector and its header map, and
@@ -28,8 +30,9 @@ use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::proxy::matcher::Matcher;
-use hyper_util::rt::TokioIo;
+use tower::ServiceExt;
 
 use crate::error::error_chain;
 
@@ -118,8 +121,9 @@ impl UpstreamClient {
 
 /// Kept-alive connections to a plain HTTP upstream, the most recently used first.
 struct Pool {
-    /// `host:port`, to connect to.
-    address: String,
+    connector: HttpConnector,
+    /// `http://host:port`, to connect to.
+    origin: Uri,
     /// The request target: the URL's path and query.
     target: Uri,
     /// The `Host` header: the URL's host, and its port if it names one.
@@ -144,8 +148,12 @@ impl Pool {
         }
         let authority = uri.authority()?;
         let port = url.port_or_known_default()?;
+        let mut connector = HttpConnector::new();
+        // Each message is written whole: no waiting for more to fill a segment.
+        connector.set_nodelay(true);
         Some(Self {
-            address: format!("{}:{port}", authority.host()),
+            connector,
+            origin: format!("http://{}:{port}", authority.host()).parse().ok()?,
             target: uri.path_and_query()?.as_str().parse().ok()?,
             host: HeaderValue::from_str(authority.as_str()).ok()?,
             idle: Mutex::default(),
@@ -211,12 +219,13 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, String> {
-        let stream = tokio::net::TcpStream::connect(self.address.as_str())
+        let stream = self
+            .connector
+            .clone()
+            .oneshot(self.origin.clone())
             .await
-            .map_err(|error| format!("tcp connect error: {error}"))?;
-        // Each message is written whole: no waiting for more to fill a segment.
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .map_err(|error| error_chain(&error))?;
+        let (sender, connection) = hyper::client::conn::http1::handshake(stream)
             .await
             .map_err(|error| error_chain(&error))?;
         tokio::spawn(async move {
@@ -321,14 +330,14 @@ mod tests {
     #[test]
     fn plain_http_is_direct_and_the_rest_goes_through_reqwest() {
         let direct = Pool::for_url(&url("http://127.0.0.1:8080/mcp?x=1"), &no_proxies()).unwrap();
-        assert_eq!(direct.address, "127.0.0.1:8080");
+        assert_eq!(direct.origin, "http://127.0.0.1:8080/");
         assert_eq!(direct.target, "/mcp?x=1");
         assert_eq!(direct.host, "127.0.0.1:8080");
         let default_port = Pool::for_url(&url("http://localhost/"), &no_proxies()).unwrap();
-        assert_eq!(default_port.address, "localhost:80");
+        assert_eq!(default_port.origin, "http://localhost:80/");
         assert_eq!(default_port.host, "localhost");
         let v6 = Pool::for_url(&url("http://[::1]:9000/"), &no_proxies()).unwrap();
-        assert_eq!(v6.address, "[::1]:9000");
+        assert_eq!(v6.origin, "http://[::1]:9000/");
         assert!(Pool::for_url(&url("https://example.com/mcp"), &no_proxies()).is_none());
         // Credentials in the URL are reqwest's to send (as basic authentication).
         let with_password = url("http://user:secret@127.0.0.1:8080/");
