@@ -308,6 +308,11 @@ def rows(args, sk_url, jwks_url):
          "/ready", True, True),
         ("gs", "gateway: serve --stateless --upstream (c)",
          ours(args.bin, "--stateless", "--upstream", "{upstream}"), {}, "/ready", False, True),
+        # (gs) with one worker thread, as the README suggests for a gateway sharing a small machine
+        # with its upstream.
+        ("gs1", "gateway: serve --stateless --upstream (c), TOKIO_WORKER_THREADS=1",
+         ours(args.bin, "--stateless", "--upstream", "{upstream}"), {"TOKIO_WORKER_THREADS": "1"},
+         "/ready", False, True),
         # The Python peer doing the job of (gs): FastMCP's proxy with its own JWT auth, in front of
         # the same (c).
         ("gp", "FastMCP create_proxy + JWTVerifier in front of (c), stateless", [venv_python, proxy],
@@ -517,7 +522,7 @@ def main():
     parser.add_argument("--node-dir", required=True)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per cell; the fastest is kept")
-    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g,gs,gn,gp,gc")
+    parser.add_argument("--rows", default="a,b,c,d,d2,e,f,g,gs,gs1,gn,gp,gc")
     parser.add_argument("--skip-extras", action="store_true", help="no check-token / call timings")
     parser.add_argument("--auth-pairs", type=int, default=10,
                         help="paired runs of rows a and c for the auth overhead (0: none)")
@@ -560,7 +565,7 @@ def main():
                 # The gateway's upstream is row (c), started before it.
                 upstream = next((f"http://127.0.0.1:{r.port}/" for r in started if r.name == "c"), "")
                 started.append(Row(row, log_dir, upstream))
-                if row[0] in ("g", "gs", "gn", "gp") and not upstream:
+                if row[0] in ("g", "gs", "gs1", "gn", "gp") and not upstream:
                     started[-1].fail(f"row {row[0]} needs row c (its upstream) in --rows")
                     continue
                 started[-1].check(token, bad_token)
@@ -619,6 +624,7 @@ def ratios(results):
         ("auth on / auth off (stateless)", "a", "c"),
         ("gateway / its upstream called directly", "g", "c"),
         ("stateless gateway / its upstream called directly", "gs", "c"),
+        ("stateless gateway, one worker thread / its upstream called directly", "gs1", "c"),
         ("stateless gateway / FastMCP proxy", "gs", "gp"),
         ("nginx proxy / its upstream called directly", "gn", "c"),
         ("stateless gateway / nginx proxy", "gs", "gn"),
