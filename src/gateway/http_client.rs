@@ -119,6 +119,11 @@ impl UpstreamClient {
     }
 }
 
+/// Whether `url` carries a user name or password (which reqwest sends as basic authentication).
+fn has_credentials(url: &reqwest::Url) -> bool {
+    !url.username().is_empty() || url.password().is_some()
+}
+
 /// Kept-alive connections to a plain HTTP upstream, the most recently used first.
 struct Pool {
     connector: HttpConnector,
@@ -257,11 +262,6 @@ impl Pool {
 struct PooledBody {
     incoming: Incoming,
     connection: Option<(SendRequest<Full<Bytes>>, Arc<Pool>)>,
-}
-
-/// Whether `url` carries a user name or password (which reqwest sends as basic authentication).
-fn has_credentials(url: &reqwest::Url) -> bool {
-    !url.username().is_empty() || url.password().is_some()
 }
 
 impl PooledBody {

@@ -34,7 +34,21 @@ use crate::server::bad_gateway::rpc_error_response;
 pub struct Session {
     id: Option<HeaderValue>,
     pub protocol_version: String,
+    /// `protocol_version` as the `MCP-Protocol-Version` header each HTTP request carries, made
+    /// once (`None`: not a valid header value, and not sent).
+    version_header: Option<HeaderValue>,
     pub initialize: Value,
+}
+
+impl Session {
+    fn new(id: Option<HeaderValue>, protocol_version: String, initialize: Value) -> Self {
+        Self {
+            id,
+            version_header: HeaderValue::from_str(&protocol_version).ok(),
+            protocol_version,
+            initialize,
+        }
+    }
 }
 
 /// What came back for a message.
@@ -360,11 +374,7 @@ fn session_of(
         .and_then(Value::as_str)
         .unwrap_or(REQUESTED_VERSION)
         .to_owned();
-    Ok(Session {
-        id,
-        protocol_version,
-        initialize: result.clone(),
-    })
+    Ok(Session::new(id, protocol_version, result.clone()))
 }
 
 /// An HTTP upstream: one session, opened on first use and again after a 404.
@@ -434,8 +444,8 @@ impl HttpLink {
         };
         let mut headers = self.request_headers();
         headers.insert(MCP_SESSION_ID, id.clone());
-        if let Ok(version) = HeaderValue::from_str(&session.protocol_version) {
-            headers.insert(MCP_PROTOCOL_VERSION, version);
+        if let Some(version) = &session.version_header {
+            headers.insert(MCP_PROTOCOL_VERSION, version.clone());
         }
         let request = client.send(Method::DELETE, headers, None);
         match tokio::time::timeout(upstream.timeout, request).await {
@@ -528,8 +538,8 @@ impl HttpLink {
         headers.insert(header::ACCEPT, JSON_OR_EVENTS);
         headers.extend(caller_headers(caller));
         if let Some(session) = session {
-            if let Ok(version) = HeaderValue::from_str(&session.protocol_version) {
-                headers.insert(MCP_PROTOCOL_VERSION, version);
+            if let Some(version) = &session.version_header {
+                headers.insert(MCP_PROTOCOL_VERSION, version.clone());
             }
             if let Some(id) = &session.id {
                 headers.insert(MCP_SESSION_ID, id.clone());
@@ -1035,11 +1045,7 @@ impl Child {
         let mut child = Self {
             stdin,
             waiting,
-            session: Arc::new(Session {
-                id: None,
-                protocol_version: REQUESTED_VERSION.into(),
-                initialize: Value::Null,
-            }),
+            session: Arc::new(Session::new(None, REQUESTED_VERSION.into(), Value::Null)),
             exited,
             stop,
         };
