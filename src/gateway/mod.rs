@@ -27,6 +27,7 @@ pub mod health;
 mod http_client;
 pub mod launcher;
 mod link;
+mod message;
 pub mod pass_through;
 mod relay;
 pub mod stateless;

@@ -31,7 +31,8 @@ use serde_json::Value;
 use super::Upstream;
 use super::http_client::UpstreamResponse;
 use super::link::{Link, Passed, Routing, learn_tools, pass_events};
-use super::stateless::{Members, members, parse_error, read_message, value_of, with_caller};
+use super::message::Message;
+use super::stateless::{parse_error, read_message, value_of};
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
 use crate::server::sessions::Sessions;
@@ -358,15 +359,15 @@ impl Outgoing {
     pub async fn read(request: Request, max_body_bytes: usize) -> Result<Self, Response> {
         let (caller, client_headers) = caller_and_headers(&request);
         let body = read_message(request.into_body(), max_body_bytes).await?;
-        let Some(message) = members(&body) else {
+        let Some(message) = Message::parse(&body) else {
             return Err(parse_error());
         };
-        let method = method_of(&message);
-        let id = message.get("id").map_or(Value::Null, |id| value_of(id));
+        let method = message.method();
+        let id = message.get("id").map_or(Value::Null, value_of);
         // A message with a method carries the caller; an answer to the upstream's request
         // (`result` or `error`) goes on as the client wrote it.
         let body = match method {
-            Some(_) => match with_caller(&message, None, caller.as_deref()) {
+            Some(_) => match message.with_caller(None, caller.as_deref()) {
                 Some(body) => body,
                 None => return Err(invalid_params(id)),
             },
@@ -410,12 +411,6 @@ fn caller_and_headers(request: &Request) -> (Option<Arc<Caller>>, Vec<(HeaderNam
         })
         .collect();
     (caller, headers)
-}
-
-fn method_of(message: &Members<'_>) -> Option<String> {
-    message
-        .get("method")
-        .and_then(|method| serde_json::from_str::<String>(method.get()).ok())
 }
 
 fn invalid_params(id: Value) -> Response {

@@ -14,7 +14,6 @@
 //! A failure to reach the upstream is HTTP 502 with a JSON-RPC error naming it, and `/ready`
 //! reports it ([`Health`]) until the upstream answers again.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,9 +24,10 @@ use http::{HeaderValue, Method, StatusCode, header};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
+use super::Upstream;
 use super::http_client::UpstreamResponse;
 use super::link::{Exchange, Link, Routing, pass_events};
-use super::{CALLER_META_KEY, Upstream, caller_meta};
+use super::message::Message;
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
 
@@ -101,13 +101,11 @@ impl Shared {
             Ok(body) => body,
             Err(refusal) => return refusal,
         };
-        let Some(message) = members(&body) else {
+        let Some(message) = Message::parse(&body) else {
             return parse_error();
         };
-        let method = message
-            .get("method")
-            .and_then(|method| serde_json::from_str::<String>(method.get()).ok());
-        let id = message.get("id").copied();
+        let method = message.method();
+        let id = message.get("id");
         match (method.as_deref(), id) {
             (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
             // The shared upstream session was initialized by the gateway itself.
@@ -127,7 +125,7 @@ impl Shared {
 
     /// The upstream's `initialize` answer under the client's id, in the protocol version both
     /// can speak.
-    async fn initialize(&self, id: &RawValue, message: &Members<'_>) -> Response {
+    async fn initialize(&self, id: &RawValue, message: &Message<'_>) -> Response {
         let id = value_of(id);
         let session = match self.link.session().await {
             Ok(session) => session,
@@ -152,12 +150,12 @@ impl Shared {
     async fn request(
         &self,
         client_id: &RawValue,
-        message: Members<'_>,
+        message: Message<'_>,
         caller: Option<&Caller>,
         lists_tools: bool,
     ) -> Response {
         let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let Some(upstream_message) = with_id_and_caller(&message, our_id, caller) else {
+        let Some(upstream_message) = message.with_caller(Some(our_id), caller) else {
             return rpc_error_response(
                 StatusCode::BAD_REQUEST,
                 value_of(client_id),
@@ -212,11 +210,6 @@ pub(super) async fn read_message(body: Body, max_bytes: usize) -> Result<Bytes, 
     Ok(body)
 }
 
-/// The members of the JSON-RPC message in `body` (`None`: answer [`parse_error`]).
-pub(super) fn members(body: &[u8]) -> Option<Members<'_>> {
-    serde_json::from_slice::<Members>(body).ok()
-}
-
 /// 400 for a body that is not a JSON object.
 pub(super) fn parse_error() -> Response {
     rpc_error_response(
@@ -227,67 +220,13 @@ pub(super) fn parse_error() -> Response {
     )
 }
 
-/// A JSON object's members, each left as the text it was: a forwarded message is taken apart
-/// only as far as the gateway changes it.
-pub(super) type Members<'a> = BTreeMap<String, &'a RawValue>;
-
 pub(super) fn value_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
-fn raw(value: &impl serde::Serialize) -> Option<Box<RawValue>> {
-    serde_json::value::to_raw_value(value).ok()
-}
-
-/// `message` with the gateway's id `our_id`, and the caller in its `_meta` ([`with_caller`]).
-fn with_id_and_caller(
-    message: &Members<'_>,
-    our_id: u64,
-    caller: Option<&Caller>,
-) -> Option<Bytes> {
-    with_caller(message, Some(&*raw(&our_id)?), caller)
-}
-
-/// `message` with `_meta["scalekit-mcp/caller"]` of its params set to `caller` (removed without
-/// one: a client's own value never passes), and its id replaced by `id` when given. `None`
-/// when its params or their `_meta` are not objects.
-pub(super) fn with_caller(
-    message: &Members<'_>,
-    id: Option<&RawValue>,
-    caller: Option<&Caller>,
-) -> Option<Bytes> {
-    let mut params: Members = match message.get("params") {
-        Some(params) => serde_json::from_str(params.get()).ok()?,
-        None => Members::new(),
-    };
-    let mut meta: Members = match params.get("_meta") {
-        Some(meta) => serde_json::from_str(meta.get()).ok()?,
-        None => Members::new(),
-    };
-    let caller = caller.and_then(|caller| raw(&caller_meta(caller)));
-    match &caller {
-        Some(caller) => meta.insert(CALLER_META_KEY.to_owned(), caller),
-        None => meta.remove(CALLER_META_KEY),
-    };
-    let meta = raw(&meta)?;
-    params.insert("_meta".to_owned(), &meta);
-    let params = raw(&params)?;
-    let mut outgoing: BTreeMap<&str, &RawValue> = message
-        .iter()
-        .map(|(name, value)| (name.as_str(), *value))
-        .collect();
-    outgoing.insert("params", &params);
-    if let Some(id) = id {
-        outgoing.insert("id", id);
-    }
-    serde_json::to_vec(&outgoing).ok().map(Bytes::from)
-}
-
 /// A JSON-RPC message (`answer`, as the upstream wrote it) with its id replaced by `id`.
 fn with_id(answer: &[u8], id: &RawValue) -> Option<Bytes> {
-    let mut members: Members = serde_json::from_slice(answer).ok()?;
-    members.insert("id".to_owned(), id);
-    serde_json::to_vec(&members).ok().map(Bytes::from)
+    Message::parse(answer)?.with_id(id)
 }
 
 /// The version to answer a client that asked for `asked`, on an upstream session in `ours`:
@@ -343,48 +282,5 @@ mod tests {
         assert_eq!(negotiated(Some("2025-11-25"), "2025-06-18"), "2025-06-18");
         assert_eq!(negotiated(Some("1999-01-01"), "2025-06-18"), "2025-06-18");
         assert_eq!(negotiated(None, "2025-06-18"), "2025-06-18");
-    }
-
-    #[test]
-    fn the_caller_under_meta_is_always_the_gateways() {
-        let caller = Caller {
-            sub: Some("usr_1".into()),
-            ..Caller::default()
-        };
-        let forwarded = |text: &str, caller: Option<&Caller>| -> Value {
-            let members: Members = serde_json::from_str(text).unwrap();
-            serde_json::from_slice(&with_id_and_caller(&members, 9, caller).unwrap()).unwrap()
-        };
-        let spoofed = r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"x","_meta":{"scalekit-mcp/caller":{"sub":"mallory"},"progressToken":7}}}"#;
-        let message = forwarded(spoofed, Some(&caller));
-        assert_eq!(message["id"], 9);
-        assert_eq!(message["params"]["name"], "x");
-        assert_eq!(message["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
-        assert_eq!(message["params"]["_meta"]["progressToken"], 7);
-        let message = forwarded(spoofed, None);
-        assert!(message["params"]["_meta"].get(CALLER_META_KEY).is_none());
-        let bare = forwarded(
-            r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#,
-            Some(&caller),
-        );
-        assert_eq!(bare["params"]["_meta"][CALLER_META_KEY]["sub"], "usr_1");
-        let members: Members =
-            serde_json::from_str(r#"{"id":1,"method":"m","params":[1]}"#).unwrap();
-        assert!(with_id_and_caller(&members, 9, None).is_none());
-    }
-
-    #[test]
-    fn an_answer_gets_the_clients_id_and_keeps_the_rest_as_written() {
-        let id = RawValue::from_string(r#""client-7""#.into()).unwrap();
-        let answer = with_id(
-            br#"{"jsonrpc":"2.0","id":12,"result":{"b":1.50,"a":[]}}"#,
-            &id,
-        )
-        .unwrap();
-        assert_eq!(
-            answer,
-            Bytes::from(r#"{"id":"client-7","jsonrpc":"2.0","result":{"b":1.50,"a":[]}}"#)
-        );
-        assert!(with_id(b"[1]", &id).is_none());
     }
 }
