@@ -833,6 +833,16 @@ impl Caller {
             claims,
         }
     }
+
+    /// Who this is, across tokens: the issuer, and the subject (else the client id). Two callers
+    /// with one principal are one user, or one machine client, whichever token each came with.
+    pub(crate) fn principal(&self) -> (&str, &str) {
+        let subject = self.sub.as_deref().or(self.client_id.as_deref());
+        (
+            self.issuer.as_deref().unwrap_or_default(),
+            subject.unwrap_or_default(),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -7,15 +7,18 @@
 //! JSON-RPC level, below rmcp: the body is read, the caller put under
 //! `_meta["scalekit-mcp/caller"]`, the request id replaced by one of the gateway's own (two
 //! callers may both send id 1 on the one upstream session), and the answer — JSON, or an event
-//! stream with progress before it — goes back with the client's id restored. The caller reaches
+//! stream with progress before it — goes back with the client's id restored. A client's
+//! `notifications/cancelled` reaches its own request under the gateway's id, and nobody else's
+//! ([`InFlight`]). The caller reaches
 //! an HTTP upstream in `X-Forwarded-*` headers as well; a shared child has one environment for
 //! everyone, so a command upstream learns the caller from `_meta` only.
 //!
 //! A failure to reach the upstream is HTTP 502 with a JSON-RPC error naming it, and `/ready`
 //! reports it ([`Health`]) until the upstream answers again.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
@@ -48,6 +51,7 @@ struct Shared {
     link: Link,
     /// The gateway's own request ids, unique on the shared upstream session.
     next_id: AtomicU64,
+    in_flight: InFlight,
     max_body_bytes: usize,
 }
 
@@ -58,6 +62,7 @@ impl Forwarder {
             shared: Arc::new(Shared {
                 link: Link::new(upstream, max_body_bytes),
                 next_id: AtomicU64::new(1),
+                in_flight: InFlight::default(),
                 max_body_bytes,
             }),
         }
@@ -97,6 +102,7 @@ impl Shared {
             return no_streams();
         }
         let caller = request.extensions().get::<Arc<Caller>>().cloned();
+        let caller = caller.as_ref();
         let body = match read_message(request.into_body(), self.max_body_bytes).await {
             Ok(body) => body,
             Err(refusal) => return refusal,
@@ -112,11 +118,17 @@ impl Shared {
             (Some("notifications/initialized"), None) => accepted(),
             (Some(method), Some(id)) => {
                 let lists_tools = method == "tools/list";
-                self.request(id, message, caller.as_deref(), lists_tools)
-                    .await
+                self.request(id, message, caller, lists_tools).await
+            }
+            (Some("notifications/cancelled"), None) => {
+                self.cancel(&message, caller.map(Arc::as_ref)).await
             }
             // A notification, or the client's answer to a request of the upstream's: as it is.
-            _ => match self.link.send(body.clone(), None, caller.as_deref()).await {
+            _ => match self
+                .link
+                .send(body.clone(), None, caller.map(Arc::as_ref))
+                .await
+            {
                 Ok(_) => accepted(),
                 Err(error) => error.response(Value::Null),
             },
@@ -151,10 +163,12 @@ impl Shared {
         &self,
         client_id: &RawValue,
         message: Message<'_>,
-        caller: Option<&Caller>,
+        caller: Option<&Arc<Caller>>,
         lists_tools: bool,
     ) -> Response {
         let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let in_flight = self.in_flight.enter(our_id, caller, client_id);
+        let caller = caller.map(Arc::as_ref);
         let Some(upstream_message) = message.with_caller(Some(our_id), caller) else {
             return rpc_error_response(
                 StatusCode::BAD_REQUEST,
@@ -180,12 +194,105 @@ impl Shared {
                     ),
                 }
             }
-            Ok(Exchange::Stream(response)) => {
-                restore_id_in_stream(response, our_id, client_id.to_owned(), self.max_body_bytes)
-            }
+            Ok(Exchange::Stream(response)) => restore_id_in_stream(
+                response,
+                (our_id, in_flight),
+                client_id.to_owned(),
+                self.max_body_bytes,
+            ),
             Ok(Exchange::Accepted) => accepted(),
             Err(error) => error.response(value_of(client_id)),
         }
+    }
+}
+
+impl Shared {
+    /// A client's `notifications/cancelled`: passed on for each of the caller's requests in flight
+    /// that its client gave the id it names, under the gateway's id for it. Naming none, it is
+    /// dropped: as written, it would name whichever request has that id upstream, someone else's.
+    async fn cancel(&self, message: &Message<'_>, caller: Option<&Caller>) -> Response {
+        let params = message
+            .get("params")
+            .and_then(|params| Message::parse(params.get().as_bytes()));
+        let named = params.as_ref().and_then(|params| params.get("requestId"));
+        let ours = named.map_or_else(Vec::new, |id| self.in_flight.ours(caller, id));
+        if ours.is_empty() {
+            tracing::debug!("a cancellation names no request of its caller's in flight: dropped");
+        }
+        let reason = params
+            .as_ref()
+            .and_then(|params| params.get("reason"))
+            .map(value_of);
+        for id in ours {
+            let mut params = json!({"requestId": id});
+            if let Some(reason) = &reason {
+                params["reason"] = reason.clone();
+            }
+            let cancelled =
+                json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params});
+            let cancelled = Bytes::from(cancelled.to_string());
+            if let Err(error) = self.link.send(cancelled, None, caller).await {
+                return error.response(Value::Null);
+            }
+        }
+        accepted()
+    }
+}
+
+/// The requests on their way upstream, by the gateway's id: whose each is, and the id its client
+/// gave it. A client's cancellation is passed on only for its own requests, found here, since on
+/// the one upstream session every caller's requests are side by side.
+#[derive(Clone, Default)]
+struct InFlight(Arc<Mutex<HashMap<u64, Sent>>>);
+
+struct Sent {
+    caller: Option<Arc<Caller>>,
+    client_id: Box<str>,
+}
+
+impl InFlight {
+    /// Enters the request the gateway sends as `ours`, until the returned entry is dropped.
+    fn enter(&self, ours: u64, caller: Option<&Arc<Caller>>, client_id: &RawValue) -> Entered {
+        let sent = Sent {
+            caller: caller.cloned(),
+            client_id: client_id.get().into(),
+        };
+        self.lock().insert(ours, sent);
+        Entered {
+            in_flight: self.clone(),
+            ours,
+        }
+    }
+
+    /// The gateway's ids of the requests in flight that `caller` (or another token of the same
+    /// principal) sent under `client_id`.
+    fn ours(&self, caller: Option<&Caller>, client_id: &RawValue) -> Vec<u64> {
+        let principal = caller.map(Caller::principal);
+        self.lock()
+            .iter()
+            .filter(|(_, sent)| {
+                *sent.client_id == *client_id.get()
+                    && sent.caller.as_deref().map(Caller::principal) == principal
+            })
+            .map(|(ours, _)| *ours)
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sent>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// A request's place in [`InFlight`], left when its answer has gone back (or its stream ended,
+/// or the client went away).
+struct Entered {
+    in_flight: InFlight,
+    ours: u64,
+}
+
+impl Drop for Entered {
+    fn drop(&mut self) {
+        self.in_flight.lock().remove(&self.ours);
     }
 }
 
@@ -241,14 +348,16 @@ fn negotiated<'a>(asked: Option<&'a str>, ours: &'a str) -> &'a str {
 
 /// An event stream from upstream, passed on as it comes, with `our_id` replaced by the client's
 /// id in the answer. Progress and log messages before it pass unchanged. An event larger than
-/// `max_bytes` (`--max-body-bytes`) ends the stream.
+/// `max_bytes` (`--max-body-bytes`) ends the stream. The request stays in flight (cancellable)
+/// while the stream lasts.
 fn restore_id_in_stream(
     response: UpstreamResponse,
-    our_id: u64,
+    (our_id, in_flight): (u64, Entered),
     client_id: Box<RawValue>,
     max_bytes: usize,
 ) -> Response {
     pass_events(response, max_bytes, move |data| {
+        let _in_flight = &in_flight;
         let answer = Routing::answers(data.as_bytes(), our_id);
         let restored = answer
             .then(|| with_id(data.as_bytes(), &client_id))
@@ -282,5 +391,39 @@ mod tests {
         assert_eq!(negotiated(Some("2025-11-25"), "2025-06-18"), "2025-06-18");
         assert_eq!(negotiated(Some("1999-01-01"), "2025-06-18"), "2025-06-18");
         assert_eq!(negotiated(None, "2025-06-18"), "2025-06-18");
+    }
+
+    #[test]
+    fn a_cancellation_finds_only_its_principals_requests() {
+        let caller = |issuer: &str, sub: &str| {
+            Arc::new(Caller {
+                issuer: Some(issuer.into()),
+                sub: Some(sub.into()),
+                ..Caller::default()
+            })
+        };
+        let id = |text: &str| RawValue::from_string(text.to_owned()).unwrap();
+        let (alice, bob) = (caller("https://a", "alice"), caller("https://a", "bob"));
+        let in_flight = InFlight::default();
+        let first = in_flight.enter(1, Some(&alice), &id("5"));
+        let _second = in_flight.enter(2, Some(&bob), &id("5"));
+        let _third = in_flight.enter(3, Some(&alice), &id(r#""x""#));
+        let _anonymous = in_flight.enter(4, None, &id("5"));
+        assert_eq!(in_flight.ours(Some(&alice), &id("5")), [1]);
+        // Another token of Alice's is Alice; the same subject from another issuer is not.
+        assert_eq!(
+            in_flight.ours(Some(&caller("https://a", "alice")), &id("5")),
+            [1]
+        );
+        assert!(
+            in_flight
+                .ours(Some(&caller("https://b", "alice")), &id("5"))
+                .is_empty()
+        );
+        assert_eq!(in_flight.ours(Some(&bob), &id("5")), [2]);
+        assert_eq!(in_flight.ours(Some(&alice), &id(r#""x""#)), [3]);
+        assert_eq!(in_flight.ours(None, &id("5")), [4]);
+        drop(first);
+        assert!(in_flight.ours(Some(&alice), &id("5")).is_empty());
     }
 }

@@ -520,6 +520,77 @@ async fn a_stateless_gateway_shares_one_child_and_names_the_caller_in_meta() {
     assert_eq!(server.get_blocking("/ready").unwrap().0, 200);
 }
 
+/// A `notifications/cancelled` naming the request id `id`.
+fn cancel(id: Value, reason: &str) -> Value {
+    json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": id, "reason": reason}})
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_passes_a_cancellation_on_for_the_callers_own_request_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("lines").to_str().unwrap().to_owned();
+    // A shared child that records every line it reads and answers only `initialize`.
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"recording","version":"1"}}}"#;
+    let script = format!(
+        r#"while read -r line; do
+  echo "$line" >> "$0"
+  case "$line" in *'"method":"initialize"'*) echo '{initialized}' ;; esac
+done"#
+    );
+    let (server, _jwks, alice) = gateway(&["--stateless", "--", "sh", "-c", &script, &record]);
+    let recorded = |wanted: &str| {
+        server.wait_until(|| std::fs::read_to_string(&record).is_ok_and(|l| l.contains(wanted)));
+        std::fs::read_to_string(&record).unwrap()
+    };
+
+    // Alice's call waits: the child never answers it.
+    let url = server.url("/");
+    let waiting = {
+        let (url, alice) = (url.clone(), alice.clone());
+        let call = json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+            "params": {"name": "slow", "arguments": {}}});
+        tokio::spawn(async move { http_post(&url, Some(&alice), &call).await })
+    };
+    let lines = recorded("tools/call");
+    let sent: Value = lines
+        .lines()
+        .find(|line| line.contains("tools/call"))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .unwrap();
+    let ours = sent["id"].clone();
+    assert_ne!(ours, json!(5), "the gateway's own id upstream: {lines}");
+
+    // Mallory names Alice's id, and the gateway's; Alice names an id she has not in flight.
+    let mut claims = good_claims();
+    claims["sub"] = json!("mallory");
+    let mallory = mint(&claims);
+    for (token, id) in [
+        (&mallory, json!(5)),
+        (&mallory, ours.clone()),
+        (&alice, json!(6)),
+    ] {
+        let reply = stateless_post(&server, token, &cancel(id, "not mine")).await;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+    }
+    // Alice's own cancellation reaches her request, under the gateway's id for it.
+    let reply = stateless_post(&server, &alice, &cancel(json!(5), "changed my mind")).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let lines = recorded("notifications/cancelled");
+    let cancelled: Vec<Value> = lines
+        .lines()
+        .filter(|line| line.contains("notifications/cancelled"))
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(cancelled.len(), 1, "only Alice's own: {lines}");
+    assert_eq!(cancelled[0]["params"]["requestId"], ours, "{lines}");
+    assert_eq!(
+        cancelled[0]["params"]["reason"], "changed my mind",
+        "{lines}"
+    );
+    waiting.abort();
+}
+
 /// An HTTP upstream that a proxy in the environment intercepts is reached through it (reqwest's
 /// path), and the log says so; the gateway's own connections are only for upstreams reached
 /// directly.

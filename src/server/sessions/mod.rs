@@ -106,25 +106,17 @@ struct Owner {
 
 impl Owner {
     fn of(caller: &Caller) -> Self {
+        let (issuer, subject) = caller.principal();
         Self {
-            issuer: caller.issuer.as_deref().unwrap_or_default().into(),
-            subject: subject(caller).into(),
+            issuer: issuer.into(),
+            subject: subject.into(),
         }
     }
 
     /// Compared field by field: no allocation on the request path.
     fn is(&self, caller: &Caller) -> bool {
-        *self.issuer == *caller.issuer.as_deref().unwrap_or_default()
-            && *self.subject == *subject(caller)
+        caller.principal() == (&*self.issuer, &*self.subject)
     }
-}
-
-fn subject(caller: &Caller) -> &str {
-    caller
-        .sub
-        .as_deref()
-        .or(caller.client_id.as_deref())
-        .unwrap_or_default()
 }
 
 /// One live session. `owner` and `slot` are filled in when the guard sees the `initialize`
