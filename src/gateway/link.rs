@@ -70,6 +70,11 @@ pub struct LinkError {
 }
 
 impl LinkError {
+    /// Whether the upstream did not answer within `--upstream-timeout`.
+    pub fn is_timeout(&self) -> bool {
+        self.status == StatusCode::GATEWAY_TIMEOUT
+    }
+
     /// What went wrong, naming the upstream.
     pub fn message(&self) -> &str {
         &self.message

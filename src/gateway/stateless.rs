@@ -29,7 +29,7 @@ use serde_json::{Value, json};
 
 use super::Upstream;
 use super::http_client::UpstreamResponse;
-use super::link::{Exchange, Link, Routing, pass_events};
+use super::link::{Exchange, Link, LinkError, Routing, pass_events};
 use super::message::Message;
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
@@ -201,7 +201,15 @@ impl Shared {
                 self.max_body_bytes,
             ),
             Ok(Exchange::Accepted) => accepted(),
-            Err(error) => error.response(value_of(client_id)),
+            Err(error) => {
+                if error.is_timeout() {
+                    // As a client does with a request it stops waiting for (the MCP spec), so the
+                    // upstream does not go on with it for nobody.
+                    let reason = json!("the gateway's --upstream-timeout passed");
+                    let _ = self.cancel_upstream(our_id, Some(&reason), caller).await;
+                }
+                error.response(value_of(client_id))
+            }
         }
     }
 }
@@ -224,18 +232,28 @@ impl Shared {
             .and_then(|params| params.get("reason"))
             .map(value_of);
         for id in ours {
-            let mut params = json!({"requestId": id});
-            if let Some(reason) = &reason {
-                params["reason"] = reason.clone();
-            }
-            let cancelled =
-                json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params});
-            let cancelled = Bytes::from(cancelled.to_string());
-            if let Err(error) = self.link.send(cancelled, None, caller).await {
+            if let Err(error) = self.cancel_upstream(id, reason.as_ref(), caller).await {
                 return error.response(Value::Null);
             }
         }
         accepted()
+    }
+
+    /// Tells the upstream that the gateway's request `ours` is cancelled.
+    async fn cancel_upstream(
+        &self,
+        ours: u64,
+        reason: Option<&Value>,
+        caller: Option<&Caller>,
+    ) -> Result<Exchange, LinkError> {
+        let mut params = json!({"requestId": ours});
+        if let Some(reason) = reason {
+            params["reason"] = reason.clone();
+        }
+        let cancelled =
+            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params});
+        let cancelled = Bytes::from(cancelled.to_string());
+        self.link.send(cancelled, None, caller).await
     }
 }
 

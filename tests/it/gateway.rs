@@ -526,11 +526,11 @@ fn cancel(id: Value, reason: &str) -> Value {
         "params": {"requestId": id, "reason": reason}})
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stateless_gateway_passes_a_cancellation_on_for_the_callers_own_request_only() {
+/// A stateless gateway with `flags` in front of a shared child that records every line it reads
+/// in a file, and answers only `initialize`; the lines recorded, once one contains `wanted`.
+fn recording_stateless_gateway(flags: &[&str]) -> (Server, JwksServer, String, Recording) {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("lines").to_str().unwrap().to_owned();
-    // A shared child that records every line it reads and answers only `initialize`.
     let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"recording","version":"1"}}}"#;
     let script = format!(
         r#"while read -r line; do
@@ -538,11 +538,40 @@ async fn a_stateless_gateway_passes_a_cancellation_on_for_the_callers_own_reques
   case "$line" in *'"method":"initialize"'*) echo '{initialized}' ;; esac
 done"#
     );
-    let (server, _jwks, alice) = gateway(&["--stateless", "--", "sh", "-c", &script, &record]);
-    let recorded = |wanted: &str| {
-        server.wait_until(|| std::fs::read_to_string(&record).is_ok_and(|l| l.contains(wanted)));
-        std::fs::read_to_string(&record).unwrap()
-    };
+    let mut args = vec!["--stateless"];
+    args.extend(flags);
+    args.extend(["--", "sh", "-c", &script, &record]);
+    let (server, jwks, token) = gateway(&args);
+    (server, jwks, token, Recording { _dir: dir, record })
+}
+
+/// The file a recording child writes each line it reads to.
+struct Recording {
+    _dir: tempfile::TempDir,
+    record: String,
+}
+
+impl Recording {
+    /// The lines recorded, once one contains `wanted`.
+    fn once(&self, server: &Server, wanted: &str) -> String {
+        let read = || std::fs::read_to_string(&self.record);
+        server.wait_until(|| read().is_ok_and(|lines| lines.contains(wanted)));
+        read().unwrap()
+    }
+}
+
+/// The messages among `lines` (JSON, one a line) with the method `method`.
+fn recorded_messages(lines: &str, method: &str) -> Vec<Value> {
+    lines
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|message| message["method"] == method)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_passes_a_cancellation_on_for_the_callers_own_request_only() {
+    let (server, _jwks, alice, recording) = recording_stateless_gateway(&[]);
 
     // Alice's call waits: the child never answers it.
     let url = server.url("/");
@@ -552,13 +581,8 @@ done"#
             "params": {"name": "slow", "arguments": {}}});
         tokio::spawn(async move { http_post(&url, Some(&alice), &call).await })
     };
-    let lines = recorded("tools/call");
-    let sent: Value = lines
-        .lines()
-        .find(|line| line.contains("tools/call"))
-        .map(|line| serde_json::from_str(line).unwrap())
-        .unwrap();
-    let ours = sent["id"].clone();
+    let lines = recording.once(&server, "tools/call");
+    let ours = recorded_messages(&lines, "tools/call")[0]["id"].clone();
     assert_ne!(ours, json!(5), "the gateway's own id upstream: {lines}");
 
     // Mallory names Alice's id, and the gateway's; Alice names an id she has not in flight.
@@ -576,12 +600,8 @@ done"#
     // Alice's own cancellation reaches her request, under the gateway's id for it.
     let reply = stateless_post(&server, &alice, &cancel(json!(5), "changed my mind")).await;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let lines = recorded("notifications/cancelled");
-    let cancelled: Vec<Value> = lines
-        .lines()
-        .filter(|line| line.contains("notifications/cancelled"))
-        .map(|line| serde_json::from_str(line).unwrap())
-        .collect();
+    let lines = recording.once(&server, "notifications/cancelled");
+    let cancelled = recorded_messages(&lines, "notifications/cancelled");
     assert_eq!(cancelled.len(), 1, "only Alice's own: {lines}");
     assert_eq!(cancelled[0]["params"]["requestId"], ours, "{lines}");
     assert_eq!(
@@ -589,6 +609,25 @@ done"#
         "{lines}"
     );
     waiting.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_cancels_upstream_what_it_stops_waiting_for() {
+    let (server, _jwks, token, recording) =
+        recording_stateless_gateway(&["--upstream-timeout", "1"]);
+    let call = tool_call("slow", json!({}));
+    let reply = stateless_post(&server, &token, &call).await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.rpc()["id"], 3, "{}", reply.body);
+    let lines = recording.once(&server, "notifications/cancelled");
+    let ours = &recorded_messages(&lines, "tools/call")[0]["id"];
+    let cancelled = recorded_messages(&lines, "notifications/cancelled");
+    assert_eq!(cancelled.len(), 1, "{lines}");
+    assert_eq!(&cancelled[0]["params"]["requestId"], ours, "{lines}");
+    assert_eq!(
+        cancelled[0]["params"]["reason"], "the gateway's --upstream-timeout passed",
+        "{lines}"
+    );
 }
 
 /// An HTTP upstream that a proxy in the environment intercepts is reached through it (reqwest's
