@@ -167,8 +167,32 @@ impl Shared {
                 let lists_tools = outgoing.method.as_deref() == Some("tools/list");
                 self.relay_in(&ours, response, lists_tools).await
             }
-            Err(error) => error.response(outgoing.id),
+            Err(error) => {
+                if error.is_timeout() && outgoing.is_request() {
+                    self.give_up(&outgoing, upstream_id.as_ref()).await;
+                }
+                error.response(outgoing.id)
+            }
         }
+    }
+
+    /// Tells the upstream session that the client's request is cancelled, once the gateway has
+    /// stopped waiting for it and answered 504 (as a client does with a request it gives up on),
+    /// so that the upstream does not go on with it for nobody.
+    async fn give_up(&self, outgoing: &Outgoing, upstream_id: Option<&HeaderValue>) {
+        let cancelled = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": outgoing.id, "reason": "the gateway's --upstream-timeout passed"},
+        });
+        let passed = Passed {
+            method: Method::POST,
+            session: upstream_id,
+            client_headers: outgoing.client_headers.clone(),
+            body: Some(Bytes::from(cancelled.to_string())),
+            caller: outgoing.caller.as_deref(),
+        };
+        let _ = self.link.pass(passed).await;
     }
 
     /// The `GET` stream of session `ours`: the upstream's, resumed from the client's

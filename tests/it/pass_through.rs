@@ -37,7 +37,8 @@ struct Record {
 }
 
 /// A stateful MCP server that gives out sessions `upstream-1`, `upstream-2`… to the tests'
-/// clients (and `probe` to the gateway's readiness probe), and records every request. A tool call is answered with an event stream: a log message (event id 41), then the
+/// clients (and `probe` to the gateway's readiness probe), and records every request (a call of
+/// the tool `slow` only after 3 s). A tool call is answered with an event stream: a log message (event id 41), then the
 /// result (id 42) naming the caller the upstream saw in `_meta`. The `GET` stream sends one
 /// list-changed notification (event id 9) and ends.
 struct Recorder {
@@ -54,7 +55,13 @@ impl Recorder {
                 "/mcp",
                 axum::routing::any(move |method: Method, headers: HeaderMap, body: String| {
                     let state = state.clone();
-                    async move { answer(&state, method, headers, &body) }
+                    async move {
+                        // A call of the tool `slow` is answered after 3 s.
+                        if body.contains(r#""name":"slow""#) {
+                            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        }
+                        answer(&state, method, headers, &body)
+                    }
                 }),
             )
         });
@@ -378,4 +385,33 @@ async fn at_shutdown_the_upstream_sessions_are_deleted() {
     assert!(exited.success(), "{exited:?}\n{}", server.stderr());
     assert!(recorder.deleted("upstream-1"), "{:?}", recorder.seen());
     assert!(recorder.deleted("upstream-2"), "{:?}", recorder.seen());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_the_gateway_stops_waiting_for_is_cancelled_in_its_upstream_session() {
+    let recorder = Recorder::start();
+    let (server, _keys) = gateway(&recorder, &["--upstream-timeout", "1"]);
+    let url = server.url("/");
+    let token = mint(&good_claims());
+    let session = open(&url, &token).await;
+    let slow = json!({"jsonrpc": "2.0", "id": "call-7", "method": "tools/call",
+        "params": {"name": "slow", "arguments": {}}});
+    let reply = post(&url, &token, &session, &slow).await;
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.json()["id"], "call-7", "{}", reply.body);
+    let cancellation = |seen: &Seen| seen.body["method"] == "notifications/cancelled";
+    server.wait_until(|| recorder.seen().iter().any(cancellation));
+    let seen = recorder.seen();
+    let cancelled: Vec<&Seen> = seen.iter().filter(|seen| cancellation(seen)).collect();
+    assert_eq!(cancelled.len(), 1, "{seen:?}");
+    // The session's own at the upstream (the call itself is never recorded: the upstream
+    // records a call when it answers, and the gateway had hung up by then).
+    assert_eq!(cancelled[0].session(), Some("upstream-1"), "{seen:?}");
+    let params = &cancelled[0].body["params"];
+    assert_eq!(params["requestId"], "call-7", "{seen:?}");
+    assert_eq!(params["reason"], "the gateway's --upstream-timeout passed");
+    assert_eq!(
+        cancelled[0].header("authorization"),
+        Some("Bearer gateway-secret")
+    );
 }
