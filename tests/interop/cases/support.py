@@ -288,8 +288,8 @@ def curl_tool_call(url: str, token: str | None, tool: str, arguments: dict) -> t
     notifications/initialized, then the call. The token goes to curl on stdin (`-H @-`), never
     on its command line. Returns (HTTP status of the call, WWW-Authenticate, JSON-RPC message).
 
-    TODO(call): once `scalekit-mcp call` is merged, the oidc-provider case also runs it (see
-    test_oidc_provider.py::test_call_and_tools_with_our_client); this stays as the check that a
+    The oidc-provider case runs `scalekit-mcp call` too
+    (test_oidc_provider.py::test_call_and_tools_with_our_client); this stays as the check that a
     token from `scalekit-mcp token` works with any HTTP client.
     """
     headers = "Content-Type: application/json\nAccept: application/json, text/event-stream\n"

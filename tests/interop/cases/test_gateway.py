@@ -657,3 +657,57 @@ def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstre
     else:
         assert logs.count("opened the shared session") == 1, logs
     assert_no_secret(logs, token)
+
+
+@pytest.mark.parametrize("upstream", ["stdio", "http"])
+def test_stateless_gateway_passes_a_cancellation_for_the_callers_own_request_only(procs, tmp_path, upstream):
+    """With `--stateless`, every caller's requests share one upstream session under the gateway's
+    ids (counting from 1). A client's `notifications/cancelled` reaches its own request there, and
+    server-everything (the TypeScript SDK) then sends no answer for it; another caller naming the
+    same id, or the gateway's ids, reaches nothing."""
+    gateway = everything_gateway(procs, tmp_path, upstream, flags=("--stateless", "--upstream-timeout", "4"))
+    _, other_token = dev_token(gateway.server)
+
+    def long_call(request_id: str) -> dict:
+        return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": {
+            "name": "trigger-long-running-operation", "arguments": {"duration": 2, "steps": 2}}}
+
+    def cancel(request_id) -> dict:
+        return {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": request_id, "reason": "interop"}}
+
+    async def post(http, token: str, message: dict, timeout: float = 15):
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        return await http.post(gateway.server, json=message, headers=headers, timeout=timeout)
+
+    async def scenario():
+        async with httpx2.AsyncClient() as http:
+            first = asyncio.create_task(post(http, gateway.token, long_call("long-1")))
+            await asyncio.sleep(0.5)
+            others = [(await post(http, other_token, cancel(request_id))).status_code
+                      for request_id in ("long-1", 1, 2, 3)]
+            first = await first
+            second = asyncio.create_task(post(http, gateway.token, long_call("long-2"), timeout=8))
+            await asyncio.sleep(0.5)
+            own = (await post(http, gateway.token, cancel("long-2"))).status_code
+            try:
+                second = await second
+            except httpx2.ReadTimeout:
+                second = None
+            return others, first, own, second
+
+    others, first, own, second = run_async(scenario())
+    assert others == [202, 202, 202, 202], others
+    assert first.status_code == 200, first.text
+    assert "Long running operation completed." in first.text, first.text
+    assert own == 202
+    if upstream == "http":
+        # The upstream's event stream stays open without an answer: the client gives up reading.
+        assert second is None, second.text
+    else:
+        # The shared child never answers: past --upstream-timeout the gateway answers 504.
+        assert second is not None and second.status_code == 504, second and second.text
+        assert "Long running operation completed." not in second.text, second.text
+    logs = gateway.serve.logs()
+    assert_no_secret(logs, gateway.token)
+    assert_no_secret(logs, other_token)
