@@ -212,9 +212,7 @@ impl Shared {
             }
         }
     }
-}
 
-impl Shared {
     /// A client's `notifications/cancelled`: passed on for each of the caller's requests in flight
     /// that its client gave the id it names, under the gateway's id for it. Naming none, it is
     /// dropped: as written, it would name whichever request has that id upstream, someone else's.
