@@ -342,6 +342,12 @@ impl Routing {
             .is_ok_and(|routing| routing.method.is_none() && routing.id.is_some())
     }
 
+    /// The id of `message` if it is a request (of the upstream's own, in a stream).
+    pub fn request_id(message: &[u8]) -> Option<Value> {
+        let routing = serde_json::from_slice::<Routing>(message).ok()?;
+        routing.method.and(routing.id)
+    }
+
     /// Whether `message` is the answer to the gateway's request `id`.
     pub fn answers(message: &[u8], id: u64) -> bool {
         serde_json::from_slice::<Routing>(message)

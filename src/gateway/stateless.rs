@@ -9,7 +9,8 @@
 //! callers may both send id 1 on the one upstream session), and the answer — JSON, or an event
 //! stream with progress before it — goes back with the client's id restored. A client's
 //! `notifications/cancelled` reaches its own request under the gateway's id, and nobody else's
-//! ([`InFlight`]). The caller reaches
+//! ([`InFlight`]); a client's answer to a request of the upstream's goes up only from a caller
+//! that request was passed to ([`Asked`]). The caller reaches
 //! an HTTP upstream in `X-Forwarded-*` headers as well; a shared child has one environment for
 //! everyone, so a command upstream learns the caller from `_meta` only.
 //!
@@ -52,6 +53,7 @@ struct Shared {
     /// The gateway's own request ids, unique on the shared upstream session.
     next_id: AtomicU64,
     in_flight: InFlight,
+    asked: Asked,
     max_body_bytes: usize,
 }
 
@@ -63,6 +65,7 @@ impl Forwarder {
                 link: Link::new(upstream, max_body_bytes),
                 next_id: AtomicU64::new(1),
                 in_flight: InFlight::default(),
+                asked: Asked::default(),
                 max_body_bytes,
             }),
         }
@@ -123,6 +126,11 @@ impl Shared {
             (Some("notifications/cancelled"), None) => {
                 self.cancel(&message, caller.map(Arc::as_ref)).await
             }
+            // The client's answer to a request of the upstream's: only from the one asked.
+            (None, Some(id)) if !self.asked.take(caller.map(Arc::as_ref), id) => {
+                tracing::debug!("an answer to no request passed to its caller: dropped");
+                accepted()
+            }
             // A notification, or the client's answer to a request of the upstream's: as it is.
             _ => match self
                 .link
@@ -163,12 +171,12 @@ impl Shared {
         &self,
         client_id: &RawValue,
         message: Message<'_>,
-        caller: Option<&Arc<Caller>>,
+        shared_caller: Option<&Arc<Caller>>,
         lists_tools: bool,
     ) -> Response {
         let our_id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let in_flight = self.in_flight.enter(our_id, caller, client_id);
-        let caller = caller.map(Arc::as_ref);
+        let in_flight = self.in_flight.enter(our_id, shared_caller, client_id);
+        let caller = shared_caller.map(Arc::as_ref);
         let Some(upstream_message) = message.with_caller(Some(our_id), caller) else {
             return rpc_error_response(
                 StatusCode::BAD_REQUEST,
@@ -198,6 +206,7 @@ impl Shared {
                 response,
                 (our_id, in_flight),
                 client_id.to_owned(),
+                self.asked.of(shared_caller),
                 self.max_body_bytes,
             ),
             Ok(Exchange::Accepted) => accepted(),
@@ -312,6 +321,72 @@ impl Drop for Entered {
     }
 }
 
+/// The upstream's own requests (a `ping`, or sampling, elicitation or roots from an upstream
+/// that asks although the shared session declares no such capability), passed to a client in the
+/// event stream of one of its requests, by the upstream's id: whose each is. On the one upstream
+/// session, a client's answer goes up only for a request passed to the same principal, so that
+/// no caller answers in another's place.
+#[derive(Clone, Default)]
+struct Asked(Arc<Mutex<HashMap<String, Option<Arc<Caller>>>>>);
+
+impl Asked {
+    /// The requests asked in the stream of a request of `caller`'s.
+    fn of(&self, caller: Option<&Arc<Caller>>) -> AskedInStream {
+        AskedInStream {
+            asked: self.clone(),
+            caller: caller.cloned(),
+            ids: Vec::new(),
+        }
+    }
+
+    /// Whether the upstream's request `id` was passed to `caller` (or another token of the same
+    /// principal) and is still open; if so, it is answered now.
+    fn take(&self, caller: Option<&Caller>, id: &RawValue) -> bool {
+        let key = value_of(id).to_string();
+        let mut asked = self.lock();
+        let asked_of = asked
+            .get(&key)
+            .map(|asked| asked.as_deref().map(Caller::principal));
+        match asked_of {
+            Some(principal) if principal == caller.map(Caller::principal) => {
+                asked.remove(&key);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Arc<Caller>>>> {
+        self.0.lock().unwrap_or_else(|poison| poison.into_inner())
+    }
+}
+
+/// The upstream's requests passed on in one event stream; those still unanswered are forgotten
+/// when the stream ends (the upstream has then answered the request the stream was for, or
+/// given up on it).
+struct AskedInStream {
+    asked: Asked,
+    caller: Option<Arc<Caller>>,
+    ids: Vec<String>,
+}
+
+impl AskedInStream {
+    fn note(&mut self, id: &Value) {
+        let key = id.to_string();
+        self.asked.lock().insert(key.clone(), self.caller.clone());
+        self.ids.push(key);
+    }
+}
+
+impl Drop for AskedInStream {
+    fn drop(&mut self) {
+        let mut asked = self.asked.lock();
+        for id in &self.ids {
+            asked.remove(id);
+        }
+    }
+}
+
 /// A request's body, read whole: 413 past `max_bytes` (`--max-body-bytes`), 400 for a batch.
 pub(super) async fn read_message(body: Body, max_bytes: usize) -> Result<Bytes, Response> {
     let Ok(body) = axum::body::to_bytes(body, max_bytes).await else {
@@ -363,17 +438,23 @@ fn negotiated<'a>(asked: Option<&'a str>, ours: &'a str) -> &'a str {
 }
 
 /// An event stream from upstream, passed on as it comes, with `our_id` replaced by the client's
-/// id in the answer. Progress and log messages before it pass unchanged. An event larger than
-/// `max_bytes` (`--max-body-bytes`) ends the stream. The request stays in flight (cancellable)
-/// while the stream lasts.
+/// id in the answer. Progress, log messages and the upstream's own requests before it pass
+/// unchanged; those requests are noted as asked of this caller (`asked`) while the stream lasts,
+/// as is the request itself as in flight (cancellable). An event larger than `max_bytes`
+/// (`--max-body-bytes`) ends the stream.
 fn restore_id_in_stream(
     response: UpstreamResponse,
     (our_id, in_flight): (u64, Entered),
     client_id: Box<RawValue>,
+    mut asked: AskedInStream,
     max_bytes: usize,
 ) -> Response {
     pass_events(response, max_bytes, move |data| {
         let _in_flight = &in_flight;
+        if let Some(request) = Routing::request_id(data.as_bytes()) {
+            asked.note(&request);
+            return None;
+        }
         let answer = Routing::answers(data.as_bytes(), our_id);
         let restored = answer
             .then(|| with_id(data.as_bytes(), &client_id))

@@ -630,6 +630,118 @@ async fn a_stateless_gateway_cancels_upstream_what_it_stops_waiting_for() {
     );
 }
 
+/// An HTTP upstream, stateful, whose tool call first asks the client (an elicitation, id
+/// `up-1`, on the call's event stream) and then answers with the `content` of the answer it got.
+/// Every answer it receives is kept in the returned list.
+fn asking_upstream() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use axum::response::IntoResponse;
+    use futures::StreamExt;
+    use std::sync::{Arc, Mutex};
+    type Waiting = Arc<Mutex<Option<tokio::sync::oneshot::Sender<Value>>>>;
+    let answers: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let kept = answers.clone();
+    let waiting: Waiting = Arc::default();
+    let addr = serve_on_a_thread(move |_| {
+        axum::Router::new().route(
+            "/mcp",
+            axum::routing::post(move |body: String| {
+                let (answers, waiting) = (answers.clone(), waiting.clone());
+                async move {
+                    let message: Value = serde_json::from_str(&body).unwrap();
+                    let id = message["id"].clone();
+                    let session = [("mcp-session-id", "s-1")];
+                    match message["method"].as_str() {
+                        Some("initialize") => (session, axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {
+                            "protocolVersion": "2025-11-25", "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "asking", "version": "1"}}})))
+                            .into_response(),
+                        Some("tools/call") => {
+                            let (answered, answer) = tokio::sync::oneshot::channel();
+                            *waiting.lock().unwrap() = Some(answered);
+                            let ask = json!({"jsonrpc": "2.0", "id": "up-1", "method": "elicitation/create",
+                                "params": {"message": "who?", "requestedSchema": {"type": "object"}}});
+                            let first = format!("data: {ask}\n\n");
+                            let then = async move {
+                                let answer = answer.await.unwrap_or(Value::Null);
+                                let result = json!({"jsonrpc": "2.0", "id": id, "result": {
+                                    "content": [{"type": "text", "text": answer["result"]["content"]["name"]}]}});
+                                Ok::<_, std::io::Error>(format!("data: {result}\n\n"))
+                            };
+                            let events = futures::stream::once(async move { Ok::<_, std::io::Error>(first) })
+                                .chain(futures::stream::once(then));
+                            let body = axum::body::Body::from_stream(events);
+                            ([("content-type", "text/event-stream")], body).into_response()
+                        }
+                        Some("ping") => axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": {}}))
+                            .into_response(),
+                        Some(_) => http::StatusCode::ACCEPTED.into_response(),
+                        None => {
+                            answers.lock().unwrap().push(message.clone());
+                            if let Some(waiting) = waiting.lock().unwrap().take() {
+                                let _ = waiting.send(message);
+                            }
+                            http::StatusCode::ACCEPTED.into_response()
+                        }
+                    }
+                }
+            }),
+        )
+    });
+    (format!("http://{addr}/mcp"), kept)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_takes_an_answer_to_the_upstreams_request_only_from_the_caller_asked() {
+    use futures::StreamExt;
+    let (upstream, answers) = asking_upstream();
+    let (server, _jwks, alice) = gateway(&["--stateless", "--upstream", &upstream]);
+    let mut claims = good_claims();
+    claims["sub"] = json!("mallory");
+    let mallory = mint(&claims);
+    let url = server.url("/");
+    let call = tool_call("ask", json!({}));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(&alice)
+        .header("accept", "application/json, text/event-stream")
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let mut body = String::new();
+    while !body.contains("\n\n") {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(30), chunks.next());
+        body.push_str(std::str::from_utf8(&chunk.await.unwrap().unwrap().unwrap()).unwrap());
+    }
+    assert!(body.contains(r#""method":"elicitation/create""#), "{body}");
+    let answer = |name: &str| json!({"jsonrpc": "2.0", "id": "up-1", "result": {"action": "accept", "content": {"name": name}}});
+    // Mallory answers first, in Alice's place: the upstream never sees it.
+    let reply = stateless_post(&server, &mallory, &answer("mallory")).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let reply = stateless_post(&server, &alice, &answer("alice")).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    while let Some(chunk) = chunks.next().await {
+        body.push_str(std::str::from_utf8(&chunk.unwrap()).unwrap());
+    }
+    let last = body
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .next_back()
+        .unwrap();
+    let last: Value = serde_json::from_str(last).unwrap();
+    assert_eq!(last["id"], 3, "the client's own id: {body}");
+    assert_eq!(tool_text(&last), "alice", "{body}");
+    let received = answers.lock().unwrap().clone();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0]["result"]["content"]["name"], "alice");
+    // Once answered (and once its stream is over), the request takes no further answer.
+    let reply = stateless_post(&server, &alice, &answer("again")).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(answers.lock().unwrap().len(), 1);
+}
+
 /// An HTTP upstream that a proxy in the environment intercepts is reached through it (reqwest's
 /// path), and the log says so; the gateway's own connections are only for upstreams reached
 /// directly.
