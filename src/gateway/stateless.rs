@@ -10,7 +10,9 @@
 //! stream with progress before it — goes back with the client's id restored. A client's
 //! `notifications/cancelled` reaches its own request under the gateway's id, and nobody else's
 //! ([`InFlight`]); a client's answer to a request of the upstream's goes up only from a caller
-//! that request was passed to ([`Asked`]). The caller reaches
+//! that request was passed to ([`Asked`]). A client hears from the upstream only in its own
+//! requests' streams, so what needs a session to be delivered (resource subscriptions, list
+//! changes, a log level) is not offered or not passed on. The caller reaches
 //! an HTTP upstream in `X-Forwarded-*` headers as well; a shared child has one environment for
 //! everyone, so a command upstream learns the caller from `_meta` only.
 //!
@@ -119,6 +121,15 @@ impl Shared {
             (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
             // The shared upstream session was initialized by the gateway itself.
             (Some("notifications/initialized"), None) => accepted(),
+            // The shared session's log level is everyone's: no caller sets it for the others.
+            // As with any stateless server, the level lasts no longer than the request.
+            (Some("logging/setLevel"), Some(id)) => {
+                axum::Json(json!({"jsonrpc": "2.0", "id": value_of(id), "result": {}}))
+                    .into_response()
+            }
+            (Some(method @ ("resources/subscribe" | "resources/unsubscribe")), Some(id)) => {
+                no_subscriptions(method, id)
+            }
             (Some(method), Some(id)) => {
                 let lists_tools = method == "tools/list";
                 self.request(id, message, caller, lists_tools).await
@@ -161,6 +172,9 @@ impl Shared {
             .and_then(Value::as_str);
         let version = negotiated(asked, &session.protocol_version);
         result["protocolVersion"] = Value::String(version.to_owned());
+        if let Some(capabilities) = result.get_mut("capabilities") {
+            without_session_notifications(capabilities);
+        }
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
     }
 
@@ -420,6 +434,38 @@ pub(super) fn parse_error() -> Response {
 
 pub(super) fn value_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
+}
+
+/// The upstream's capabilities less what needs a session to be delivered: a client hears from
+/// the shared session only in the event stream of a request of its own, so no resource update
+/// and no list change would ever reach it.
+fn without_session_notifications(capabilities: &mut Value) {
+    if let Some(resources) = capabilities
+        .get_mut("resources")
+        .and_then(Value::as_object_mut)
+    {
+        resources.remove("subscribe");
+    }
+    for kind in ["tools", "prompts", "resources"] {
+        if let Some(kind) = capabilities.get_mut(kind).and_then(Value::as_object_mut) {
+            kind.remove("listChanged");
+        }
+    }
+}
+
+/// The answer to a subscription request, which the shared session cannot serve (see
+/// [`without_session_notifications`]); passed on, it would stay on the upstream's session for
+/// good, with updates for no one.
+fn no_subscriptions(method: &str, id: &RawValue) -> Response {
+    rpc_error_response(
+        StatusCode::OK,
+        value_of(id),
+        -32601,
+        format!(
+            "{method} is not available through a --stateless gateway: resource updates need an \
+             MCP session to reach the client; run the gateway without --stateless"
+        ),
+    )
 }
 
 /// A JSON-RPC message (`answer`, as the upstream wrote it) with its id replaced by `id`.

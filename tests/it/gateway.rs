@@ -531,7 +531,7 @@ fn cancel(id: Value, reason: &str) -> Value {
 fn recording_stateless_gateway(flags: &[&str]) -> (Server, JwksServer, String, Recording) {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("lines").to_str().unwrap().to_owned();
-    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"recording","version":"1"}}}"#;
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"prompts":{"listChanged":true},"logging":{}},"serverInfo":{"name":"recording","version":"1"}}}"#;
     let script = format!(
         r#"while read -r line; do
   echo "$line" >> "$0"
@@ -567,6 +567,54 @@ fn recorded_messages(lines: &str, method: &str) -> Vec<Value> {
         .map(|line| serde_json::from_str::<Value>(line).unwrap())
         .filter(|message| message["method"] == method)
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stateless_gateway_offers_no_more_than_its_shared_session_can_deliver() {
+    let (server, _jwks, token, recording) = recording_stateless_gateway(&[]);
+
+    // No resource updates or list changes: they could reach no client.
+    let init = stateless_post(&server, &token, &initialize()).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    assert_eq!(
+        init.json()["result"]["capabilities"],
+        json!({"tools": {}, "resources": {}, "prompts": {}, "logging": {}}),
+    );
+
+    // The shared session's log level is not one caller's to set for everyone.
+    let set_level = json!({"jsonrpc": "2.0", "id": 2, "method": "logging/setLevel",
+        "params": {"level": "debug"}});
+    let reply = stateless_post(&server, &token, &set_level).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(
+        reply.json(),
+        json!({"jsonrpc": "2.0", "id": 2, "result": {}})
+    );
+
+    for (id, method) in [(3, "resources/subscribe"), (4, "resources/unsubscribe")] {
+        let subscribe = json!({"jsonrpc": "2.0", "id": id, "method": method,
+            "params": {"uri": "file:///doc"}});
+        let reply = stateless_post(&server, &token, &subscribe).await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let error = &reply.json()["error"];
+        assert_eq!(error["code"], -32601, "{}", reply.body);
+        let message = error["message"].as_str().unwrap();
+        assert!(message.starts_with(method), "{message}");
+        assert!(message.contains("without --stateless"), "{message}");
+    }
+
+    // None of the three went up: the upstream sees only what came after them.
+    let after = json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"});
+    let reply = stateless_post(&server, &token, &after).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let lines = recording.once(&server, "notifications/roots/list_changed");
+    for method in [
+        "logging/setLevel",
+        "resources/subscribe",
+        "resources/unsubscribe",
+    ] {
+        assert!(recorded_messages(&lines, method).is_empty(), "{lines}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -39,6 +39,7 @@ import mcp_types as types
 import pytest
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.exceptions import MCPError
 
 from support import (
     NODE,
@@ -619,7 +620,8 @@ def test_gateway_without_a_token_gets_401_and_starts_no_upstream(procs, tmp_path
 @pytest.mark.parametrize("upstream", ["stdio", "http"])
 def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstream):
     """`serve --stateless` in front of server-everything: one shared upstream session (one child
-    for stdio), each request forwarded on it, answered under the client's own ids."""
+    for stdio), each request forwarded on it, answered under the client's own ids; what the
+    shared session could not deliver (subscriptions, list changes) is not offered."""
     gateway = everything_gateway(procs, tmp_path, upstream, flags=("--stateless",))
     server, token = gateway.server, gateway.token
     seen: list[tuple[float, float | None]] = []
@@ -636,10 +638,24 @@ def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstre
             prompt = await client.get_prompt("args-prompt", {"city": "Lisbon"})
             long = await client.call_tool("trigger-long-running-operation", {"duration": 0.6, "steps": 3},
                                           progress_callback=on_progress)
-            return client.server_info, tools, echo, total, document, prompt, long
+            # Answered by the gateway: the shared session's level is not one caller's to set.
+            await client.set_logging_level("debug")
+            try:
+                await client.subscribe_resource(DOCUMENT)
+                refused = None
+            except MCPError as error:
+                refused = error
+            return client.server_info, client.server_capabilities, tools, echo, total, document, prompt, long, refused
 
-    info, tools, echo, total, document, prompt, long = run_async(scenario())
+    info, capabilities, tools, echo, total, document, prompt, long, refused = run_async(scenario())
     assert info.name == "mcp-servers/everything", info
+    # server-everything offers subscriptions and list changes; the shared session could deliver
+    # neither, so the gateway does not offer them.
+    assert not capabilities.resources.subscribe and not capabilities.resources.list_changed, capabilities
+    assert not capabilities.tools.list_changed and not capabilities.prompts.list_changed, capabilities
+    assert capabilities.logging is not None, capabilities
+    assert refused is not None and refused.code == -32601, refused
+    assert "without --stateless" in refused.message, refused.message
     assert {"echo", "get-sum"} <= {tool.name for tool in tools.tools}
     assert text_of(echo) == "Echo: stateless"
     assert text_of(total) == "The sum of 2 and 40 is 42."
