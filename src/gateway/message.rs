@@ -93,6 +93,25 @@ impl<'a> Message<'a> {
         })
     }
 
+    /// This message without the member `name` of its params, or `None` when its params name no
+    /// such member (the message is then sent as it is). Rare, so rebuilt rather than spliced.
+    pub fn without_param(&self, name: &str) -> Option<Vec<u8>> {
+        let params_text = self.get("params")?.get();
+        // Most messages show at once that they cannot name it: without the name's letters, and
+        // without an escape (`"\u0074ask"` is `task` too).
+        if !params_text.contains(name) && !params_text.contains('\\') {
+            return None;
+        }
+        let params = Message::parse(params_text.as_bytes())?;
+        params.get(name)?;
+        let mut kept = params.last_of_each();
+        kept.remove(name);
+        let kept = raw(&kept)?;
+        let mut members = self.last_of_each();
+        members.insert("params", &kept);
+        serde_json::to_vec(&members).ok()
+    }
+
     fn spliced_with_caller(
         &self,
         id: Option<u64>,
@@ -303,6 +322,35 @@ mod tests {
             scopes: vec!["mcp:tools".into()],
             ..Caller::default()
         }
+    }
+
+    #[test]
+    fn a_param_is_taken_out_however_its_name_is_written() {
+        let without_task = |text: &str| {
+            let message = Message::parse(text.as_bytes()).unwrap();
+            message
+                .without_param("task")
+                .map(|text| serde_json::from_slice::<Value>(&text).unwrap())
+        };
+        let plain = json!({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+            "params": {"name": "research", "arguments": {"task": "kept"}}});
+        for text in [
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"research","arguments":{"task":"kept"},"task":{"ttl":60000}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"\u0074ask":{},"name":"research","arguments":{"task":"kept"}}}"#,
+            r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"task":1,"name":"research","task":2,"arguments":{"task":"kept"}}}"#,
+        ] {
+            assert_eq!(without_task(text), Some(plain.clone()), "{text}");
+        }
+        // Named only deeper (an argument), or not at all: the message goes as it is.
+        assert_eq!(without_task(&plain.to_string()), None);
+        assert_eq!(
+            without_task(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#),
+            None
+        );
+        assert_eq!(
+            without_task(r#"{"id":1,"method":"x","params":{"note":"\u00e9"}}"#),
+            None
+        );
     }
 
     fn forwarded(text: &str, id: Option<u64>, caller: Option<&Caller>) -> Option<Value> {

@@ -11,8 +11,8 @@
 //! `notifications/cancelled` reaches its own request under the gateway's id, and nobody else's
 //! ([`InFlight`]); a client's answer to a request of the upstream's goes up only from a caller
 //! that request was passed to ([`Asked`]). A client hears from the upstream only in its own
-//! requests' streams, so what needs a session to be delivered (resource subscriptions, list
-//! changes, a log level) is not offered or not passed on. The caller reaches
+//! requests' streams, so what needs a session of its own (resource subscriptions, list changes,
+//! a log level, tasks) is not offered or not passed on. The caller reaches
 //! an HTTP upstream in `X-Forwarded-*` headers as well; a shared child has one environment for
 //! everyone, so a command upstream learns the caller from `_meta` only.
 //!
@@ -128,11 +128,28 @@ impl Shared {
                     .into_response()
             }
             (Some(method @ ("resources/subscribe" | "resources/unsubscribe")), Some(id)) => {
-                no_subscriptions(method, id)
+                not_stateless(
+                    method,
+                    id,
+                    "resource updates need an MCP session to reach a client",
+                )
             }
+            (Some(method), Some(id)) if method.starts_with("tasks/") => not_stateless(
+                method,
+                id,
+                "the upstream keeps tasks in its session, which every caller of this gateway shares",
+            ),
             (Some(method), Some(id)) => {
                 let lists_tools = method == "tools/list";
-                self.request(id, message, caller, lists_tools).await
+                // A receiver that declares no tasks takes a task-augmented request as a plain one
+                // (MCP 2025-11-25): the upstream must not make a task every caller could read.
+                match message.without_param("task") {
+                    Some(plain) => match Message::parse(&plain) {
+                        Some(plain) => self.request(id, plain, caller, lists_tools).await,
+                        None => parse_error(),
+                    },
+                    None => self.request(id, message, caller, lists_tools).await,
+                }
             }
             (Some("notifications/cancelled"), None) => {
                 self.cancel(&message, caller.map(Arc::as_ref)).await
@@ -173,7 +190,7 @@ impl Shared {
         let version = negotiated(asked, &session.protocol_version);
         result["protocolVersion"] = Value::String(version.to_owned());
         if let Some(capabilities) = result.get_mut("capabilities") {
-            without_session_notifications(capabilities);
+            shared_session_capabilities(capabilities);
         }
         axum::Json(json!({"jsonrpc": "2.0", "id": id, "result": result})).into_response()
     }
@@ -436,10 +453,10 @@ pub(super) fn value_of(raw: &RawValue) -> Value {
     serde_json::from_str(raw.get()).unwrap_or(Value::Null)
 }
 
-/// The upstream's capabilities less what needs a session to be delivered: a client hears from
-/// the shared session only in the event stream of a request of its own, so no resource update
-/// and no list change would ever reach it.
-fn without_session_notifications(capabilities: &mut Value) {
+/// The upstream's capabilities less what one shared session cannot offer each caller: a client
+/// hears from it only in the event stream of a request of its own, so no resource update and no
+/// list change would ever reach it; and its tasks would be every caller's.
+fn shared_session_capabilities(capabilities: &mut Value) {
     if let Some(resources) = capabilities
         .get_mut("resources")
         .and_then(Value::as_object_mut)
@@ -451,19 +468,23 @@ fn without_session_notifications(capabilities: &mut Value) {
             kind.remove("listChanged");
         }
     }
+    if let Some(capabilities) = capabilities.as_object_mut() {
+        capabilities.remove("tasks");
+    }
 }
 
-/// The answer to a subscription request, which the shared session cannot serve (see
-/// [`without_session_notifications`]); passed on, it would stay on the upstream's session for
-/// good, with updates for no one.
-fn no_subscriptions(method: &str, id: &RawValue) -> Response {
+/// The answer to a request the shared session cannot serve (see
+/// [`shared_session_capabilities`]), `because` of what. Passed on, a subscription would stay on
+/// the upstream's session for good with updates for no one, and `tasks/list` would show every
+/// caller's tasks.
+fn not_stateless(method: &str, id: &RawValue, because: &str) -> Response {
     rpc_error_response(
         StatusCode::OK,
         value_of(id),
         -32601,
         format!(
-            "{method} is not available through a --stateless gateway: resource updates need an \
-             MCP session to reach the client; run the gateway without --stateless"
+            "{method} is not available through a --stateless gateway ({because}); run the \
+             gateway without --stateless"
         ),
     )
 }

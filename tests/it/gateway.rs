@@ -531,7 +531,7 @@ fn cancel(id: Value, reason: &str) -> Value {
 fn recording_stateless_gateway(flags: &[&str]) -> (Server, JwksServer, String, Recording) {
     let dir = tempfile::tempdir().unwrap();
     let record = dir.path().join("lines").to_str().unwrap().to_owned();
-    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"prompts":{"listChanged":true},"logging":{}},"serverInfo":{"name":"recording","version":"1"}}}"#;
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{"listChanged":true},"resources":{"subscribe":true,"listChanged":true},"prompts":{"listChanged":true},"logging":{},"tasks":{"list":{},"cancel":{},"requests":{"tools":{"call":{}}}}},"serverInfo":{"name":"recording","version":"1"}}}"#;
     let script = format!(
         r#"while read -r line; do
   echo "$line" >> "$0"
@@ -603,18 +603,35 @@ async fn a_stateless_gateway_offers_no_more_than_its_shared_session_can_deliver(
         assert!(message.contains("without --stateless"), "{message}");
     }
 
-    // None of the three went up: the upstream sees only what came after them.
-    let after = json!({"jsonrpc": "2.0", "method": "notifications/roots/list_changed"});
-    let reply = stateless_post(&server, &token, &after).await;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let lines = recording.once(&server, "notifications/roots/list_changed");
+    // Tasks would be every caller's on the one session: none are offered, none are made.
+    let list = json!({"jsonrpc": "2.0", "id": 5, "method": "tasks/list"});
+    let reply = stateless_post(&server, &token, &list).await;
+    assert_eq!(reply.json()["error"]["code"], -32601, "{}", reply.body);
+    let call = json!({"jsonrpc": "2.0", "id": 6, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"task": "an argument"}, "task": {"ttl": 60000}}});
+    let waiting = {
+        let (url, token) = (server.url("/"), token.clone());
+        tokio::spawn(async move { http_post(&url, Some(&token), &call).await })
+    };
+
+    // None of the refused went up, and the call went as a plain one.
+    let lines = recording.once(&server, "tools/call");
     for method in [
         "logging/setLevel",
         "resources/subscribe",
         "resources/unsubscribe",
+        "tasks/list",
     ] {
         assert!(recorded_messages(&lines, method).is_empty(), "{lines}");
     }
+    let params = &recorded_messages(&lines, "tools/call")[0]["params"];
+    assert!(params.get("task").is_none(), "{lines}");
+    assert_eq!(
+        params["arguments"],
+        json!({"task": "an argument"}),
+        "{lines}"
+    );
+    waiting.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -676,6 +676,47 @@ def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstre
 
 
 @pytest.mark.parametrize("upstream", ["stdio", "http"])
+def test_stateless_gateway_keeps_one_callers_tasks_from_another(procs, tmp_path, upstream):
+    """server-everything runs tasks (2025-11-25, SEP-1686) and keeps them per session: behind a
+    `--stateless` gateway that session is everyone's, so `tasks/list` and `tasks/result` would
+    hand one caller's task to another. The gateway offers no tasks there: the capability is left
+    out, `tasks/*` are refused, and a task-augmented call is sent on as a plain one (what a
+    receiver without the capability does), so the task-only tool refuses it and no task is made."""
+    gateway = everything_gateway(procs, tmp_path, upstream, flags=("--stateless",))
+    _, other_token = dev_token(gateway.server)
+
+    async def post(http, token: str, message: dict) -> dict:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream"}
+        response = await http.post(gateway.server, json=message, headers=headers, timeout=30)
+        assert response.status_code == 200, response.text
+        data = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+        return json.loads(data[-1] if data else response.text)
+
+    initialize = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "interop", "version": "1"}}}
+    research = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "simulate-research-query", "arguments": {"topic": "gateways"}, "task": {"ttl": 60000}}}
+
+    async def scenario():
+        async with httpx2.AsyncClient() as http:
+            init = await post(http, gateway.token, initialize)
+            call = await post(http, gateway.token, research)
+            listed = await post(http, other_token, {"jsonrpc": "2.0", "id": 2, "method": "tasks/list"})
+            fetched = await post(http, other_token, {"jsonrpc": "2.0", "id": 3, "method": "tasks/result",
+                                                     "params": {"taskId": "any"}})
+            return init, call, listed, fetched
+
+    init, call, listed, fetched = run_async(scenario())
+    assert "tasks" not in init["result"]["capabilities"], init
+    # Sent on without its task, the call is the tool's own refusal, not a task of the session's.
+    assert "task" not in call.get("result", {}), call
+    assert "error" in call or call["result"].get("isError"), call
+    for refused in (listed, fetched):
+        assert refused["error"]["code"] == -32601, refused
+        assert "without --stateless" in refused["error"]["message"], refused
+
+
+@pytest.mark.parametrize("upstream", ["stdio", "http"])
 def test_stateless_gateway_passes_a_cancellation_for_the_callers_own_request_only(procs, tmp_path, upstream):
     """With `--stateless`, every caller's requests share one upstream session under the gateway's
     ids (counting from 1). A client's `notifications/cancelled` reaches its own request there, and
