@@ -8,7 +8,8 @@ official Python MCP SDK client (`mcp` 2.x) with a bearer token from `serve --dev
   initialize (server info, capabilities, protocol version), tools (list, call), the client's
   capabilities reaching the upstream, progress (the client's callback and token), sampling,
   elicitation and roots (the upstream asks the client; the answer reaches the tool's result),
-  resources (list, templates, read, subscribe, updates), prompts (list, get), completion, ping,
+  resources (list, templates, read, subscribe, updates), tasks (list, get, result), prompts
+  (list, get), completion, ping,
   logging (setLevel filters; log notifications in and outside a request), and for stdio the
   caller in the child's environment.
 - A FastMCP server behind `serve --dev --upstream http://127.0.0.1:P/mcp` returns the
@@ -673,6 +674,56 @@ def test_stateless_gateway_in_front_of_server_everything(procs, tmp_path, upstre
     else:
         assert logs.count("opened the shared session") == 1, logs
     assert_no_secret(logs, token)
+
+
+def test_gateway_passes_tasks_in_the_callers_own_session(everything):
+    """Stateful, tasks (2025-11-25, SEP-1686) pass both ways as they are: server-everything's
+    task-only tool answers with a task, and tasks/list, tasks/get and tasks/result reach it in
+    the caller's session. Another caller's session (its own child, or upstream session) has none."""
+    _, other_token = dev_token(everything.server)
+
+    async def post(http, token: str, message: dict, session: str | None = None) -> tuple[str | None, dict]:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
+                   "MCP-Protocol-Version": "2025-11-25"}
+        if session:
+            headers["Mcp-Session-Id"] = session
+        response = await http.post(everything.server, json=message, headers=headers, timeout=30)
+        assert response.status_code in (200, 202), response.text
+        data = [line[len("data: "):] for line in response.text.splitlines() if line.startswith("data: ")]
+        body = data[-1] if data else response.text
+        return response.headers.get("mcp-session-id"), json.loads(body) if body.strip() else {}
+
+    async def open_session(http, token: str) -> tuple[str, dict]:
+        session, init = await post(http, token, {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "interop", "version": "1"}}})
+        await post(http, token, {"jsonrpc": "2.0", "method": "notifications/initialized"}, session)
+        return session, init
+
+    async def scenario():
+        async with httpx2.AsyncClient() as http:
+            session, init = await open_session(http, everything.token)
+            _, call = await post(http, everything.token, {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+                "name": "simulate-research-query", "arguments": {"topic": "gateways"}, "task": {"ttl": 60000}}},
+                session)
+            task = call["result"]["task"]["taskId"]
+            _, listed = await post(http, everything.token, {"jsonrpc": "2.0", "id": 2, "method": "tasks/list"},
+                                   session)
+            _, status = await post(http, everything.token, {"jsonrpc": "2.0", "id": 3, "method": "tasks/get",
+                                                            "params": {"taskId": task}}, session)
+            # tasks/result waits for the task to finish (its four stages take a few seconds).
+            _, result = await post(http, everything.token, {"jsonrpc": "2.0", "id": 4, "method": "tasks/result",
+                                                            "params": {"taskId": task}}, session)
+            other_session, _ = await open_session(http, other_token)
+            _, others = await post(http, other_token, {"jsonrpc": "2.0", "id": 5, "method": "tasks/list"},
+                                   other_session)
+            return init, task, listed, status, result, others
+
+    init, task, listed, status, result, others = run_async(scenario())
+    assert init["result"]["capabilities"]["tasks"]["requests"] == {"tools": {"call": {}}}, init
+    assert [each["taskId"] for each in listed["result"]["tasks"]] == [task], listed
+    assert status["result"]["taskId"] == task and status["result"]["status"] in ("working", "completed"), status
+    assert result["result"]["content"][0]["text"].startswith("# Research Report: gateways"), result
+    assert others["result"]["tasks"] == [], others
 
 
 @pytest.mark.parametrize("upstream", ["stdio", "http"])
