@@ -121,36 +121,7 @@ impl Shared {
             (Some("initialize"), Some(id)) => self.initialize(id, &message).await,
             // The shared upstream session was initialized by the gateway itself.
             (Some("notifications/initialized"), None) => accepted(),
-            // The shared session's log level is everyone's: no caller sets it for the others.
-            // As with any stateless server, the level lasts no longer than the request.
-            (Some("logging/setLevel"), Some(id)) => {
-                axum::Json(json!({"jsonrpc": "2.0", "id": value_of(id), "result": {}}))
-                    .into_response()
-            }
-            (Some(method @ ("resources/subscribe" | "resources/unsubscribe")), Some(id)) => {
-                not_stateless(
-                    method,
-                    id,
-                    "resource updates need an MCP session to reach a client",
-                )
-            }
-            (Some(method), Some(id)) if method.starts_with("tasks/") => not_stateless(
-                method,
-                id,
-                "the upstream keeps tasks in its session, which every caller of this gateway shares",
-            ),
-            (Some(method), Some(id)) => {
-                let lists_tools = method == "tools/list";
-                // A receiver that declares no tasks takes a task-augmented request as a plain one
-                // (MCP 2025-11-25): the upstream must not make a task every caller could read.
-                match message.without_param("task") {
-                    Some(plain) => match Message::parse(&plain) {
-                        Some(plain) => self.request(id, plain, caller, lists_tools).await,
-                        None => parse_error(),
-                    },
-                    None => self.request(id, message, caller, lists_tools).await,
-                }
-            }
+            (Some(method), Some(id)) => self.client_request(id, message, method, caller).await,
             (Some("notifications/cancelled"), None) => {
                 self.cancel(&message, caller.map(Arc::as_ref)).await
             }
@@ -168,6 +139,47 @@ impl Shared {
                 Ok(_) => accepted(),
                 Err(error) => error.response(Value::Null),
             },
+        }
+    }
+
+    /// A client's request: forwarded, unless it needs a session of the client's own (see
+    /// [`shared_session_capabilities`]).
+    async fn client_request(
+        &self,
+        id: &RawValue,
+        message: Message<'_>,
+        method: &str,
+        caller: Option<&Arc<Caller>>,
+    ) -> Response {
+        match method {
+            // The shared session's log level is everyone's: no caller sets it for the others.
+            // As with any stateless server, the level lasts no longer than the request.
+            "logging/setLevel" => {
+                axum::Json(json!({"jsonrpc": "2.0", "id": value_of(id), "result": {}}))
+                    .into_response()
+            }
+            "resources/subscribe" | "resources/unsubscribe" => not_stateless(
+                method,
+                id,
+                "resource updates need an MCP session to reach a client",
+            ),
+            _ if method.starts_with("tasks/") => not_stateless(
+                method,
+                id,
+                "the upstream keeps tasks in its session, which every caller of this gateway shares",
+            ),
+            _ => {
+                let lists_tools = method == "tools/list";
+                // A receiver that declares no tasks takes a task-augmented request as a plain one
+                // (MCP 2025-11-25): the upstream must not make a task every caller could read.
+                match message.without_param("task") {
+                    Some(plain) => match Message::parse(&plain) {
+                        Some(plain) => self.request(id, plain, caller, lists_tools).await,
+                        None => parse_error(),
+                    },
+                    None => self.request(id, message, caller, lists_tools).await,
+                }
+            }
         }
     }
 
