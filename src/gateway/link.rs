@@ -906,7 +906,7 @@ struct Restarts {
 
 /// A running child: its stdin, the requests waiting for an answer, and its session.
 struct Child {
-    stdin: tokio::sync::Mutex<tokio::process::ChildStdin>,
+    stdin: SharedStdin,
     waiting: Arc<Mutex<Waiting>>,
     session: Arc<Session>,
     exited: CancellationToken,
@@ -1041,10 +1041,11 @@ impl Child {
         let stop = CancellationToken::new();
         let last_stderr = Arc::new(Mutex::new(String::new()));
         tokio::spawn(keep_last_stderr(stderr, number, last_stderr.clone()));
-        let stdin = tokio::sync::Mutex::new(stdin);
+        let stdin = Arc::new(tokio::sync::Mutex::new(stdin));
         tokio::spawn(read_answers(
             FramedRead::new(stdout, LinesCodec::new_with_max_length(max_message_bytes)),
             process,
+            stdin.clone(),
             waiting.clone(),
             Ends {
                 exited: exited.clone(),
@@ -1111,12 +1112,18 @@ impl Child {
     }
 }
 
+/// A shared child's stdin: the gateway's requests are written to it, and its answers to the
+/// child's own requests.
+type SharedStdin = Arc<tokio::sync::Mutex<tokio::process::ChildStdin>>;
+
 /// Reads the child's stdout until it closes: answers go to their requests; the child's own
-/// requests are declined (there is no one client to ask); its notifications are logged. Then
-/// waits for the child and tells every waiting request why it gets no answer.
+/// requests are answered by the gateway ([`answer_for_child`]: there is no one client to ask);
+/// its notifications are logged. Then waits for the child and tells every waiting request why
+/// it gets no answer.
 async fn read_answers(
     mut lines: FramedRead<tokio::process::ChildStdout, LinesCodec>,
     mut process: tokio::process::Child,
+    stdin: SharedStdin,
     waiting: Arc<Mutex<Waiting>>,
     ends: Ends,
     last_stderr: Arc<Mutex<String>>,
@@ -1162,9 +1169,20 @@ async fn read_answers(
                     let _ = answer.send(Bytes::from(line));
                 }
             }
-            (Some(_), _) => tracing::debug!(
-                "{upstream} sent a message no client of a stateless gateway can take"
-            ),
+            (Some(_), _) => match routing.id {
+                Some(id) => {
+                    let answer = answer_for_child(&line, id);
+                    // Written on its own, so that a child blocked on a full stdin while it
+                    // writes stdout is still read here.
+                    let stdin = stdin.clone();
+                    tokio::spawn(async move {
+                        let _ = write_line(&mut *stdin.lock().await, &answer).await;
+                    });
+                }
+                None => tracing::debug!(
+                    "{upstream} sent a notification no client of a stateless gateway can take"
+                ),
+            },
             (None, None) => {
                 tracing::debug!("{upstream} sent an answer to no request of the gateway's")
             }
@@ -1198,6 +1216,29 @@ async fn read_answers(
     // Dropping the senders answers every waiting request with "gone".
     waiting.answers.clear();
     ends.exited.cancel();
+}
+
+/// The gateway's answer to a request of a shared child's own: a `ping` is answered; anything
+/// else (sampling, elicitation, roots) is declined as by a client without that capability, so
+/// that the child does not wait for an answer that would never come.
+fn answer_for_child(line: &str, id: Value) -> Vec<u8> {
+    #[derive(serde::Deserialize)]
+    struct Asked {
+        method: String,
+    }
+    let method =
+        serde_json::from_str::<Asked>(line).map_or_else(|_| String::new(), |asked| asked.method);
+    let answer = match method.as_str() {
+        "ping" => json!({"jsonrpc": "2.0", "id": id, "result": {}}),
+        _ => {
+            tracing::debug!("a shared child asked {method} of the gateway: declined");
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": -32601, "message": format!(
+                "{method} is not available: a --stateless gateway's shared session has no one \
+                 client to ask"
+            )}})
+        }
+    };
+    answer.to_string().into_bytes()
 }
 
 /// Writes `message` to a child as one line. A line break in JSON text outside a string is

@@ -545,6 +545,46 @@ done"#
     (server, jwks, token, Recording { _dir: dir, record })
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_child_that_asks_the_gateway_is_answered() {
+    // Once initialized, the child pings its client and asks it for a form; it records the lines
+    // it reads.
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("lines").to_str().unwrap().to_owned();
+    let initialized = r#"{"jsonrpc":"2.0","id":0,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"asking","version":"1"}}}"#;
+    let ping = r#"{"jsonrpc":"2.0","id":"p-1","method":"ping"}"#;
+    let ask = r#"{"jsonrpc":"2.0","id":"e-1","method":"elicitation/create","params":{"message":"who?","requestedSchema":{"type":"object"}}}"#;
+    let script = format!(
+        r#"while read -r line; do
+  echo "$line" >> "$0"
+  case "$line" in
+    *'"method":"initialize"'*) echo '{initialized}' ;;
+    *'"method":"notifications/initialized"'*) echo '{ping}'; echo '{ask}' ;;
+  esac
+done"#
+    );
+    let (server, _jwks, _token) = gateway(&["--stateless", "--", "sh", "-c", &script, &record]);
+    let recording = Recording { _dir: dir, record };
+
+    recording.once(&server, r#""p-1""#);
+    let lines = recording.once(&server, r#""e-1""#);
+    let answer = |id: &str| {
+        lines
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .find(|message| message["id"] == id)
+            .unwrap()
+    };
+    assert_eq!(
+        answer("p-1"),
+        json!({"jsonrpc": "2.0", "id": "p-1", "result": {}})
+    );
+    let declined = answer("e-1");
+    assert_eq!(declined["error"]["code"], -32601, "{lines}");
+    let message = declined["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("elicitation/create"), "{message}");
+}
+
 /// The file a recording child writes each line it reads to.
 struct Recording {
     _dir: tempfile::TempDir,
