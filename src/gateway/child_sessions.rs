@@ -46,7 +46,7 @@ use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
 
 use super::Upstream;
-use super::link::{LinkError, learn_tools, stop, write_line};
+use super::link::{GAVE_UP, LinkError, cancelled_notification, learn_tools, stop, write_line};
 use super::pass_through::{
     MCP_SESSION_ID, Outgoing, Route, new_session_id, no_session_id, session_not_found,
 };
@@ -432,12 +432,8 @@ impl ChildSession {
         lock(&self.routes)
             .waiting
             .retain(|waiting| waiting.id != key);
-        let cancelled = serde_json::json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/cancelled",
-            "params": {"requestId": id, "reason": "the gateway's --upstream-timeout passed"},
-        });
-        let _ = self.write(upstream, cancelled.to_string().as_bytes()).await;
+        let cancelled = cancelled_notification(id.clone(), Some(GAVE_UP.into()));
+        let _ = self.write(upstream, &cancelled).await;
     }
 
     /// Sends the client's `initialize` and waits, until `deadline`, for everything the child

@@ -322,6 +322,19 @@ fn initialized_notification() -> Bytes {
     to_bytes(&json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))
 }
 
+/// Why the gateway cancels a request upstream that it stopped waiting for (504).
+pub const GAVE_UP: &str = "the gateway's --upstream-timeout passed";
+
+/// `notifications/cancelled` for the request `id`, with `reason` if there is one. The gateway
+/// sends it for a request it stops waiting for, as the MCP spec has a client do.
+pub fn cancelled_notification(id: Value, reason: Option<Value>) -> Bytes {
+    let mut params = json!({"requestId": id});
+    if let Some(reason) = reason {
+        params["reason"] = reason;
+    }
+    to_bytes(&json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params}))
+}
+
 fn to_bytes(message: &Value) -> Bytes {
     Bytes::from(serde_json::to_vec(message).unwrap_or_default())
 }
@@ -336,22 +349,29 @@ pub struct Routing {
 }
 
 impl Routing {
-    /// Whether `message` is an answer (to any request).
-    pub fn is_answer(message: &[u8]) -> bool {
-        serde_json::from_slice::<Routing>(message)
-            .is_ok_and(|routing| routing.method.is_none() && routing.id.is_some())
+    /// The routing members of `message`; `None` when it is not a JSON object.
+    pub fn read(message: &[u8]) -> Option<Self> {
+        serde_json::from_slice(message).ok()
     }
 
-    /// The id of `message` if it is a request (of the upstream's own, in a stream).
-    pub fn request_id(message: &[u8]) -> Option<Value> {
-        let routing = serde_json::from_slice::<Routing>(message).ok()?;
-        routing.method.and(routing.id)
+    /// Whether `message` is an answer (to any request).
+    pub fn is_answer(message: &[u8]) -> bool {
+        Self::read(message).is_some_and(|routing| routing.method.is_none() && routing.id.is_some())
     }
 
     /// Whether `message` is the answer to the gateway's request `id`.
     pub fn answers(message: &[u8], id: u64) -> bool {
-        serde_json::from_slice::<Routing>(message)
-            .is_ok_and(|routing| routing.method.is_none() && routing.id == Some(Value::from(id)))
+        Self::read(message).is_some_and(|routing| routing.is_answer_to(id))
+    }
+
+    /// Whether this is the answer to the gateway's request `id`.
+    pub fn is_answer_to(&self, id: u64) -> bool {
+        self.method.is_none() && self.id == Some(Value::from(id))
+    }
+
+    /// The id of this message if it is a request (of the upstream's own, in a stream).
+    pub fn into_request_id(self) -> Option<Value> {
+        self.method.and(self.id)
     }
 }
 

@@ -30,7 +30,9 @@ use serde_json::Value;
 
 use super::Upstream;
 use super::http_client::UpstreamResponse;
-use super::link::{Link, Passed, Routing, learn_tools, pass_events};
+use super::link::{
+    GAVE_UP, Link, Passed, Routing, cancelled_notification, learn_tools, pass_events,
+};
 use super::message::Message;
 use super::stateless::{parse_error, read_message, value_of};
 use crate::auth::validate::Caller;
@@ -180,16 +182,14 @@ impl Shared {
     /// stopped waiting for it and answered 504 (as a client does with a request it gives up on),
     /// so that the upstream does not go on with it for nobody.
     async fn give_up(&self, outgoing: &Outgoing, upstream_id: Option<&HeaderValue>) {
-        let cancelled = serde_json::json!({
-            "jsonrpc": "2.0",
-            "method": "notifications/cancelled",
-            "params": {"requestId": outgoing.id, "reason": "the gateway's --upstream-timeout passed"},
-        });
         let passed = Passed {
             method: Method::POST,
             session: upstream_id,
             client_headers: outgoing.client_headers.clone(),
-            body: Some(Bytes::from(cancelled.to_string())),
+            body: Some(cancelled_notification(
+                outgoing.id.clone(),
+                Some(GAVE_UP.into()),
+            )),
             caller: outgoing.caller.as_deref(),
         };
         let _ = self.link.pass(passed).await;

@@ -32,7 +32,9 @@ use serde_json::{Value, json};
 
 use super::Upstream;
 use super::http_client::UpstreamResponse;
-use super::link::{Exchange, Link, LinkError, Routing, pass_events};
+use super::link::{
+    Exchange, GAVE_UP, Link, LinkError, Routing, cancelled_notification, pass_events,
+};
 use super::message::Message;
 use crate::auth::validate::Caller;
 use crate::server::bad_gateway::rpc_error_response;
@@ -257,7 +259,7 @@ impl Shared {
                 if error.is_timeout() {
                     // As a client does with a request it stops waiting for (the MCP spec), so the
                     // upstream does not go on with it for nobody.
-                    let reason = json!("the gateway's --upstream-timeout passed");
+                    let reason = Value::from(GAVE_UP);
                     let _ = self.cancel_upstream(our_id, Some(&reason), caller).await;
                 }
                 error.response(value_of(client_id))
@@ -296,13 +298,7 @@ impl Shared {
         reason: Option<&Value>,
         caller: Option<&Caller>,
     ) -> Result<Exchange, LinkError> {
-        let mut params = json!({"requestId": ours});
-        if let Some(reason) = reason {
-            params["reason"] = reason.clone();
-        }
-        let cancelled =
-            json!({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": params});
-        let cancelled = Bytes::from(cancelled.to_string());
+        let cancelled = cancelled_notification(ours.into(), reason.cloned());
         self.link.send(cancelled, None, caller).await
     }
 }
@@ -530,15 +526,16 @@ fn restore_id_in_stream(
 ) -> Response {
     pass_events(response, max_bytes, move |data| {
         let _in_flight = &in_flight;
-        if let Some(request) = Routing::request_id(data.as_bytes()) {
-            asked.note(&request);
-            return None;
+        // Read once for both questions: most events are progress, passed as they are.
+        let routing = Routing::read(data.as_bytes())?;
+        if routing.is_answer_to(our_id) {
+            let restored = with_id(data.as_bytes(), &client_id)?;
+            return String::from_utf8(restored.to_vec()).ok();
         }
-        let answer = Routing::answers(data.as_bytes(), our_id);
-        let restored = answer
-            .then(|| with_id(data.as_bytes(), &client_id))
-            .flatten()?;
-        String::from_utf8(restored.to_vec()).ok()
+        if let Some(request) = routing.into_request_id() {
+            asked.note(&request);
+        }
+        None
     })
 }
 
